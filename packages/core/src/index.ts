@@ -1,1 +1,6 @@
-export {}
+export * as Ids from "./Ids.ts"
+export * from "./CallError.ts"
+export * from "./MatrixClient.ts"
+export * from "./LiveKit.ts"
+export type * from "./CallMember.ts"
+export * from "./AuthService.ts"

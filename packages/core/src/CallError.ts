@@ -1,0 +1,92 @@
+/**
+ * The typed failures of the call lifecycle. Each one carries a `reason` to
+ * branch on and the lower-level `cause`; Matrix errcodes survive in `errcode`.
+ * Messages never contain tokens: secrets travel as `Redacted` and are not fields here.
+ */
+import { Schema } from "effect"
+
+const httpDetail = {
+  status: Schema.optional(Schema.Number),
+  errcode: Schema.optional(Schema.String),
+  error: Schema.optional(Schema.String)
+}
+
+const describe = (head: string, e: { status?: number | undefined; errcode?: string | undefined; error?: string | undefined }) =>
+  [head, e.status !== undefined ? `HTTP ${e.status}` : undefined, e.errcode, e.error].filter(Boolean).join(": ")
+
+/** There is no Matrix session, or the homeserver no longer accepts its access token. */
+export class NotAuthenticated extends Schema.TaggedError<NotAuthenticated>()("NotAuthenticated", {
+  reason: Schema.Literal("NoSession", "TokenRejected"),
+  ...httpDetail,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return this.reason === "NoSession"
+      ? "not logged in to a Matrix homeserver"
+      : describe("the homeserver rejected the access token", this)
+  }
+}
+
+/** Getting a LiveKit JWT failed: discovery, the OpenID token or the auth service itself. */
+export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFetchFailed", {
+  reason: Schema.Literal(
+    "NoAuthService", // no transport on the transports endpoint, .well-known or in config
+    "InsecureUrl", // an OpenID token may only go to https or loopback
+    "OpenIdFailed", // the homeserver would not issue an OpenID token
+    "Unreachable", // network failure talking to the auth service (after bounded retries)
+    "Timeout",
+    "Rejected", // the auth service answered with an error status
+    "BadResponse" // the answer did not decode as {url, jwt|token}
+  ),
+  endpoint: Schema.optional(Schema.String),
+  ...httpDetail,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    switch (this.reason) {
+      case "NoAuthService":
+        return "this homeserver has no MatrixRTC auth service configured (no rtc transports, no .well-known rtc_foci, no configured URL)"
+      case "InsecureUrl":
+        return `refusing to send an OpenID token to ${this.endpoint ?? "a non-https URL"}: only https or loopback URLs are allowed`
+      case "OpenIdFailed":
+        return describe("the homeserver did not issue an OpenID token", this)
+      case "Unreachable":
+        return `the MatrixRTC auth service at ${this.endpoint ?? "?"} is unreachable`
+      case "Timeout":
+        return `the MatrixRTC auth service at ${this.endpoint ?? "?"} did not answer in time`
+      case "Rejected":
+        return describe(`the MatrixRTC auth service at ${this.endpoint ?? "?"} refused the request`, this)
+      case "BadResponse":
+        return `the MatrixRTC auth service at ${this.endpoint ?? "?"} sent an answer without a usable {url, jwt}`
+    }
+  }
+}
+
+/** Publishing the call-membership state event failed; it is never swallowed. */
+export class MembershipFailed extends Schema.TaggedError<MembershipFailed>()("MembershipFailed", {
+  reason: Schema.Literal("Forbidden", "Rejected", "Unreachable", "RateLimited", "Timeout"),
+  ...httpDetail,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return this.reason === "Forbidden"
+      ? describe("not allowed to publish a call membership in this room (power level for org.matrix.msc3401.call.member)", this)
+      : describe(`publishing the call membership failed (${this.reason})`, this)
+  }
+}
+
+/** Connecting to the LiveKit SFU failed. */
+export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectFailed", {
+  reason: Schema.Literal("Timeout", "Rejected", "RoomNotFound", "Transport", "Disconnected"),
+  url: Schema.optional(Schema.String),
+  ...httpDetail,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return describe(`could not connect to the LiveKit SFU${this.url ? ` at ${this.url}` : ""} (${this.reason})`, this)
+  }
+}
+
+export type CallError = NotAuthenticated | JwtFetchFailed | MembershipFailed | ConnectFailed
+export const CallError = Schema.Union(NotAuthenticated, JwtFetchFailed, MembershipFailed, ConnectFailed)
+export const isCallError = Schema.is(CallError)
