@@ -1,1 +1,20 @@
-export {}
+// Programmatic API of the local MatrixRTC stack (Synapse + livekit-server + auth service).
+export { type Options, type ServiceName, type StackInfo, type StackUser, type UpResult, describeStack, down, readStack, startService, status, stopService, up } from "./stack.ts"
+export {
+  AUTH_PORT,
+  LIVEKIT_API_KEY,
+  LIVEKIT_API_SECRET,
+  LIVEKIT_PORT,
+  LIVEKIT_TCP_PORT,
+  LIVEKIT_UDP_PORT,
+  SERVER_NAME,
+  SYNAPSE_PORT,
+  authServiceUrl,
+  homeserverUrl,
+  livekitHttpUrl,
+  livekitUrl
+} from "./config.ts"
+export { type RegisteredUser, MatrixHttpError, matrixRequest, registerUser } from "./matrix.ts"
+export { CALL_MEMBER_EVENT } from "./provision.ts"
+export { boundUdpPorts, listeningTcpPorts } from "./proc.ts"
+export { StackError } from "./util.ts"

@@ -1,0 +1,253 @@
+// `up()` / `down()` for the whole stack, and `readStack()` for tests.
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import {
+  LIVEKIT_API_KEY,
+  LIVEKIT_API_SECRET,
+  SERVER_NAME,
+  authServiceUrl,
+  homeserverUrl,
+  livekitHttpUrl,
+  livekitUrl
+} from "./config.ts"
+import { runChecks } from "./checks.ts"
+import { ensureLivekit, ensureSynapse } from "./install.ts"
+import { type RegisteredUser, whoami } from "./matrix.ts"
+import { paths, stackDir } from "./paths.ts"
+import { pidAlive, readPidFile, runningFromPidFile, stopFromPidFile } from "./proc.ts"
+import { provision } from "./provision.ts"
+import {
+  type ServiceName,
+  ensureTemplate,
+  prepareLivekitRun,
+  prepareSynapseRun,
+  serviceNames,
+  serviceRunning,
+  startService as startOne,
+  stopService as stopOne
+} from "./services.ts"
+import { type Log, StackError, formatMs, pollUntil, stderrLog } from "./util.ts"
+
+export type { ServiceName } from "./services.ts"
+export type StackUser = RegisteredUser
+
+/** Contents of `.stack/stack.json`. It holds secrets (tokens, passwords); never print it. */
+export interface StackInfo {
+  readonly homeserverUrl: string
+  readonly serverName: string
+  readonly authServiceUrl: string
+  readonly livekitUrl: string
+  readonly livekitHttpUrl: string
+  readonly livekitApiKey: string
+  readonly livekitApiSecret: string
+  readonly registrationSharedSecret: string
+  readonly roomId: string
+  readonly forbiddenRoomId: string
+  readonly encryptedRoomId: string
+  readonly users: ReadonlyArray<StackUser>
+  readonly startedAt: string
+}
+
+export interface UpResult {
+  readonly stack: StackInfo
+  /** True when every service was already running and the stack was only re-verified. */
+  readonly wasRunning: boolean
+  /** Services this call started. */
+  readonly started: ReadonlyArray<ServiceName>
+  readonly ms: number
+}
+
+export interface Options {
+  readonly log?: Log
+}
+
+// ---------------------------------------------------------------------------------------
+// A cross-process lock so that two `up`/`down` calls never interleave.
+
+const lockOwner = join(paths.lockDir, "owner.json")
+
+const withLock = async <A>(log: Log, f: () => Promise<A>): Promise<A> => {
+  mkdirSync(join(paths.lockDir, ".."), { recursive: true })
+  let waitingLogged = false
+  const got = await pollUntil(
+    async () => {
+      try {
+        mkdirSync(paths.lockDir)
+        writeFileSync(lockOwner, JSON.stringify({ pid: process.pid, service: "lock", marker: "", startedAt: new Date().toISOString() }))
+        return true
+      } catch {
+        const ownerPid = readPidFile(lockOwner)?.pid
+        if (ownerPid !== undefined && !pidAlive(ownerPid)) {
+          rmSync(paths.lockDir, { recursive: true, force: true }) // stale lock of a dead process
+          return undefined
+        }
+        if (!waitingLogged) {
+          log(`waiting for another devstack command (pid ${ownerPid ?? "?"}) to finish`)
+          waitingLogged = true
+        }
+        return undefined
+      }
+    },
+    { timeoutMs: 15 * 60_000, intervalMs: 250 }
+  )
+  if (got !== true) {
+    throw new StackError("lock", `could not take ${paths.lockDir}`, `if no devstack command is running, delete ${paths.lockDir}`)
+  }
+  try {
+    return await f()
+  } finally {
+    rmSync(paths.lockDir, { recursive: true, force: true })
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** Reads `.stack/stack.json`. Throws a StackError telling how to start the stack if it is missing. */
+export const readStack = (): StackInfo => {
+  try {
+    return JSON.parse(readFileSync(paths.stackJson, "utf8")) as StackInfo
+  } catch {
+    throw new StackError(
+      "stack.json",
+      `${paths.stackJson} not found: the local MatrixRTC stack is not up`,
+      "run `npm run stack:up`, or run the tests through the integration vitest project (it starts the stack)"
+    )
+  }
+}
+
+const tryReadStack = (): StackInfo | undefined => {
+  try {
+    return readStack()
+  } catch {
+    return undefined
+  }
+}
+
+/** Which services are running (pid alive and ours). */
+export const status = (): Record<ServiceName, number | undefined> => ({
+  livekit: serviceRunning("livekit")?.pid,
+  synapse: serviceRunning("synapse")?.pid,
+  auth: serviceRunning("auth")?.pid
+})
+
+const tokensValid = async (stack: StackInfo): Promise<boolean> => {
+  for (const u of stack.users) {
+    try {
+      const me = await whoami(u.accessToken)
+      if (me.user_id !== u.userId) return false
+    } catch {
+      return false
+    }
+  }
+  return true
+}
+
+const fresh = async (log: Log): Promise<{ stack: StackInfo; started: Array<ServiceName> }> => {
+  // Anything half-running from an earlier, broken run goes first.
+  await stopAll(log)
+  rmSync(paths.stackJson, { force: true })
+  rmSync(paths.logsDir, { recursive: true, force: true })
+  mkdirSync(paths.logsDir, { recursive: true })
+
+  await Promise.all([ensureSynapse(log), ensureLivekit(log)])
+  await ensureTemplate(log)
+
+  const registrationSharedSecret = randomBytes(24).toString("base64url")
+  prepareSynapseRun(registrationSharedSecret)
+  prepareLivekitRun()
+
+  await Promise.all([startOne("livekit", log), startOne("synapse", log)])
+  await startOne("auth", log)
+
+  const started = Date.now()
+  const p = await provision(registrationSharedSecret)
+  const first = p.users[0]
+  if (first === undefined) throw new Error("provisioning created no users")
+  await runChecks(first.accessToken)
+  log(`provisioned ${p.users.length} users and 3 rooms, checks passed, in ${formatMs(Date.now() - started)}`)
+
+  const stack: StackInfo = {
+    homeserverUrl,
+    serverName: SERVER_NAME,
+    authServiceUrl,
+    livekitUrl,
+    livekitHttpUrl,
+    livekitApiKey: LIVEKIT_API_KEY,
+    livekitApiSecret: LIVEKIT_API_SECRET,
+    registrationSharedSecret,
+    roomId: p.roomId,
+    forbiddenRoomId: p.forbiddenRoomId,
+    encryptedRoomId: p.encryptedRoomId,
+    users: p.users,
+    startedAt: new Date().toISOString()
+  }
+  writeFileSync(paths.stackJson, `${JSON.stringify(stack, null, 2)}\n`, { mode: 0o600 })
+  return { stack, started: [...serviceNames] }
+}
+
+/**
+ * Brings the stack up and waits until it is ready and verified. Idempotent: if it is already
+ * up, only restarts what is missing, re-runs the checks and returns the existing stack.json.
+ */
+export const up = (opts: Options = {}): Promise<UpResult> => {
+  const log = opts.log ?? stderrLog
+  const t0 = Date.now()
+  return withLock(log, async () => {
+    const existing = tryReadStack()
+    const running = serviceNames.filter((n) => serviceRunning(n) !== undefined)
+    // Reuse only if Synapse (which holds the users and rooms) is still the one stack.json describes.
+    if (existing !== undefined && running.includes("synapse") && existsSync(paths.livekitConfig)) {
+      const missing = serviceNames.filter((n) => !running.includes(n))
+      for (const n of missing) await startOne(n, log)
+      for (const n of running) await startOne(n, log) // re-probes; returns at once when healthy
+      if (await tokensValid(existing)) {
+        const first = existing.users[0]
+        if (first !== undefined) await runChecks(first.accessToken)
+        return { stack: existing, wasRunning: missing.length === 0, started: missing, ms: Date.now() - t0 }
+      }
+      log("stack.json does not match the running Synapse; starting a fresh stack")
+    }
+    const { stack, started } = await fresh(log)
+    return { stack, wasRunning: false, started, ms: Date.now() - t0 }
+  })
+}
+
+const stopAll = async (log: Log): Promise<void> => {
+  // Auth first (it talks to the others), then LiveKit and Synapse together.
+  await stopOne("auth", log)
+  await Promise.all([stopOne("livekit", log), stopOne("synapse", log)])
+  // An interrupted template build may have left a Synapse behind.
+  await stopFromPidFile(join(paths.templateBuildDir, "synapse.pid"))
+}
+
+/** Stops every service of the stack and waits until no process and no port is left. */
+export const down = (opts: Options = {}): Promise<void> => {
+  const log = opts.log ?? stderrLog
+  return withLock(log, async () => {
+    await stopAll(log)
+    rmSync(paths.stackJson, { force: true })
+    const left = serviceNames.filter((n) => runningFromPidFile(join(stackDir, `${n}.pid`)) !== undefined)
+    if (left.length > 0) throw new StackError("down", `still running: ${left.join(", ")}`, "kill them by hand")
+  })
+}
+
+/** Human-readable summary without secrets. */
+export const describeStack = (stack: StackInfo): string =>
+  [
+    "MatrixRTC dev stack is up:",
+    `  Synapse       ${stack.homeserverUrl}   (server_name ${stack.serverName}; logs .stack/logs/synapse.log)`,
+    `  LiveKit       ${stack.livekitUrl}   (API key ${stack.livekitApiKey}; logs .stack/logs/livekit.log)`,
+    `  auth service  ${stack.authServiceUrl}   (logs .stack/logs/auth.log)`,
+    `  users         ${stack.users.map((u) => `${u.userId} (device ${u.deviceId})`).join(", ")}`,
+    `  roomId          ${stack.roomId}   (call.member at 0)`,
+    `  forbiddenRoomId ${stack.forbiddenRoomId}   (call.member needs 50)`,
+    `  encryptedRoomId ${stack.encryptedRoomId}   (m.room.encryption)`,
+    `  passwords, access tokens, secrets: ${paths.stackJson}`
+  ].join("\n")
+
+/** Starts one service again (e.g. after `stopService`) and waits until it is ready. */
+export const startService = (name: ServiceName, opts: Options = {}): Promise<void> => startOne(name, opts.log ?? stderrLog)
+
+/** Stops one service (e.g. to provoke failures); waits until its process and ports are gone. */
+export const stopService = (name: ServiceName, opts: Options = {}): Promise<void> => stopOne(name, opts.log ?? stderrLog)
