@@ -1,0 +1,24 @@
+/**
+ * Wiring of the auth service: real layers from the environment, and a test
+ * wiring with a fake verifier and in-memory LiveKit rooms.
+ */
+import { FetchHttpClient } from "@effect/platform"
+import { Layer } from "effect"
+import * as Delegation from "./Delegation.ts"
+import * as Http from "./Http.ts"
+import * as LiveKitRooms from "./LiveKitRooms.ts"
+import * as OpenIdVerifier from "./OpenIdVerifier.ts"
+import * as Settings from "./Settings.ts"
+
+export { Delegation, Http, LiveKitRooms, OpenIdVerifier, Settings }
+
+/** Real services over the given settings (needs nothing else). */
+export const layerServices = Layer.mergeAll(OpenIdVerifier.layer, LiveKitRooms.layer, Delegation.layerMinimal).pipe(
+  Layer.provideMerge(FetchHttpClient.layer)
+)
+
+/** The whole service from the environment: listens until interrupted. */
+export const layerConfig = Http.layerServer.pipe(
+  Layer.provide(layerServices),
+  Layer.provide(Settings.layerConfig)
+)

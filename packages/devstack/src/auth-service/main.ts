@@ -1,0 +1,14 @@
+/**
+ * The MatrixRTC auth service (lk-jwt-service HTTP API), configured from the
+ * environment: `node packages/devstack/src/auth-service/main.ts`.
+ *
+ * LIVEKIT_URL, LIVEKIT_KEY, LIVEKIT_SECRET (required); LIVEKIT_JWT_BIND
+ * (default 127.0.0.1:8080) or LIVEKIT_JWT_PORT; LIVEKIT_FULL_ACCESS_HOMESERVERS
+ * (default *); LIVEKIT_CS_API_URL_OVERRIDES and MATRIXRTC_USERINFO_URLS
+ * (`server=url,…`).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Layer } from "effect"
+import * as AuthService from "./AuthService.ts"
+
+NodeRuntime.runMain(Layer.launch(AuthService.layerConfig))
