@@ -1,1 +1,1 @@
-export {}
+export * as BrowserLiveKit from "./BrowserLiveKit.ts"
