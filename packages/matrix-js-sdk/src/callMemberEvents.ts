@@ -1,0 +1,94 @@
+/**
+ * The room's call-membership events as a Stream: what the client already holds
+ * first, then each new one. Bridges matrix-js-sdk emitters (effect-style.md §6):
+ * listeners go on before the current state is read, so nothing falls in between,
+ * and an event id seen twice is emitted once. Listeners come off when the
+ * stream's scope closes.
+ */
+import type { Ids, RawCallEvent } from "@matrixrtc-effect/core"
+import { Effect, Stream } from "effect"
+import * as sdk from "matrix-js-sdk"
+import { RoomStickyEventsEvent } from "matrix-js-sdk/lib/models/room-sticky-events.js"
+import type { StickyMatrixEvent } from "matrix-js-sdk/lib/models/room-sticky-events.js"
+
+export const CALL_MEMBER_STATE_TYPE = "org.matrix.msc3401.call.member"
+export const RTC_MEMBER_STICKY_TYPE = "org.matrix.msc4143.rtc.member"
+
+/** None for local echoes: they have no server event id yet and come back from sync anyway. */
+const toRaw = (event: sdk.MatrixEvent): RawCallEvent | undefined => {
+  const eventId = event.getId()
+  const sender = event.getSender()
+  if (eventId === undefined || eventId.startsWith("~") || sender === undefined) return undefined
+  const sticky = event.unstableStickyInfo
+  return {
+    type: event.getType(),
+    stateKey: event.getStateKey(),
+    sender,
+    eventId,
+    originServerTs: event.getTs(),
+    content: event.getContent(),
+    ...(sticky !== undefined ? { stickyDurationMs: sticky.duration_ttl_ms ?? sticky.duration_ms } : {})
+  }
+}
+
+export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): Stream.Stream<RawCallEvent> =>
+  Stream.asyncScoped<RawCallEvent>(
+    (emit) =>
+      Effect.gen(function* () {
+        const seen = new Set<string>()
+        const push = (event: sdk.MatrixEvent) => {
+          const raw = toRaw(event)
+          if (raw === undefined || seen.has(raw.eventId)) return
+          seen.add(raw.eventId)
+          void emit.single(raw)
+        }
+
+        const onState = (event: sdk.MatrixEvent, state: sdk.RoomState) => {
+          if (event.getRoomId() !== roomId || event.getType() !== CALL_MEMBER_STATE_TYPE) return
+          // Back-pagination replays old state into `oldState`; only the live state counts.
+          const room = client.getRoom(roomId)
+          if (room !== null && state !== room.currentState) return
+          push(event)
+        }
+
+        const onSticky = (
+          added: ReadonlyArray<StickyMatrixEvent>,
+          updated: ReadonlyArray<{ readonly current: StickyMatrixEvent }>
+        ) => {
+          for (const e of added) if (e.getType() === RTC_MEMBER_STICKY_TYPE) push(e)
+          for (const u of updated) if (u.current.getType() === RTC_MEMBER_STICKY_TYPE) push(u.current)
+        }
+
+        // The client does not re-emit sticky updates, so they are heard on the Room, once it exists.
+        let attached: sdk.Room | undefined
+        const attach = (room: sdk.Room) => {
+          if (attached !== undefined || room.roomId !== roomId) return
+          attached = room
+          room.on(RoomStickyEventsEvent.Update, onSticky)
+          for (const e of room.currentState.getStateEvents(CALL_MEMBER_STATE_TYPE)) push(e)
+          for (const e of room._unstable_getStickyEvents()) if (e.getType() === RTC_MEMBER_STICKY_TYPE) push(e)
+        }
+
+        const onSync = (state: sdk.SyncState) => {
+          if (state === sdk.SyncState.Stopped) void emit.end()
+        }
+
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            client.on(sdk.RoomStateEvent.Events, onState)
+            client.on(sdk.ClientEvent.Room, attach)
+            client.on(sdk.ClientEvent.Sync, onSync)
+          }),
+          () =>
+            Effect.sync(() => {
+              client.off(sdk.RoomStateEvent.Events, onState)
+              client.off(sdk.ClientEvent.Room, attach)
+              client.off(sdk.ClientEvent.Sync, onSync)
+              attached?.off(RoomStickyEventsEvent.Update, onSticky)
+            })
+        )
+        const room = client.getRoom(roomId)
+        if (room !== null) attach(room)
+      }),
+    "unbounded"
+  ).pipe(Stream.withSpan("MatrixClient.callMemberEvents", { attributes: { roomId } }))
