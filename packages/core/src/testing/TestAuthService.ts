@@ -1,0 +1,158 @@
+/**
+ * An in-memory MatrixRTC auth service behind the `AuthService` port. Like
+ * lk-jwt-service it trusts nothing but the OpenID token, which it verifies
+ * against the `TestHomeserver` that issued it. It hands out JWT-shaped
+ * strings that the `TestLiveKit` SFU accepts.
+ */
+import { Context, Effect, Layer, Option, Redacted, Ref } from "effect"
+import type { LiveKitClaims, LiveKitGrant } from "../AuthService.ts"
+import { AuthService } from "../AuthService.ts"
+import { JwtFetchFailed } from "../CallError.ts"
+import * as LiveKitNaming from "../LiveKitNaming.ts"
+import type { OpenIdToken } from "../MatrixClient.ts"
+import type { Fault, FaultQueue } from "./TestCallLog.ts"
+import { describeFault, makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
+import { defaultAuthServiceUrl, TestHomeserver } from "./TestHomeserver.ts"
+
+export type AuthOp = "sfuGet" | "getToken"
+
+export interface TestAuthServiceOptions {
+  /** The base URL it answers on (default: what the test homeserver advertises). */
+  readonly url?: string | undefined
+  /** The SFU websocket URL it hands out. */
+  readonly sfuUrl?: string | undefined
+}
+
+export interface TestAuthServiceService {
+  readonly url: string
+  readonly sfuUrl: string
+  /** Faults are answered like the real service: `status`/`errcode` → `JwtFetchFailed` Rejected; no status → Unreachable. */
+  readonly injectFault: (op: AuthOp, fault: Fault, times?: number) => Effect.Effect<void>
+  readonly clearFaults: Effect.Effect<void>
+  /** The claims of a JWT this service issued (what the SFU checks). */
+  readonly claimsFor: (jwt: string) => Effect.Effect<Option.Option<LiveKitClaims>>
+  /** Every JWT issued so far (so tests can prove none leaks into logs). */
+  readonly issuedJwts: Effect.Effect<ReadonlyArray<string>>
+}
+
+export class TestAuthService extends Context.Tag("@matrixrtc-effect/core/testing/TestAuthService")<
+  TestAuthService,
+  TestAuthServiceService
+>() {}
+
+export const defaultSfuUrl = "wss://sfu.example.org"
+const jwtLifetimeS = 3600
+
+// JWT segments are base64url of ASCII JSON here; test ids are ASCII, so a byte per char is exact.
+const b64url = (s: string) =>
+  LiveKitNaming.base64StdNoPad(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)).replace(/\+/g, "-").replace(
+    /\//g,
+    "_"
+  )
+
+export const make = (options: TestAuthServiceOptions = {}) =>
+  Effect.gen(function*() {
+    const hs = yield* TestHomeserver
+    const log = yield* TestCallLog
+    const url = (options.url ?? defaultAuthServiceUrl).replace(/\/+$/, "")
+    const sfuUrl = options.sfuUrl ?? defaultSfuUrl
+    const faults: FaultQueue<AuthOp> = yield* makeFaultQueue<AuthOp>()
+    const issued = yield* Ref.make<ReadonlyMap<string, LiveKitClaims>>(new Map())
+    const counter = yield* Ref.make(0)
+
+    const reject = (endpoint: string, status: number, errcode: string, error: string) =>
+      new JwtFetchFailed({ reason: "Rejected", endpoint, status, errcode, error })
+
+    const handle = (
+      op: AuthOp,
+      baseUrl: string,
+      roomId: string,
+      openIdToken: OpenIdToken,
+      identityFor: (sub: string) => Effect.Effect<string, JwtFetchFailed>,
+      slotId: string
+    ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
+      Effect.gen(function*() {
+        const endpoint = `${baseUrl.replace(/\/+$/, "")}/${op === "sfuGet" ? "sfu/get" : "get_token"}`
+        if (baseUrl.replace(/\/+$/, "") !== url) {
+          return yield* Effect.fail(new JwtFetchFailed({ reason: "Unreachable", endpoint }))
+        }
+        const fault = yield* faults.take(op)
+        if (fault?._tag === "Hang") {
+          yield* log.append({ actor: "auth", op, roomId, detail: "fault hang" })
+          return yield* Effect.never
+        }
+        if (fault) {
+          yield* log.append({ actor: "auth", op, roomId, detail: describeFault(fault) })
+          return yield* Effect.fail(
+            fault.status === undefined
+              ? new JwtFetchFailed({ reason: "Unreachable", endpoint })
+              : reject(endpoint, fault.status, fault.errcode ?? "M_UNKNOWN", fault.error ?? "injected fault")
+          )
+        }
+        const verified = yield* hs.verifyOpenIdToken(Redacted.value(openIdToken.accessToken))
+        if (Option.isNone(verified) || !verified.value.sub.endsWith(`:${openIdToken.matrixServerName}`)) {
+          yield* log.append({ actor: "auth", op, roomId, detail: "401 M_UNAUTHORIZED" })
+          return yield* Effect.fail(reject(endpoint, 401, "M_UNAUTHORIZED", "The request could not be authorised."))
+        }
+        const identity = yield* identityFor(verified.value.sub)
+        const room = yield* LiveKitNaming.liveKitRoomName(roomId, slotId)
+        const n = yield* Ref.updateAndGet(counter, (x) => x + 1)
+        const claims: LiveKitClaims = {
+          identity,
+          room,
+          expiresAt: undefined,
+          canPublish: true,
+          canSubscribe: true
+        }
+        const jwt = [
+          b64url(JSON.stringify({ alg: "HS256", typ: "JWT" })),
+          b64url(JSON.stringify({ sub: identity, exp: jwtLifetimeS, video: { room, roomJoin: true } })),
+          `jwt_signature_secret_${n}`
+        ].join(".")
+        yield* Ref.update(issued, (m) => new Map(m).set(jwt, claims))
+        yield* log.append({ actor: "auth", op, roomId, who: identity })
+        return { url: sfuUrl, jwt: Redacted.make(jwt), claims }
+      })
+
+    const service = AuthService.of({
+      sfuGet: (baseUrl, request) =>
+        handle(
+          "sfuGet",
+          baseUrl,
+          request.roomId,
+          request.openIdToken,
+          (sub) => Effect.succeed(`${sub}:${request.deviceId}`),
+          LiveKitNaming.legacySlotId
+        ),
+      getToken: (baseUrl, request) =>
+        handle(
+          "getToken",
+          baseUrl,
+          request.roomId,
+          request.openIdToken,
+          (sub) =>
+            sub === request.member.claimedUserId
+              ? LiveKitNaming.liveKitIdentityHashed(sub, request.member.claimedDeviceId, request.member.id)
+              : Effect.fail(reject(`${url}/get_token`, 401, "M_UNAUTHORIZED", "The request could not be authorised.")),
+          request.slotId
+        )
+    })
+    const control = TestAuthService.of({
+      url,
+      sfuUrl,
+      injectFault: faults.inject,
+      clearFaults: faults.clear,
+      claimsFor: (jwt) => Effect.map(Ref.get(issued), (m) => Option.fromNullable(m.get(jwt))),
+      issuedJwts: Effect.map(Ref.get(issued), (m) => [...m.keys()])
+    })
+    return [service, control] as const
+  })
+
+/** `AuthService` plus the `TestAuthService` control. */
+export const layer = (
+  options: TestAuthServiceOptions = {}
+): Layer.Layer<AuthService | TestAuthService, never, TestHomeserver | TestCallLog> =>
+  Layer.effectContext(
+    Effect.map(make(options), ([service, control]) =>
+      Context.make(AuthService, service).pipe(Context.add(TestAuthService, control)))
+  )

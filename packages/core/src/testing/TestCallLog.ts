@@ -1,0 +1,89 @@
+/**
+ * One ordered log shared by the in-memory homeserver, auth service and SFU, so
+ * a test can assert who saw what and in which order (e.g. "SFU disconnect
+ * before membership end"). Entries never hold secrets: tokens are not logged,
+ * contents only as a short summary.
+ */
+import { Clock, Context, Effect, Layer, Ref } from "effect"
+
+export type Actor = "homeserver" | "auth" | "sfu"
+
+export interface CallLogEntry {
+  /** TestClock time of the call. */
+  readonly at: number
+  readonly actor: Actor
+  readonly op: string
+  readonly roomId?: string | undefined
+  readonly stateKey?: string | undefined
+  /** Who made the call (user id or LiveKit identity), when known. */
+  readonly who?: string | undefined
+  /** A content summary, e.g. `leave`, `join expires=14400000`, `fault 403 M_FORBIDDEN`. */
+  readonly detail?: string | undefined
+}
+
+export interface TestCallLogService {
+  readonly append: (entry: Omit<CallLogEntry, "at">) => Effect.Effect<void>
+  readonly entries: Effect.Effect<ReadonlyArray<CallLogEntry>>
+  /** `actor:op` strings, handy for order assertions. */
+  readonly ops: Effect.Effect<ReadonlyArray<string>>
+  readonly clear: Effect.Effect<void>
+}
+
+export class TestCallLog extends Context.Tag("@matrixrtc-effect/core/testing/TestCallLog")<
+  TestCallLog,
+  TestCallLogService
+>() {}
+
+export const make: Effect.Effect<TestCallLogService> = Effect.gen(function*() {
+  const ref = yield* Ref.make<ReadonlyArray<CallLogEntry>>([])
+  const entries = Ref.get(ref)
+  return TestCallLog.of({
+    append: (entry) =>
+      Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(ref, (xs) => [...xs, { at, ...entry }])),
+    entries,
+    ops: Effect.map(entries, (xs) => xs.map((e) => `${e.actor}:${e.op}`)),
+    clear: Ref.set(ref, [])
+  })
+})
+
+export const layer: Layer.Layer<TestCallLog> = Layer.effect(TestCallLog, make)
+
+/** A fault the in-memory backends inject into the next call(s) of an operation. */
+export type Fault =
+  | {
+    readonly _tag: "Fail"
+    /** HTTP status; omit for a transport (network) failure. */
+    readonly status?: number | undefined
+    readonly errcode?: string | undefined
+    readonly error?: string | undefined
+    /** Extra JSON body keys (e.g. the MSC4140 max-delay variants). */
+    readonly body?: Readonly<Record<string, unknown>> | undefined
+    readonly retryAfterMs?: number | undefined
+  }
+  | { readonly _tag: "Hang" }
+
+export const fail = (f: Omit<Extract<Fault, { _tag: "Fail" }>, "_tag"> = {}): Fault => ({ _tag: "Fail", ...f })
+export const hang: Fault = { _tag: "Hang" }
+
+/** A per-operation queue of faults; each call of the operation consumes one. */
+export interface FaultQueue<Op extends string> {
+  readonly inject: (op: Op, fault: Fault, times?: number) => Effect.Effect<void>
+  readonly clear: Effect.Effect<void>
+  /** The fault for this call of `op`, if one is queued. */
+  readonly take: (op: Op) => Effect.Effect<Fault | undefined>
+}
+
+export const makeFaultQueue = <Op extends string>(): Effect.Effect<FaultQueue<Op>> =>
+  Effect.map(Ref.make<ReadonlyArray<{ readonly op: Op; readonly fault: Fault }>>([]), (ref) => ({
+    inject: (op, fault, times = 1) =>
+      Ref.update(ref, (xs) => [...xs, ...Array.from({ length: times }, () => ({ op, fault }))]),
+    clear: Ref.set(ref, []),
+    take: (op) =>
+      Ref.modify(ref, (xs) => {
+        const i = xs.findIndex((x) => x.op === op)
+        return i < 0 ? [undefined, xs] : [xs[i]!.fault, [...xs.slice(0, i), ...xs.slice(i + 1)]]
+      })
+  }))
+
+export const describeFault = (f: Extract<Fault, { _tag: "Fail" }>): string =>
+  ["fault", f.status ?? "network", f.errcode].filter((x) => x !== undefined).join(" ")
