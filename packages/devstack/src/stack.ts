@@ -53,6 +53,8 @@ export interface UpResult {
   readonly stack: StackInfo
   /** True when every service was already running and the stack was only re-verified. */
   readonly wasRunning: boolean
+  /** True when this call started a fresh stack (new data, users and rooms). */
+  readonly fresh: boolean
   /** Services this call started. */
   readonly started: ReadonlyArray<ServiceName>
   readonly ms: number
@@ -204,12 +206,12 @@ export const up = (opts: Options = {}): Promise<UpResult> => {
       if (await tokensValid(existing)) {
         const first = existing.users[0]
         if (first !== undefined) await runChecks(first.accessToken)
-        return { stack: existing, wasRunning: missing.length === 0, started: missing, ms: Date.now() - t0 }
+        return { stack: existing, wasRunning: missing.length === 0, fresh: false, started: missing, ms: Date.now() - t0 }
       }
       log("stack.json does not match the running Synapse; starting a fresh stack")
     }
     const { stack, started } = await fresh(log)
-    return { stack, wasRunning: false, started, ms: Date.now() - t0 }
+    return { stack, wasRunning: false, fresh: true, started, ms: Date.now() - t0 }
   })
 }
 

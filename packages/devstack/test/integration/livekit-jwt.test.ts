@@ -1,0 +1,64 @@
+// (b) A JWT minted by the auth service works on the real livekit-server: a participant
+// connects with it and RoomService sees it in the hashed room under `@user:localhost:DEVICE`.
+import { Room, dispose } from "@livekit/rtc-node"
+import { RoomServiceClient } from "livekit-server-sdk"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { readStack, type StackInfo } from "../../src/index.ts"
+import { hashParts, postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+
+let stack: StackInfo
+let rooms: RoomServiceClient
+beforeAll(() => {
+  stack = readStack()
+  rooms = new RoomServiceClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
+})
+afterAll(async () => {
+  await dispose()
+})
+
+const pollFor = async <A>(probe: () => Promise<A | undefined>, timeoutMs: number): Promise<A | undefined> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v !== undefined || Date.now() > deadline) return v
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+describe("JWT from the auth service on the real livekit-server", () => {
+  it("connects a participant that RoomService lists in the expected room with the expected identity", async () => {
+    const bob = userAt(stack, 1)
+    const res = await postAuth(stack, "/sfu/get", {
+      room: stack.roomId,
+      openid_token: await requestOpenIdToken(bob),
+      device_id: bob.deviceId
+    })
+    expect(res.status).toBe(200)
+    const expectedRoom = hashParts([stack.roomId, "m.call#ROOM"])
+    const expectedIdentity = `${bob.userId}:${bob.deviceId}`
+    expect(expectedIdentity).toMatch(/^@bob:localhost:[A-Z]+$/)
+
+    // auto_create is off: the auth service created the room for the full-access user.
+    expect((await rooms.listRooms([expectedRoom])).map((r) => r.name)).toEqual([expectedRoom])
+
+    const room = new Room()
+    try {
+      await room.connect(res.json["url"] as string, res.json["jwt"] as string, { autoSubscribe: false, dynacast: false })
+      expect(room.localParticipant?.identity).toBe(expectedIdentity)
+      expect(room.name).toBe(expectedRoom)
+
+      const seen = await pollFor(async () => {
+        const ps = await rooms.listParticipants(expectedRoom)
+        return ps.find((p) => p.identity === expectedIdentity)
+      }, 15_000)
+      expect(seen?.identity).toBe(expectedIdentity)
+    } finally {
+      await room.disconnect()
+    }
+    const gone = await pollFor(async () => {
+      const ps = await rooms.listParticipants(expectedRoom).catch(() => [])
+      return ps.some((p) => p.identity === expectedIdentity) ? undefined : true
+    }, 15_000)
+    expect(gone).toBe(true)
+  })
+})
