@@ -108,3 +108,38 @@ export const layerMinimal: Layer.Layer<Delegation, never, AuthServiceSettings | 
     })
   })
 )
+
+/** In-memory delegation for tests: records jobs and webhook deliveries. */
+export interface Memory {
+  readonly jobs: Array<Job>
+  readonly webhooks: Array<{ readonly body: string; readonly authorization: Option.Option<string> }>
+  readonly csApiUrls: Map<string, string>
+  shuttingDown: boolean
+  readonly service: Service
+}
+
+export const makeMemory = (csApiUrls: Readonly<Record<string, string>> = {}): Memory => {
+  const memory: Memory = {
+    jobs: [],
+    webhooks: [],
+    csApiUrls: new Map(Object.entries(csApiUrls)),
+    shuttingDown: false,
+    service: Delegation.of({
+      resolveCsApi: (serverName) =>
+        Effect.suspend(() => {
+          const url = memory.csApiUrls.get(serverName)
+          return url === undefined ? Effect.fail(new CsApiUnresolvable({ serverName })) : Effect.succeed(url)
+        }),
+      register: (job) =>
+        Effect.suspend(() => {
+          if (memory.shuttingDown) return Effect.fail(new ShuttingDown())
+          memory.jobs.push(job)
+          return Effect.void
+        }),
+      webhook: (body, authorization) => Effect.sync(() => void memory.webhooks.push({ body, authorization }))
+    })
+  }
+  return memory
+}
+
+export const layerMemory = (memory: Memory): Layer.Layer<Delegation> => Layer.succeed(Delegation, memory.service)
