@@ -1,2 +1,6 @@
 #!/usr/bin/env node
-export {}
+// The `matrixrtc` executable: parse argv, run, exit with the command's code.
+import { main } from "./cli/Cli.ts"
+import { runMain } from "./cli/Main.ts"
+
+runMain(main(process.argv))
