@@ -36,7 +36,11 @@ export interface CallMember {
   readonly transports: ReadonlyArray<Transport>
   /** ms: `created_ts`, else the event's `origin_server_ts`. */
   readonly createdTs: number
-  /** Absolute ms after which the membership is expired; none for sticky (liveness is the sticky TTL). */
+  /**
+   * Absolute ms at which the membership counts as expired (`expiresAt - now <= 0`).
+   * Session/legacy: from `created_ts`/`expires`. Sticky: the sticky TTL (≤ 1 h after receipt),
+   * since sticky contents carry no `expires`.
+   */
   readonly expiresAt: Option.Option<number>
   /** The LiveKit identity peers expect for this member (JS-SDK `rtcBackendIdentity`). */
   readonly rtcBackendIdentity: string
