@@ -15,7 +15,7 @@ import { runChecks } from "./checks.ts"
 import { ensureLivekit, ensureSynapse } from "./install.ts"
 import { type RegisteredUser, whoami } from "./matrix.ts"
 import { paths, stackDir } from "./paths.ts"
-import { pidAlive, readPidFile, runningFromPidFile, stopFromPidFile } from "./proc.ts"
+import { type PortSet, busyPorts, describePorts, pidAlive, readPidFile, runningFromPidFile, stopFromPidFile } from "./proc.ts"
 import { provision } from "./provision.ts"
 import {
   type ServiceName,
@@ -24,10 +24,11 @@ import {
   prepareSynapseRun,
   serviceNames,
   serviceRunning,
+  services,
   startService as startOne,
   stopService as stopOne
 } from "./services.ts"
-import { type Log, StackError, formatMs, pollUntil, stderrLog } from "./util.ts"
+import { type Log, StackError, formatMs, pollUntil, silentLog, stderrLog } from "./util.ts"
 
 export type { ServiceName } from "./services.ts"
 export type StackUser = RegisteredUser
@@ -153,6 +154,7 @@ const fresh = async (log: Log): Promise<{ stack: StackInfo; started: Array<Servi
   mkdirSync(paths.logsDir, { recursive: true })
 
   await Promise.all([ensureSynapse(log), ensureLivekit(log)])
+  assertPortsFree()
   await ensureTemplate(log)
 
   const registrationSharedSecret = randomBytes(24).toString("base64url")
@@ -188,6 +190,22 @@ const fresh = async (log: Log): Promise<{ stack: StackInfo; started: Array<Servi
   return { stack, started: [...serviceNames] }
 }
 
+const allPorts: PortSet = {
+  tcp: serviceNames.flatMap((n) => services[n].ports.tcp),
+  udp: serviceNames.flatMap((n) => services[n].ports.udp)
+}
+
+const assertPortsFree = (): void => {
+  const busy = busyPorts(allPorts)
+  if (busy.tcp.length > 0 || busy.udp.length > 0) {
+    throw new StackError(
+      "ports",
+      `cannot start the stack: ${describePorts(busy)} already in use by processes this stack did not start`,
+      "stop whatever listens there (find it with `ss -ltnup`), e.g. a stack started from another checkout"
+    )
+  }
+}
+
 /**
  * Brings the stack up and waits until it is ready and verified. Idempotent: if it is already
  * up, only restarts what is missing, re-runs the checks and returns the existing stack.json.
@@ -210,7 +228,15 @@ export const up = (opts: Options = {}): Promise<UpResult> => {
       }
       log("stack.json does not match the running Synapse; starting a fresh stack")
     }
-    const { stack, started } = await fresh(log)
+    let result: { stack: StackInfo; started: Array<ServiceName> }
+    try {
+      result = await fresh(log)
+    } catch (e) {
+      // Leave nothing half-started behind; the logs in .stack/logs stay for diagnosis.
+      await stopAll(silentLog).catch(() => {})
+      throw e
+    }
+    const { stack, started } = result
     return { stack, wasRunning: false, fresh: true, started, ms: Date.now() - t0 }
   })
 }
