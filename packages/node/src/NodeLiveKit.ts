@@ -1,0 +1,551 @@
+/**
+ * The core `LiveKit` port on @livekit/rtc-node, plus a richer node handle
+ * (`NodeLiveKit`): publish PCM audio (a tone or a WAV file) and read remote
+ * audio frames as a Stream, so tests can check that sound arrives.
+ *
+ * Both tags are served by one service (effect-style.md §1.3 b), so the
+ * connection `join` opens through `LiveKit` is the one reached through
+ * `NodeLiveKit.connection`.
+ *
+ * rtc-node runs a native (Rust, FFI) runtime that keeps the process alive until
+ * `dispose()` is called. The layer owns that: it is scoped and disposes the
+ * runtime when the last layer using it closes (`ffiRuntime` below).
+ *
+ * ICE servers are never configured here: rtc-node then uses the ones the SFU
+ * sends in its join response, which the local stack limits to a loopback dummy.
+ */
+import { ConnectFailed, LiveKit } from "@matrixrtc-effect/core"
+import type {
+  ConnectionState,
+  ConnectOptions,
+  DisconnectReason,
+  LiveKitConnection,
+  LiveKitService,
+  RemoteParticipant
+} from "@matrixrtc-effect/core"
+import {
+  AudioFrame,
+  AudioSource,
+  AudioStream,
+  ConnectionState as LkConnectionState,
+  DisconnectReason as LkDisconnectReason,
+  dispose as disposeFfi,
+  LocalAudioTrack,
+  Room,
+  RoomEvent,
+  TrackKind,
+  TrackPublishOptions,
+  TrackSource
+} from "@livekit/rtc-node"
+import type { RemoteTrack, RemoteTrackPublication, RemoteParticipant as LkRemoteParticipant } from "@livekit/rtc-node"
+import type { Scope } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  PubSub,
+  Queue,
+  Redacted,
+  Ref,
+  Runtime,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import { AudioFailed, readWav, toneFrame } from "./Audio.ts"
+import type { Pcm } from "./Audio.ts"
+
+// ---------------------------------------------------------------------------------------
+// Public shapes
+
+/** What to publish as the local audio track. All audio is 16-bit PCM, sent in 10 ms frames. */
+export type AudioInput =
+  | {
+      readonly _tag: "Tone"
+      readonly toneHz: number
+      /** 0..1 of full scale; default 0.3. */
+      readonly amplitude?: number | undefined
+      /** Default 48000. */
+      readonly sampleRate?: number | undefined
+      /** Default 1. */
+      readonly channels?: number | undefined
+    }
+  | {
+      readonly _tag: "Wav"
+      readonly path: string
+      /** Start again at the end; default true (a call participant should not fall silent). */
+      readonly loop?: boolean | undefined
+    }
+  | { readonly _tag: "Pcm"; readonly pcm: Pcm; readonly loop?: boolean | undefined }
+
+export interface PublishedAudio {
+  readonly trackSid: string
+  readonly trackName: string
+  /** 10 ms frames handed to the SFU so far. */
+  readonly framesSent: Effect.Effect<number>
+  /** Completes when a non-looping input has been played out; never for tones and loops. */
+  readonly done: Effect.Effect<void, AudioFailed>
+}
+
+/** A chunk of a remote participant's audio, as decoded by the SFU client. */
+export interface RemoteAudioFrame {
+  readonly participant: string
+  readonly trackSid: string
+  /** Interleaved signed 16-bit samples. */
+  readonly samples: Int16Array
+  readonly sampleRate: number
+  readonly channels: number
+}
+
+export interface RemoteAudioOptions {
+  /** Only this participant's audio; default the first remote audio track. */
+  readonly participant?: string | undefined
+  /** Resample to this rate; default 48000. */
+  readonly sampleRate?: number | undefined
+  /** Default 1. */
+  readonly channels?: number | undefined
+}
+
+/** The node view of one SFU connection: the portable part plus audio. */
+export interface NodeConnection extends LiveKitConnection {
+  /** Publishes `input` as a microphone track until the scope closes (then unpublishes it). */
+  readonly publishAudio: (
+    input: AudioInput,
+    options?: { readonly name?: string | undefined }
+  ) => Effect.Effect<PublishedAudio, AudioFailed, Scope.Scope>
+  /**
+   * The frames of a remote audio track: waits for a matching subscribed track,
+   * then emits its frames until the track goes away or the stream is closed.
+   */
+  readonly remoteAudio: (options?: RemoteAudioOptions) => Stream.Stream<RemoteAudioFrame, AudioFailed>
+}
+
+export interface NodeLiveKitService extends LiveKitService {
+  readonly connect: (
+    url: string,
+    jwt: Redacted.Redacted<string>,
+    options?: ConnectOptions
+  ) => Effect.Effect<NodeConnection, ConnectFailed, Scope.Scope>
+  /** The most recently opened connection while it is open. */
+  readonly connection: Effect.Effect<Option.Option<NodeConnection>>
+  /** The current connection (or none), then every change. */
+  readonly connectionChanges: Stream.Stream<Option.Option<NodeConnection>>
+}
+
+export class NodeLiveKit extends Context.Tag("@matrixrtc-effect/node/NodeLiveKit")<NodeLiveKit, NodeLiveKitService>() {}
+
+export interface NodeLiveKitOptions {
+  /** Default connect bound when the caller passes none. Default 20 s. */
+  readonly connectTimeoutMs?: number | undefined
+  /** Bound for the disconnect on scope close. Default 5 s. */
+  readonly disconnectTimeoutMs?: number | undefined
+  /** Subscribe to remote tracks automatically (needed for `remoteAudio`). Default true. */
+  readonly autoSubscribe?: boolean | undefined
+}
+
+// ---------------------------------------------------------------------------------------
+// SDK → port mapping
+
+const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason => {
+  switch (r) {
+    case LkDisconnectReason.CLIENT_INITIATED:
+      return "ClientInitiated"
+    case LkDisconnectReason.DUPLICATE_IDENTITY:
+      return "DuplicateIdentity"
+    case LkDisconnectReason.SERVER_SHUTDOWN:
+      return "ServerShutdown"
+    case LkDisconnectReason.PARTICIPANT_REMOVED:
+      return "ParticipantRemoved"
+    case LkDisconnectReason.ROOM_DELETED:
+    case LkDisconnectReason.ROOM_CLOSED:
+      return "RoomDeleted"
+    case LkDisconnectReason.STATE_MISMATCH:
+      return "StateMismatch"
+    case LkDisconnectReason.JOIN_FAILURE:
+      return "JoinFailure"
+    case LkDisconnectReason.SIGNAL_CLOSE:
+      return "SignalClosed"
+    default:
+      return "Unknown"
+  }
+}
+
+const trackKindOf = (k: TrackKind | undefined): "audio" | "video" | "data" =>
+  k === TrackKind.KIND_AUDIO ? "audio" : k === TrackKind.KIND_VIDEO ? "video" : "data"
+
+const participantsOf = (room: Room): ReadonlyArray<RemoteParticipant> =>
+  [...room.remoteParticipants.values()].map((p) => ({
+    identity: p.identity,
+    tracks: [...p.trackPublications.values()].map((t) => trackKindOf(t.kind))
+  }))
+
+/**
+ * rtc-node rejects a failed join with a `ConnectError` whose message is the
+ * Rust SDK's error text, which includes the signal server's HTTP answer
+ * (`/rtc/validate`): 401 for a bad or expired token, 404 when the room does
+ * not exist (auto_create off and the auth service did not create it).
+ */
+export const connectFailedOf = (url: string, e: unknown): ConnectFailed => {
+  const error = e instanceof Error ? e.message : String(e)
+  const status = /\b(4\d\d|5\d\d)\b/.exec(error)?.[1]
+  const detail = { url, error, cause: e, ...(status !== undefined ? { status: Number(status) } : {}) }
+  if (/not.?found|404|does not exist/i.test(error)) return new ConnectFailed({ reason: "RoomNotFound", ...detail })
+  if (/unauthori[sz]ed|forbidden|permission|invalid token|token is expired|401|403/i.test(error)) {
+    return new ConnectFailed({ reason: "Rejected", ...detail })
+  }
+  if (/timed? ?out/i.test(error)) return new ConnectFailed({ reason: "Timeout", ...detail })
+  return new ConnectFailed({ reason: "Transport", ...detail })
+}
+
+// Events after which the derived state is recomputed from the room.
+const refreshEvents = [
+  RoomEvent.ConnectionStateChanged,
+  RoomEvent.ParticipantConnected,
+  RoomEvent.ParticipantDisconnected,
+  RoomEvent.TrackPublished,
+  RoomEvent.TrackUnpublished,
+  RoomEvent.TrackSubscribed,
+  RoomEvent.TrackUnsubscribed,
+  RoomEvent.Reconnecting,
+  RoomEvent.Reconnected,
+  RoomEvent.Disconnected
+] as const
+
+// ---------------------------------------------------------------------------------------
+// The native runtime
+
+/**
+ * rtc-node's FFI runtime is process-wide and keeps Node's event loop alive
+ * until `dispose()`. Layers count their users and the last one out disposes
+ * it; a later layer starts it again on first use (rtc-node re-initialises
+ * lazily).
+ */
+let ffiUsers = 0
+
+const ffiRuntime = (disposeTimeout: Duration.DurationInput) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      ffiUsers++
+    }),
+    () =>
+      Effect.suspend(() => {
+        ffiUsers--
+        if (ffiUsers > 0) return Effect.void
+        return Effect.tryPromise(() => disposeFfi()).pipe(
+          Effect.timeout(disposeTimeout),
+          Effect.catchAll((e) => Effect.logWarning("rtc-node dispose did not finish", e))
+        )
+      })
+  )
+
+// ---------------------------------------------------------------------------------------
+// Audio
+
+const FRAME_MS = 10
+
+interface FrameSource {
+  readonly sampleRate: number
+  readonly channels: number
+  /** The next 10 ms frame, or none at the end of a non-looping input. */
+  readonly next: () => Int16Array | undefined
+}
+
+const frameSourceOf = (input: AudioInput): Effect.Effect<FrameSource, AudioFailed> => {
+  switch (input._tag) {
+    case "Tone": {
+      const sampleRate = input.sampleRate ?? 48_000
+      const channels = input.channels ?? 1
+      const samplesPerChannel = (sampleRate * FRAME_MS) / 1000
+      let offset = 0
+      return Effect.succeed({
+        sampleRate,
+        channels,
+        next: () => {
+          const frame = toneFrame({
+            toneHz: input.toneHz,
+            sampleRate,
+            channels,
+            samplesPerChannel,
+            offset,
+            amplitude: input.amplitude ?? 0.3
+          })
+          offset = (offset + samplesPerChannel) % sampleRate // whole seconds keep the phase exact
+          return frame
+        }
+      })
+    }
+    case "Wav":
+      return readWav(input.path).pipe(Effect.map((pcm) => pcmFrames(pcm, input.loop ?? true)))
+    case "Pcm":
+      return Effect.succeed(pcmFrames(input.pcm, input.loop ?? true))
+  }
+}
+
+const pcmFrames = (pcm: Pcm, loop: boolean): FrameSource => {
+  const frameLength = Math.max(1, Math.floor((pcm.sampleRate * FRAME_MS) / 1000)) * pcm.channels
+  let at = 0
+  return {
+    sampleRate: pcm.sampleRate,
+    channels: pcm.channels,
+    next: () => {
+      if (pcm.samples.length === 0) return undefined
+      if (at >= pcm.samples.length) {
+        if (!loop) return undefined
+        at = 0
+      }
+      const frame = new Int16Array(frameLength) // the last frame is padded with silence
+      frame.set(pcm.samples.subarray(at, Math.min(at + frameLength, pcm.samples.length)))
+      at += frameLength
+      return frame
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKitService> =>
+  Effect.gen(function* () {
+    const current = yield* SubscriptionRef.make(Option.none<NodeConnection>())
+    const disconnectTimeout = Duration.millis(options.disconnectTimeoutMs ?? 5000)
+
+    const connect = (url: string, jwt: Redacted.Redacted<string>, connectOptions?: ConnectOptions) =>
+      Effect.gen(function* () {
+        // Listeners are plain callbacks; they feed Effect state through the caller's runtime.
+        const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+        const room = new Room()
+        let connected = false
+
+        const stateOf = (): ConnectionState => {
+          if (!connected) return "connecting"
+          switch (room.connectionState) {
+            case LkConnectionState.CONN_CONNECTED:
+              return "connected"
+            case LkConnectionState.CONN_RECONNECTING:
+              return "reconnecting"
+            default:
+              return "disconnected"
+          }
+        }
+
+        const states = yield* SubscriptionRef.make<ConnectionState>("connecting")
+        const participants = yield* SubscriptionRef.make<ReadonlyArray<RemoteParticipant>>([])
+        const reasons = yield* PubSub.sliding<DisconnectReason>(64)
+        // Remote audio waiters re-check on every subscription change.
+        const trackChanges = yield* PubSub.sliding<void>(16)
+
+        const refresh = () =>
+          runSync(
+            Effect.all(
+              [
+                SubscriptionRef.set(states, stateOf()),
+                SubscriptionRef.set(participants, participantsOf(room)),
+                PubSub.publish(trackChanges, undefined)
+              ],
+              { discard: true }
+            )
+          )
+        const onDisconnected = (reason: LkDisconnectReason) => {
+          runSync(PubSub.publish(reasons, disconnectReasonOf(reason)))
+        }
+
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            for (const e of refreshEvents) room.on(e, refresh)
+            room.on(RoomEvent.Disconnected, onDisconnected)
+          }),
+          () =>
+            Effect.sync(() => {
+              for (const e of refreshEvents) room.off(e, refresh)
+              room.off(RoomEvent.Disconnected, onDisconnected)
+            })
+        )
+
+        // rtc-node cannot abort a pending connect, so the disconnect first lets it settle;
+        // if it outlives the bound, the disconnect still follows it in the background.
+        let connecting: Promise<void> = Promise.resolve()
+        const disconnect = Effect.promise(() =>
+          connecting.then(
+            () => room.disconnect(),
+            () => undefined
+          )
+        ).pipe(
+          Effect.timeout(disconnectTimeout),
+          Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish in time", e)),
+          Effect.zipRight(Effect.sync(refresh)),
+          Effect.withSpan("NodeLiveKit.disconnect")
+        )
+        // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
+        yield* Effect.addFinalizer(() => disconnect)
+
+        const timeoutMs = connectOptions?.timeoutMs ?? options.connectTimeoutMs ?? 20_000
+        yield* Effect.tryPromise({
+          try: () => {
+            connecting = room.connect(url, Redacted.value(jwt), {
+              autoSubscribe: options.autoSubscribe ?? true,
+              dynacast: false
+            })
+            return connecting
+          },
+          catch: (e) => connectFailedOf(url, e)
+        }).pipe(
+          Effect.timeoutFail({
+            duration: Duration.millis(timeoutMs),
+            onTimeout: () => new ConnectFailed({ reason: "Timeout", url, error: `no connection after ${timeoutMs} ms` })
+          }),
+          Effect.withSpan("NodeLiveKit.connect", { attributes: { url } })
+        )
+        connected = true
+        refresh()
+        const local = room.localParticipant!
+        yield* Effect.logDebug("connected to LiveKit").pipe(
+          Effect.annotateLogs({ url, room: room.name, identity: local.identity })
+        )
+
+        const publishAudio = (input: AudioInput, publishOptions?: { readonly name?: string | undefined }) =>
+          Effect.gen(function* () {
+            const frames = yield* frameSourceOf(input)
+            const name = publishOptions?.name ?? "audio"
+            // Released in reverse: stop feeding, unpublish, close the track, close the source.
+            const source = yield* Effect.acquireRelease(
+              Effect.sync(() => new AudioSource(frames.sampleRate, frames.channels)),
+              (s) => Effect.promise(() => s.close())
+            )
+            const track = yield* Effect.acquireRelease(
+              Effect.sync(() => LocalAudioTrack.createAudioTrack(name, source)),
+              (t) => Effect.promise(() => t.close(false))
+            )
+            const publication = yield* Effect.acquireRelease(
+              Effect.tryPromise({
+                try: () =>
+                  local.publishTrack(track, new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE })),
+                catch: (cause) =>
+                  new AudioFailed({ reason: "Publish", detail: cause instanceof Error ? cause.message : String(cause), cause })
+              }),
+              (pub) =>
+                Effect.tryPromise(() => local.unpublishTrack(pub.sid!)).pipe(
+                  Effect.timeout(disconnectTimeout),
+                  // After a disconnect there is nothing left to unpublish.
+                  Effect.ignore
+                )
+            )
+            const sent = yield* Ref.make(0)
+            const done = yield* Deferred.make<void, AudioFailed>()
+            const samplesPerChannel = (frames.sampleRate * FRAME_MS) / 1000
+            // captureFrame resolves once the source's queue has room, which paces the loop in real time.
+            const feed = Effect.gen(function* () {
+              for (let data = frames.next(); data !== undefined; data = frames.next()) {
+                const frame = new AudioFrame(data, frames.sampleRate, frames.channels, samplesPerChannel)
+                yield* Effect.tryPromise({
+                  try: () => source.captureFrame(frame),
+                  catch: (cause) => new AudioFailed({ reason: "Publish", detail: "captureFrame failed", cause })
+                })
+                yield* Ref.update(sent, (n) => n + 1)
+              }
+              yield* Effect.promise(() => source.waitForPlayout())
+            }).pipe(Effect.exit, Effect.flatMap((exit) => Deferred.done(done, exit)))
+            yield* Effect.forkScoped(feed)
+            return {
+              trackSid: publication.sid ?? "",
+              trackName: name,
+              framesSent: Ref.get(sent),
+              done: Deferred.await(done)
+            } satisfies PublishedAudio
+          }).pipe(Effect.withSpan("NodeLiveKit.publishAudio", { attributes: { input: input._tag } }))
+
+        /** The first subscribed remote audio track matching `participant`, waiting for one if needed. */
+        const findAudioTrack = (participant: string | undefined) => {
+          const lookup = (): Option.Option<{ track: RemoteTrack; publication: RemoteTrackPublication; from: LkRemoteParticipant }> => {
+            for (const p of room.remoteParticipants.values()) {
+              if (participant !== undefined && p.identity !== participant) continue
+              for (const pub of p.trackPublications.values()) {
+                if (pub.kind === TrackKind.KIND_AUDIO && pub.track !== undefined) {
+                  return Option.some({ track: pub.track, publication: pub, from: p })
+                }
+              }
+            }
+            return Option.none()
+          }
+          // Subscribe before looking, so a track arriving in between still wakes us.
+          return Effect.scoped(
+            Effect.gen(function* () {
+              const changes = yield* PubSub.subscribe(trackChanges)
+              while (true) {
+                const found = lookup()
+                if (Option.isSome(found)) return found.value
+                if (connected && !room.isConnected) {
+                  return yield* new AudioFailed({ reason: "Subscribe", detail: "the connection closed" })
+                }
+                yield* Queue.take(changes)
+              }
+            })
+          )
+        }
+
+        const remoteAudio = (audioOptions: RemoteAudioOptions = {}): Stream.Stream<RemoteAudioFrame, AudioFailed> =>
+          Stream.unwrapScoped(
+            Effect.gen(function* () {
+              const found = yield* findAudioTrack(audioOptions.participant)
+              const sampleRate = audioOptions.sampleRate ?? 48_000
+              const channels = audioOptions.channels ?? 1
+              const participant = found.from.identity
+              const trackSid = found.publication.sid ?? ""
+              return Stream.fromReadableStream({
+                // Cancelling the reader (stream scope closing) disposes the native audio stream.
+                evaluate: () => new AudioStream(found.track, { sampleRate, numChannels: channels }),
+                onError: (cause) =>
+                  new AudioFailed({ reason: "Subscribe", detail: cause instanceof Error ? cause.message : String(cause), cause })
+              }).pipe(
+                Stream.map(
+                  (frame): RemoteAudioFrame => ({
+                    participant,
+                    trackSid,
+                    samples: frame.data,
+                    sampleRate: frame.sampleRate,
+                    channels: frame.channels
+                  })
+                )
+              )
+            })
+          )
+
+        const connection: NodeConnection = {
+          identity: local.identity,
+          roomName: room.name ?? "",
+          connectionState: SubscriptionRef.get(states),
+          connectionStates: states.changes,
+          remoteParticipants: SubscriptionRef.get(participants),
+          remoteParticipantsChanges: participants.changes,
+          disconnectReasons: Stream.fromPubSub(reasons),
+          disconnect,
+          publishAudio,
+          remoteAudio
+        }
+
+        yield* Effect.acquireRelease(SubscriptionRef.set(current, Option.some(connection)), () =>
+          SubscriptionRef.update(current, (c) => (Option.contains(c, connection) ? Option.none() : c))
+        )
+        return connection
+      })
+
+    return {
+      connect,
+      connection: SubscriptionRef.get(current),
+      connectionChanges: current.changes
+    } satisfies NodeLiveKitService
+  })
+
+/**
+ * Provides `NodeLiveKit` and the portable core `LiveKit` from one service.
+ * Scoped: closing it disposes rtc-node's native runtime (when no other layer
+ * uses it), which lets the process exit.
+ */
+export const layer = (options: NodeLiveKitOptions = {}): Layer.Layer<NodeLiveKit | LiveKit> =>
+  Layer.scopedContext(
+    Effect.gen(function* () {
+      yield* ffiRuntime(Duration.millis(options.disconnectTimeoutMs ?? 5000))
+      const service = yield* make(options)
+      return Context.make(NodeLiveKit, service).pipe(Context.add(LiveKit, service))
+    })
+  )
