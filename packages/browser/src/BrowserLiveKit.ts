@@ -109,6 +109,15 @@ export interface BrowserLiveKitService extends LiveKitService {
   readonly connectionChanges: Stream.Stream<Option.Option<BrowserConnection>>
 }
 
+const created = new WeakSet<LiveKitConnection>()
+
+/**
+ * The browser handle behind a connection the portable code holds, e.g. the
+ * `connection` of a joined call, when this adapter opened it.
+ */
+export const browserConnection = (connection: LiveKitConnection): Option.Option<BrowserConnection> =>
+  created.has(connection) ? Option.some(connection as BrowserConnection) : Option.none()
+
 export class BrowserLiveKit extends Context.Tag("@matrixrtc-effect/browser/BrowserLiveKit")<
   BrowserLiveKit,
   BrowserLiveKitService
@@ -366,6 +375,7 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           canPlaybackAudio: Effect.sync(() => room.canPlaybackAudio)
         }
 
+        created.add(connection)
         yield* Effect.acquireRelease(SubscriptionRef.set(current, Option.some(connection)), () =>
           SubscriptionRef.update(current, (c) => (Option.contains(c, connection) ? Option.none() : c))
         )
