@@ -11,3 +11,5 @@ export type {
   RemoteAudioFrame,
   RemoteAudioOptions
 } from "./NodeLiveKit.ts"
+export * as NodeCall from "./NodeCall.ts"
+export type { NodeCallConfig, NodeCallServices } from "./NodeCall.ts"

@@ -1,0 +1,44 @@
+/**
+ * Everything a node program needs to join a MatrixRTC call, as one layer:
+ * the homeserver (matrix-js-sdk, logged in by password or access token), the
+ * auth service (core's HTTP client over Node's fetch) and the LiveKit SFU
+ * (rtc-node). Build it once at the edge of the program.
+ *
+ * HttpClient is `FetchHttpClient.layer`: Node 24's fetch is enough and keeps
+ * @effect/platform-node out of this package.
+ */
+import { FetchHttpClient } from "@effect/platform"
+import type { HttpClient } from "@effect/platform"
+import { AuthServiceHttp } from "@matrixrtc-effect/core"
+import type { AuthService, LiveKit, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
+import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
+import type { LoginOptions, MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
+import { Layer } from "effect"
+import * as NodeLiveKit from "./NodeLiveKit.ts"
+
+export interface NodeCallConfig {
+  /** Password (`user` + `password`) or access-token login; secrets as `Redacted`. */
+  readonly matrix: LoginOptions
+  readonly liveKit?: NodeLiveKit.NodeLiveKitOptions | undefined
+  readonly authService?: AuthServiceHttp.Options | undefined
+}
+
+export type NodeCallServices =
+  | MatrixClient
+  | MatrixSdkClient
+  | AuthService
+  | HttpClient.HttpClient
+  | LiveKit
+  | NodeLiveKit.NodeLiveKit
+
+/**
+ * Logs in, starts syncing, and provides every port `join` needs, plus the
+ * richer `MatrixSdkClient` and `NodeLiveKit` handles. Closing it stops the
+ * Matrix client and disposes rtc-node's native runtime.
+ */
+export const layer = (config: NodeCallConfig): Layer.Layer<NodeCallServices, MatrixError> =>
+  Layer.mergeAll(
+    layerLogin(config.matrix),
+    AuthServiceHttp.layerWith(config.authService ?? {}).pipe(Layer.provideMerge(FetchHttpClient.layer)),
+    NodeLiveKit.layer(config.liveKit)
+  )
