@@ -21,7 +21,7 @@ export const LIVEKIT_API_SECRET = "devsecret-at-least-32-characters-long"
 // A minimal YAML writer: maps, lists and scalars. Strings are written JSON-quoted, which is
 // valid YAML double-quoted syntax, so no value can be misread (e.g. `24h`, `no`, `*`).
 
-type Yaml = string | number | boolean | null | ReadonlyArray<Yaml> | { readonly [key: string]: Yaml }
+export type Yaml = string | number | boolean | null | ReadonlyArray<Yaml> | { readonly [key: string]: Yaml }
 
 const scalar = (v: string | number | boolean | null): string => (typeof v === "string" ? JSON.stringify(v) : String(v))
 
@@ -56,12 +56,11 @@ export const toYaml = (value: Yaml): string => `${emit(value, "").join("\n")}\n`
 const unlimited = { per_second: 10000, burst_count: 10000 }
 
 /** homeserver.yaml per local-stack.md §1.4, with all data below `dataDir` (absolute). */
-export const homeserverConfig = (opts: {
+export const homeserverSettings = (opts: {
   readonly dataDir: string
   readonly registrationSharedSecret: string
   readonly port?: number
-}): string =>
-  toYaml({
+}): { readonly [key: string]: Yaml } => ({
     server_name: SERVER_NAME,
     public_baseurl: `http://127.0.0.1:${opts.port ?? SYNAPSE_PORT}/`,
     report_stats: false,
@@ -106,9 +105,10 @@ export const homeserverConfig = (opts: {
     rc_room_creation: unlimited
   })
 
+export const homeserverConfig = (opts: Parameters<typeof homeserverSettings>[0]): string => toYaml(homeserverSettings(opts))
+
 /** livekit.yaml per local-stack.md §3.4: loopback only, loopback-only STUN, webhook to the auth service. */
-export const livekitConfig = (): string =>
-  toYaml({
+export const livekitSettings = (): { readonly [key: string]: Yaml } => ({
     port: LIVEKIT_PORT,
     bind_addresses: ["127.0.0.1"],
     rtc: {
@@ -127,6 +127,8 @@ export const livekitConfig = (): string =>
     turn: { enabled: false },
     webhook: { api_key: LIVEKIT_API_KEY, urls: [`${authServiceUrl}/sfu_webhook`] }
   })
+
+export const livekitConfig = (): string => toYaml(livekitSettings())
 
 /** Environment of the auth service (auth-service.md §4, local-stack.md §4). */
 export const authServiceEnv = (): Record<string, string> => ({
