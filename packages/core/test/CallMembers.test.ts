@@ -1,0 +1,211 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Chunk, Effect, Fiber, Option, Queue, Ref, Stream, TestClock } from "effect"
+import * as CallMembers from "../src/CallMembers.ts"
+import type { CallMember } from "../src/CallMember.ts"
+import type { RawCallEvent } from "../src/MatrixClient.ts"
+import * as Membership from "../src/Membership.ts"
+
+const url = "https://rtc.example.org/livekit/jwt"
+const room = "!abc:example.org"
+
+const join = (
+  user: string,
+  device: string,
+  opts: { ts?: number; createdTs?: number; expiresMs?: number; id?: string; stateKey?: string } = {}
+): RawCallEvent => ({
+  type: Membership.SessionEventType,
+  stateKey: opts.stateKey ?? Membership.sessionStateKey(user, device, "11"),
+  sender: user,
+  eventId: opts.id ?? `$${user}/${device}/${opts.ts ?? 0}`,
+  originServerTs: opts.ts ?? 0,
+  content: Membership.sessionContent({
+    userId: user,
+    deviceId: device,
+    roomId: room,
+    livekitServiceUrl: url,
+    expiresMs: opts.expiresMs,
+    createdTs: opts.createdTs
+  })
+})
+
+const leave = (user: string, device: string, ts = 0): RawCallEvent => ({
+  type: Membership.SessionEventType,
+  stateKey: Membership.sessionStateKey(user, device, "11"),
+  sender: user,
+  eventId: `$leave/${user}/${device}/${ts}`,
+  originServerTs: ts,
+  content: {}
+})
+
+const sticky = (user: string, device: string, memberId: string, opts: { ts?: number; durationMs?: number; left?: boolean } = {}): RawCallEvent => ({
+  type: Membership.StickyEventType,
+  stateKey: undefined,
+  sender: user,
+  eventId: `$sticky/${memberId}/${opts.ts ?? 0}/${opts.left ? "left" : "join"}`,
+  originServerTs: opts.ts ?? 0,
+  stickyDurationMs: opts.durationMs,
+  content: opts.left
+    ? Membership.stickyLeaveContent(memberId)
+    : Membership.stickyContent({ userId: user, deviceId: device, memberId, livekitServiceUrl: url })
+})
+
+const who = (list: ReadonlyArray<{ readonly userId: string; readonly deviceId: string }>) =>
+  list.map((m) => `${m.userId}/${m.deviceId}`)
+
+const alice = "@alice:example.org"
+const bob = "@bob:example.org"
+const carol = "@carol:example.org"
+
+describe("CallMembers fold", () => {
+  it("sorts oldest first by createdTs, whatever the arrival order", () => {
+    const s = CallMembers.applyAll(CallMembers.empty, [
+      join(alice, "A", { ts: 3_000 }),
+      join(bob, "B", { ts: 9_000, createdTs: 1_000 }),
+      join(carol, "C", { ts: 2_000 })
+    ], 10_000)
+    assert.deepStrictEqual(who(CallMembers.members(s, 10_000)), [`${bob}/B`, `${carol}/C`, `${alice}/A`])
+    assert.deepStrictEqual(Option.map(CallMembers.oldest(CallMembers.members(s, 10_000)), (m) => m.userId), Option.some(bob))
+  })
+
+  it("a newer state event replaces the older one; {} and invalid contents remove it", () => {
+    let s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A", { ts: 1 }), join(bob, "B", { ts: 2 })], 10)
+    s = CallMembers.apply(s, join(alice, "A", { ts: 5, createdTs: 1, expiresMs: 99_999 }), 10)
+    const members = CallMembers.members(s, 10)
+    assert.strictEqual(members.length, 2)
+    assert.strictEqual(members[0]!.eventId, `$${alice}/A/5`)
+    assert.deepStrictEqual(members[0]!.expiresAt, Option.some(100_000))
+
+    s = CallMembers.apply(s, leave(alice, "A", 6), 10)
+    assert.deepStrictEqual(who(CallMembers.members(s, 10)), [`${bob}/B`])
+    s = CallMembers.apply(s, { ...join(bob, "B", { ts: 7 }), content: { application: "m.call", device_id: 1 } }, 10)
+    assert.deepStrictEqual(CallMembers.members(s, 10), [])
+  })
+
+  it("drops expired memberships at exactly createdTs + expires", () => {
+    const s = CallMembers.applyAll(CallMembers.empty, [
+      join(alice, "A", { ts: 1_000, expiresMs: 500 }),
+      join(bob, "B", { ts: 1_000, expiresMs: 800 })
+    ], 1_000)
+    assert.strictEqual(CallMembers.members(s, 1_499).length, 2)
+    assert.deepStrictEqual(who(CallMembers.members(s, 1_500)), [`${bob}/B`])
+    assert.deepStrictEqual(CallMembers.nextExpiry(s, 1_000), Option.some(1_500))
+    assert.deepStrictEqual(CallMembers.nextExpiry(s, 1_500), Option.some(1_800))
+    assert.deepStrictEqual(CallMembers.nextExpiry(s, 1_800), Option.none())
+  })
+
+  it("filters by slot; legacy members only on request", () => {
+    const other: RawCallEvent = {
+      ...join(carol, "C"),
+      content: { ...(join(carol, "C").content as object), call_id: "side" }
+    }
+    const legacy: RawCallEvent = {
+      type: Membership.SessionEventType,
+      stateKey: bob,
+      sender: bob,
+      eventId: "$legacy",
+      originServerTs: 0,
+      content: {
+        memberships: [
+          { application: "m.call", call_id: "", scope: "m.room", device_id: "OLD", membershipID: "x", expires: 10_000 }
+        ]
+      }
+    }
+    const s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A"), other, legacy], 0)
+    assert.deepStrictEqual(who(CallMembers.members(s, 1)), [`${alice}/A`])
+    assert.deepStrictEqual(who(CallMembers.members(s, 1, { slotId: "m.call#side" })), [`${carol}/C`])
+    assert.deepStrictEqual(who(CallMembers.members(s, 1, { includeLegacy: true })).sort(), [`${alice}/A`, `${bob}/OLD`])
+  })
+
+  it("sticky members: keyed by (sender, sticky key), the one expiring last wins, leave removes", () => {
+    let s = CallMembers.apply(CallMembers.empty, sticky(alice, "A", "m1", { ts: 100, durationMs: 3_600_000 }), 100)
+    assert.deepStrictEqual(who(CallMembers.members(s, 200)), [`${alice}/A`])
+    // An older copy that expires sooner does not replace it.
+    s = CallMembers.apply(s, { ...sticky(alice, "A", "m1", { ts: 50, durationMs: 10 }), eventId: "$old" }, 200)
+    assert.notStrictEqual(CallMembers.members(s, 300)[0]!.eventId, "$old")
+    // The same key from another sender is a different entry.
+    s = CallMembers.apply(s, sticky(bob, "B", "m1", { ts: 150, durationMs: 3_600_000 }), 300)
+    assert.strictEqual(CallMembers.members(s, 400).length, 2)
+    s = CallMembers.apply(s, sticky(alice, "A", "m1", { ts: 500, durationMs: 3_600_000, left: true }), 500)
+    assert.deepStrictEqual(who(CallMembers.members(s, 600)), [`${bob}/B`])
+  })
+
+  it("sticky members vanish when their sticky TTL runs out", () => {
+    const s = CallMembers.apply(CallMembers.empty, sticky(alice, "A", "m1", { ts: 0, durationMs: 1_000 }), 0)
+    assert.strictEqual(CallMembers.members(s, 999).length, 1)
+    assert.strictEqual(CallMembers.members(s, 1_000).length, 0)
+  })
+
+  it("a state event is skipped while a live sticky event's key equals its state key", () => {
+    const stateKey = "shared-key"
+    let s = CallMembers.apply(CallMembers.empty, join(alice, "A", { stateKey }), 0)
+    s = CallMembers.apply(s, sticky(alice, "S", stateKey, { ts: 0, durationMs: 1_000, left: true }), 0)
+    assert.deepStrictEqual(CallMembers.members(s, 10), [])
+    // Once the sticky event expires, the state membership shows again.
+    assert.deepStrictEqual(who(CallMembers.members(s, 1_000)), [`${alice}/A`])
+  })
+
+  it("myMembership finds our (user, device)", () => {
+    const s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A"), join(alice, "B"), join(bob, "A")], 0)
+    const mine = CallMembers.myMembership(CallMembers.members(s, 1), alice, "B")
+    assert.deepStrictEqual(Option.map(mine, (m) => m.stateKey), Option.some(Membership.sessionStateKey(alice, "B", "11")))
+    assert.isTrue(Option.isNone(CallMembers.myMembership(CallMembers.members(s, 1), bob, "B")))
+  })
+})
+
+describe("CallMembers.changes", () => {
+  const collect = (events: Stream.Stream<RawCallEvent>) =>
+    Effect.gen(function*() {
+      const seen = yield* Ref.make<ReadonlyArray<ReadonlyArray<CallMember>>>([])
+      const fiber = yield* CallMembers.changes(events).pipe(
+        Stream.runForEach((list) => Ref.update(seen, (all) => [...all, list])),
+        Effect.fork
+      )
+      return { seen, fiber }
+    })
+
+  it.effect("emits on change only, and again when a membership expires (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* Queue.unbounded<RawCallEvent>()
+      const { fiber, seen } = yield* collect(Stream.fromQueue(queue))
+      yield* Queue.offerAll(queue, [join(alice, "A", { expiresMs: 10_000 }), join(bob, "B", { ts: 5, expiresMs: 60_000 })])
+      yield* TestClock.adjust(0)
+      // The same event again changes nothing.
+      yield* Queue.offer(queue, join(alice, "A", { expiresMs: 10_000 }))
+      yield* TestClock.adjust(0)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who), [[`${alice}/A`], [`${alice}/A`, `${bob}/B`]])
+
+      yield* TestClock.adjust(9_999)
+      assert.strictEqual((yield* Ref.get(seen)).length, 2)
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who).at(-1), [`${bob}/B`])
+      yield* TestClock.adjust(50_005)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who).at(-1), [])
+      assert.strictEqual((yield* Ref.get(seen)).length, 4)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a new event re-arms the expiry timer; the stream ends after the last expiry", () =>
+    Effect.gen(function*() {
+      const events = Stream.make(join(alice, "A", { expiresMs: 1_000 }), join(alice, "A", { ts: 1, createdTs: 0, expiresMs: 5_000 }))
+      const { fiber, seen } = yield* collect(events)
+      yield* TestClock.adjust(1_000)
+      // The refresh superseded the 1 s expiry.
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who).at(-1), [`${alice}/A`])
+      yield* TestClock.adjust(4_000)
+      yield* Fiber.join(fiber)
+      const all = yield* Ref.get(seen)
+      assert.deepStrictEqual(all.map(who).at(-1), [])
+    }))
+
+  it.effect("sticky members come out with their hashed LiveKit identity", () =>
+    Effect.gen(function*() {
+      const out = yield* CallMembers.changes(
+        Stream.make(sticky("@alice:example.com", "DEVICE", "member-1", { durationMs: 3_600_000 }), join(bob, "B", { ts: 1 }))
+      ).pipe(Stream.take(2), Stream.runCollect)
+      const last = Chunk.unsafeLast(out)
+      assert.deepStrictEqual(
+        last.map((m) => m.rtcBackendIdentity),
+        ["vYVt8NUMTb0rAawkFqilcAtxKgY26U3Ab7R9INviNnU", `${bob}:B`]
+      )
+    }))
+})
