@@ -62,6 +62,8 @@ export interface TestHomeserverOptions {
   readonly delayedEvents?: boolean | undefined
   readonly maxDelayMs?: number | undefined
   readonly maxDelayErrorVariant?: MaxDelayErrorVariant | undefined
+  /** Whether `/capabilities` advertises the max delay (default true); false makes clients learn it from the error. */
+  readonly advertiseMaxDelay?: boolean | undefined
   readonly stickyEvents?: boolean | undefined
   /** Entries of `rtc_transports`; `null` = the endpoint answers 404 M_UNRECOGNIZED. Default: the test auth service. */
   readonly transports?: ReadonlyArray<unknown> | null | undefined
@@ -470,7 +472,7 @@ export const make = (
           "serverSupport",
           Effect.map(Ref.get(config), (cfg): ServerSupport => ({
             delayedEvents: cfg.delayedEvents,
-            maxDelayMs: Option.fromNullable(cfg.maxDelayMs),
+            maxDelayMs: options.advertiseMaxDelay === false ? Option.none() : Option.fromNullable(cfg.maxDelayMs),
             stickyEvents: options.stickyEvents ?? false
           }))
         ),

@@ -1,0 +1,608 @@
+/**
+ * The call lifecycle: `join(roomId, options)` is one scoped program that
+ * authenticates, fetches a LiveKit JWT, connects to the SFU while it publishes
+ * the call membership, and keeps the membership alive (MSC4140 heartbeat,
+ * expiry refresh, re-publish). Closing the scope leaves the call.
+ *
+ * Cleanup is the same for leave, failure and interruption, and is registered
+ * before anything it undoes exists: stop the background fibers, disconnect
+ * LiveKit, then end the membership (send the scheduled delayed leave, else put
+ * `{}`), each step bounded in time (effect-style.md §3).
+ */
+import { Clock, Deferred, Effect, Exit, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
+import type { LiveKitGrant } from "./AuthService.ts"
+import { AuthService } from "./AuthService.ts"
+import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
+import type { CallMember } from "./CallMember.ts"
+import * as CallMembers from "./CallMembers.ts"
+import type { RoomId } from "./Ids.ts"
+import type { LiveKitConnection } from "./LiveKit.ts"
+import { LiveKit } from "./LiveKit.ts"
+import type { MatrixClientService, OpenIdToken, RawCallEvent, ServerSupport, Session } from "./MatrixClient.ts"
+import { MatrixClient, MatrixError } from "./MatrixClient.ts"
+import * as Discovery from "./Discovery.ts"
+import * as MatrixErrors from "./MatrixErrors.ts"
+import * as Membership from "./Membership.ts"
+
+export type Dialect = "session" | "sticky"
+
+export interface JoinOptions {
+  /** Delay of the MSC4140 delayed leave (ms, default 8 000); lowered to the server's maximum when it says so. */
+  readonly delayMs?: number | undefined
+  /** How often the delayed leave is restarted (ms, default 5 000). */
+  readonly heartbeatMs?: number | undefined
+  /** `expires` of the session membership (ms, default 14 400 000 = 4 h). */
+  readonly membershipExpiryMs?: number | undefined
+  /** `"session"` (default): per-device state event + `/sfu/get`; `"sticky"`: MSC4143 sticky event + `/get_token`. */
+  readonly dialect?: Dialect | undefined
+  /** Used when neither the transports endpoint nor `.well-known` names an auth service. */
+  readonly authServiceUrl?: string | undefined
+  /** `m.call.intent`, e.g. `"audio"` or `"video"`. */
+  readonly callIntent?: string | undefined
+  /** Upper bound of the SFU connect (ms, default 15 000). */
+  readonly connectTimeoutMs?: number | undefined
+  /** Upper bound of each leave step: SFU disconnect, membership end (ms, default 3 000). */
+  readonly leaveStepTimeoutMs?: number | undefined
+  /** Upper bound of one homeserver request of the membership/heartbeat (ms, default 10 000). */
+  readonly requestTimeoutMs?: number | undefined
+}
+
+/** Our own membership as last written. */
+export interface OwnMembership {
+  readonly roomId: RoomId
+  readonly dialect: Dialect
+  readonly eventType: string
+  /** The state key (session dialect). */
+  readonly stateKey: string | undefined
+  readonly memberId: string
+  readonly content: Readonly<Record<string, unknown>>
+  /** The scheduled delayed leave, when the server supports MSC4140. */
+  readonly delayId: Option.Option<string>
+  /** The delay in use (the configured one, or lower if the server capped it). */
+  readonly delayMs: number
+}
+
+export interface Call {
+  readonly roomId: RoomId
+  readonly session: Session
+  /** The auth-service base URL we advertise and took the JWT from. */
+  readonly authServiceUrl: string
+  /** The LiveKit connection (identity, room, state, remote participants). */
+  readonly connection: LiveKitConnection
+  readonly membership: Effect.Effect<OwnMembership>
+  /** The current membership, then every change (delay id, refreshed content). */
+  readonly membershipChanges: Stream.Stream<OwnMembership>
+  /** The call's members (parsed, expired dropped, oldest first): the current list, then every change. */
+  readonly members: Stream.Stream<ReadonlyArray<CallMember>>
+  readonly currentMembers: Effect.Effect<ReadonlyArray<CallMember>>
+  /** Leaves now (the same cleanup the scope runs on close; idempotent). */
+  readonly leave: Effect.Effect<void>
+}
+
+const defaults = {
+  delayMs: 8_000,
+  heartbeatMs: 5_000,
+  membershipExpiryMs: Membership.DefaultExpiresMs,
+  connectTimeoutMs: 15_000,
+  leaveStepTimeoutMs: 3_000,
+  requestTimeoutMs: 10_000
+}
+
+// Retry budget for homeserver requests (protocol §3.5).
+const maxRateLimitRetries = 10
+const maxNetworkRetries = 5
+const networkBackoff = (attempt: number) => Math.min(500 * 2 ** attempt, 5_000)
+
+// ---------------------------------------------------------------------------
+// join
+// ---------------------------------------------------------------------------
+
+export const join: (
+  roomId: RoomId,
+  options?: JoinOptions
+) => Effect.Effect<
+  Call,
+  NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed,
+  Scope.Scope | MatrixClient | AuthService | LiveKit
+> = Effect.fn("MatrixRTC.join")(function*(roomId: RoomId, options: JoinOptions = {}) {
+  const mx = yield* MatrixClient
+  const auth = yield* AuthService
+  const lk = yield* LiveKit
+  const dialect = options.dialect ?? "session"
+  const cfg = {
+    delayMs: options.delayMs ?? defaults.delayMs,
+    heartbeatMs: options.heartbeatMs ?? defaults.heartbeatMs,
+    membershipExpiryMs: options.membershipExpiryMs ?? defaults.membershipExpiryMs,
+    connectTimeoutMs: options.connectTimeoutMs ?? defaults.connectTimeoutMs,
+    leaveStepTimeoutMs: options.leaveStepTimeoutMs ?? defaults.leaveStepTimeoutMs,
+    requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs
+  }
+  yield* Effect.annotateCurrentSpan({ roomId, dialect })
+
+  // 1. session
+  const session = yield* authenticate(mx)
+
+  // 2. OpenID token ∥ auth-service discovery (∥ the facts the membership needs)
+  const [openId, serviceUrl, support, roomVersion] = yield* Effect.all([
+    openIdToken(mx),
+    Discovery.discoverAuthService({ configuredUrl: options.authServiceUrl }).pipe(
+      Effect.map((d) => d.livekitServiceUrl),
+      Effect.provideService(MatrixClient, mx),
+      Effect.withSpan("MatrixRTC.discover")
+    ),
+    serverSupport(mx),
+    dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
+  ], { concurrency: "unbounded" })
+
+  const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
+  if (dialect === "sticky" && !support.stickyEvents) {
+    return yield* Effect.fail(
+      new MembershipFailed({ reason: "Rejected", error: "the homeserver does not support sticky events (org.matrix.msc4354)" })
+    )
+  }
+
+  // 3. JWT
+  const grant = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)
+
+  // 4. membership ∥ SFU connect, with cleanup registered first
+  const stateKey = dialect === "session"
+    ? Membership.sessionStateKey(session.userId, session.deviceId, roomVersion)
+    : undefined
+  const eventType = dialect === "session" ? Membership.SessionEventType : Membership.StickyEventType
+  const initialDelay = Option.match(support.maxDelayMs, {
+    onNone: () => cfg.delayMs,
+    onSome: (max) => Math.min(max, cfg.delayMs)
+  })
+  const contentFor = (createdTs: number | undefined, expiresMs: number) =>
+    dialect === "session"
+      ? Membership.sessionContent({
+        userId: session.userId,
+        deviceId: session.deviceId,
+        roomId,
+        livekitServiceUrl: serviceUrl,
+        memberId,
+        callIntent: options.callIntent,
+        expiresMs,
+        createdTs
+      })
+      : Membership.stickyContent({
+        userId: session.userId,
+        deviceId: session.deviceId,
+        memberId,
+        livekitServiceUrl: serviceUrl,
+        callIntent: options.callIntent
+      })
+  const own = yield* SubscriptionRef.make<OwnMembership>({
+    roomId,
+    dialect,
+    eventType,
+    stateKey,
+    memberId,
+    content: contentFor(undefined, cfg.membershipExpiryMs),
+    delayId: Option.none(),
+    delayMs: initialDelay
+  })
+  const m: MembershipOps = makeMembershipOps(mx, own, cfg, support)
+  const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
+
+  const connScope = yield* Scope.make()
+  const bgScope = yield* Scope.make()
+  const leaveOnce = yield* Effect.cached(
+    leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
+      Effect.annotateLogs({ roomId }),
+      Effect.withSpan("MatrixRTC.leave", { attributes: { roomId } })
+    )
+  )
+  yield* Effect.addFinalizer(() => leaveOnce)
+
+  const connect = lk.connect(grant.url, grant.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
+    Scope.extend(connScope),
+    Effect.timeoutFail({
+      duration: cfg.connectTimeoutMs,
+      onTimeout: () => new ConnectFailed({ reason: "Timeout", url: grant.url })
+    }),
+    Effect.withSpan("MatrixRTC.connect", { attributes: { url: grant.url, identity: grant.claims.identity } })
+  )
+  const publish = m.publish.pipe(Effect.withSpan("MatrixRTC.membership", { attributes: { stateKey: stateKey ?? "" } }))
+  const [connection] = yield* Effect.all([connect, publish], { concurrency: "unbounded" })
+  yield* Effect.logDebug("joined the call").pipe(Effect.annotateLogs({ roomId, identity: connection.identity }))
+
+  // 5. background: member list + re-publish watch, heartbeat, expiry refresh
+  const firstList = yield* Deferred.make<void>()
+  yield* watchMembers(mx.callMemberEvents(roomId), own, members, m, firstList).pipe(
+    Effect.ensuring(Deferred.succeed(firstList, undefined)),
+    Effect.forkIn(bgScope)
+  )
+  if (support.delayedEvents) {
+    // The first restart right away doubles as a check that writing the state did not cancel the delayed
+    // leave (older Synapse). Then every heartbeatMs, but well inside the delay if the server capped it.
+    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.6)))
+    yield* m.heartbeat.pipe(
+      Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
+      Effect.forever,
+      Effect.forkIn(bgScope)
+    )
+  }
+  yield* m.refresh(contentFor).pipe(
+    Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
+    Effect.forever,
+    Effect.forkIn(bgScope)
+  )
+
+  // Nothing to tell before the room's current memberships have been read once (they include ours).
+  const currentMembers = Effect.zipRight(Deferred.await(firstList), SubscriptionRef.get(members))
+  return {
+    roomId,
+    session,
+    authServiceUrl: serviceUrl,
+    connection,
+    membership: SubscriptionRef.get(own),
+    membershipChanges: own.changes,
+    members: Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes)),
+    currentMembers,
+    leave: leaveOnce
+  } satisfies Call
+})
+
+// ---------------------------------------------------------------------------
+// Steps
+// ---------------------------------------------------------------------------
+
+const authenticate = (mx: MatrixClientService) =>
+  Effect.gen(function*() {
+    const session = yield* mx.session
+    if (Option.isNone(session)) return yield* Effect.fail(new NotAuthenticated({ reason: "NoSession" }))
+    yield* mx.whoami.pipe(
+      Effect.catchTag("MatrixError", (e) =>
+        isTokenRejected(e)
+          ? Effect.fail(
+            new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+          )
+          // Not a verdict on the token (network, 5xx): the OpenID request will tell.
+          : Effect.logWarning("whoami failed; going on", e.message))
+    )
+    return session.value
+  }).pipe(Effect.withSpan("MatrixRTC.authenticate"))
+
+const openIdToken = (mx: MatrixClientService) =>
+  withMatrixRetry(mx.requestOpenIdToken).pipe(
+    Effect.mapError((e) =>
+      new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+    ),
+    Effect.withSpan("MatrixRTC.openId")
+  )
+
+const serverSupport = (mx: MatrixClientService): Effect.Effect<ServerSupport> =>
+  mx.serverSupport.pipe(
+    Effect.catchTag("MatrixError", (e) =>
+      Effect.as(
+        Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
+        { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
+      ))
+  )
+
+const roomVersionOf = (mx: MatrixClientService, roomId: RoomId) =>
+  mx.roomVersion(roomId).pipe(
+    Effect.catchTag("MatrixError", (e) =>
+      // Unknown version: the `_` prefix is what every normal room version needs.
+      Effect.as(Effect.logWarning("could not read the room version", e.message), "1"))
+  )
+
+const fetchJwt = (
+  auth: AuthService["Type"],
+  dialect: Dialect,
+  serviceUrl: string,
+  roomId: RoomId,
+  openIdToken: OpenIdToken,
+  session: Session,
+  memberId: string
+): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
+  (dialect === "session"
+    ? auth.sfuGet(serviceUrl, { roomId, openIdToken, deviceId: session.deviceId })
+    : auth.getToken(serviceUrl, {
+      roomId,
+      slotId: Membership.RoomSlotId,
+      openIdToken,
+      member: { id: memberId, claimedUserId: session.userId, claimedDeviceId: session.deviceId }
+    })).pipe(Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } }))
+
+// JS-SDK refreshes at most hourly (sticky events live ≤ 1 h) and 5 s before due.
+const refreshEveryMs = (dialect: Dialect, expiryMs: number) => {
+  const period = dialect === "sticky" ? Membership.StickyDurationMs : Math.min(expiryMs, 3_600_000)
+  return Math.max(1_000, period - Math.min(5_000, period / 10))
+}
+
+// ---------------------------------------------------------------------------
+// Membership operations (serialised: heartbeat, refresh and re-publish share one lock)
+// ---------------------------------------------------------------------------
+
+interface MembershipOps {
+  /** Delayed leave (if supported), then the membership. */
+  readonly publish: Effect.Effect<void, MembershipFailed>
+  readonly heartbeat: Effect.Effect<void>
+  readonly refresh: (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) => Effect.Effect<void>
+  readonly republish: Effect.Effect<void>
+  /** Remembers the `origin_server_ts` of our first join event, the base of `expires`. */
+  readonly observedOwn: (event: RawCallEvent) => Effect.Effect<void>
+  readonly end: (timeoutMs: number) => Effect.Effect<void>
+}
+
+const makeMembershipOps = (
+  mx: MatrixClientService,
+  own: SubscriptionRef.SubscriptionRef<OwnMembership>,
+  cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
+  support: ServerSupport
+): MembershipOps => {
+  const lock = Effect.unsafeMakeSemaphore(1)
+  // Whether a membership may exist on the server: set before the first send, since it may land even if we are interrupted.
+  let written = false
+  let lastEventId: string | undefined
+  let createdTs: number | undefined
+  let sentAt = 0
+
+  const bounded = <A>(eff: Effect.Effect<A, MatrixError>) =>
+    eff.pipe(
+      Effect.timeoutFail({
+        duration: cfg.requestTimeoutMs,
+        onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer in time" })
+      })
+    )
+
+  /** Schedules the delayed leave; on a max-delay error lowers the delay and tries again. */
+  const scheduleLeave: Effect.Effect<string, MatrixError> = Effect.gen(function*() {
+    const o = yield* SubscriptionRef.get(own)
+    const attempt = o.dialect === "session"
+      ? Effect.map(
+        mx.sendDelayedStateEvent(o.roomId, o.eventType, o.stateKey!, Membership.sessionLeaveContent(), o.delayMs),
+        (r) => r.delayId
+      )
+      : Effect.flatMap(
+        mx.sendStickyEvent(o.roomId, o.eventType, Membership.stickyLeaveContent(o.memberId), {
+          stickyDurationMs: Membership.StickyDurationMs,
+          delayMs: o.delayMs
+        }),
+        (r) =>
+          r.delayId !== undefined
+            ? Effect.succeed(r.delayId)
+            : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
+      )
+    return yield* withMatrixRetry(bounded(attempt)).pipe(
+      Effect.catchTag("MatrixError", (e) =>
+        Option.match(maxDelayOf(e), {
+          onNone: () => Effect.fail(e),
+          onSome: (max) =>
+            max > 0 && max < o.delayMs
+              ? Effect.zipRight(
+                Effect.zipRight(
+                  Effect.logInfo(`the server caps delayed events at ${max} ms; lowering the delayed leave`),
+                  SubscriptionRef.update(own, (x) => ({ ...x, delayMs: max }))
+                ),
+                scheduleLeave
+              )
+              : Effect.fail(e)
+        }))
+    )
+  })
+
+  const send = (content: Record<string, unknown>) =>
+    Effect.gen(function*() {
+      const o = yield* SubscriptionRef.get(own)
+      written = true
+      sentAt = yield* Clock.currentTimeMillis
+      const r = o.dialect === "session"
+        ? yield* withMatrixRetry(bounded(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
+        : yield* withMatrixRetry(
+          bounded(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
+        )
+      lastEventId = r.eventId
+      yield* SubscriptionRef.update(own, (x) => ({ ...x, content }))
+    })
+
+  /** A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without. */
+  const armLeave = Effect.gen(function*() {
+    if (!support.delayedEvents) return
+    const delayId = yield* scheduleLeave.pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("MatrixError", (e) =>
+        isForbidden(e)
+          ? Effect.fail(e)
+          : Effect.as(
+            Effect.logWarning("could not schedule the delayed leave; going on without one", e.message),
+            Option.none<string>()
+          ))
+    )
+    yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId }))
+  })
+
+  const publish = lock.withPermits(1)(
+    Effect.gen(function*() {
+      yield* armLeave
+      yield* send((yield* SubscriptionRef.get(own)).content)
+    }).pipe(Effect.mapError(toMembershipFailed))
+  )
+
+  const heartbeat = lock.withPermits(1)(
+    Effect.gen(function*() {
+      const o = yield* SubscriptionRef.get(own)
+      if (Option.isNone(o.delayId)) {
+        // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
+        return yield* armLeave
+      }
+      yield* withMatrixRetry(bounded(mx.updateDelayedEvent(o.delayId.value, "restart"))).pipe(
+        Effect.catchTag("MatrixError", (e) =>
+          isNotFound(e)
+            // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is
+            // re-sent only once the room shows it gone (watchMembers).
+            ? Effect.zipRight(Effect.logInfo("delayed leave not found; scheduling a new one"), armLeave)
+            : Effect.fail(e))
+      )
+    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
+  )
+
+  const refresh = (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) =>
+    lock.withPermits(1)(
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const base = createdTs ?? sentAt
+        // `expires` counts from created_ts: extend it by what has elapsed, so validity stays ≈ membershipExpiryMs
+        // after each refresh instead of growing by n × expiry (js-sdk#5522).
+        yield* send(content(base, now - base + cfg.membershipExpiryMs))
+      }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("membership refresh failed", e.message)))
+    )
+
+  const republish = lock.withPermits(1)(
+    Effect.gen(function*() {
+      yield* Effect.logInfo("our membership vanished from the room; publishing it again")
+      const o = yield* SubscriptionRef.get(own)
+      if (Option.isSome(o.delayId)) {
+        yield* mx.updateDelayedEvent(o.delayId.value, "cancel").pipe(bounded, Effect.ignore)
+        yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId: Option.none() }))
+      }
+      yield* armLeave
+      // A new participation: the server stamps a new origin_server_ts, so created_ts starts over.
+      createdTs = undefined
+      yield* send(Object.fromEntries(Object.entries(o.content).filter(([k]) => k !== "created_ts")))
+    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("re-publishing the membership failed", e.message)))
+  )
+
+  const observedOwn = (event: RawCallEvent) =>
+    Effect.sync(() => {
+      if (event.eventId === lastEventId && createdTs === undefined) {
+        const c = event.content as Record<string, unknown>
+        createdTs = typeof c["created_ts"] === "number" ? c["created_ts"] : event.originServerTs
+      }
+    })
+
+  const end = (timeoutMs: number) =>
+    Effect.gen(function*() {
+      const o = yield* SubscriptionRef.get(own)
+      if (!written) {
+        // Interrupted between scheduling the delayed leave and sending the membership: nothing to leave.
+        if (Option.isSome(o.delayId)) yield* bound(mx.updateDelayedEvent(o.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
+        return
+      }
+      const step = <A>(what: string, eff: Effect.Effect<A, MatrixError>) =>
+        bound(eff, timeoutMs).pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.as(Effect.logWarning(`${what} timed out`), false),
+            onSome: () => Effect.succeed(true)
+          })),
+          Effect.catchTag("MatrixError", (e) => Effect.as(Effect.logWarning(`${what} failed`, e.message), false))
+        )
+      const sentDelayed = Option.isSome(o.delayId)
+        ? yield* step("sending the delayed leave", mx.updateDelayedEvent(o.delayId.value, "send"))
+        : false
+      if (sentDelayed) return
+      yield* o.dialect === "session"
+        ? step("putting {} to end the membership", mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, Membership.sessionLeaveContent()))
+        : step(
+          "sending the sticky leave",
+          mx.sendStickyEvent(o.roomId, o.eventType, Membership.stickyLeaveContent(o.memberId), {
+            stickyDurationMs: Membership.StickyDurationMs
+          })
+        )
+    })
+
+  return { publish, heartbeat, refresh, republish, observedOwn, end }
+}
+
+/** Folds the room's membership events into `members`; re-publishes ours if someone else's event removed it. */
+const watchMembers = (
+  events: Stream.Stream<RawCallEvent, MatrixError>,
+  own: SubscriptionRef.SubscriptionRef<OwnMembership>,
+  members: SubscriptionRef.SubscriptionRef<ReadonlyArray<CallMember>>,
+  m: MembershipOps,
+  firstList: Deferred.Deferred<void>
+) =>
+  events.pipe(
+    Stream.tap((event) =>
+      Effect.gen(function*() {
+        const o = yield* SubscriptionRef.get(own)
+        if (o.dialect !== "session" || event.type !== o.eventType || event.stateKey !== o.stateKey) return
+        yield* m.observedOwn(event)
+        const content = event.content
+        const empty = typeof content !== "object" || content === null || Object.keys(content).length === 0
+        if (empty) yield* m.republish
+      })
+    ),
+    (s) => CallMembers.changes(s),
+    Stream.runForEach((list) => Effect.zipRight(SubscriptionRef.set(members, list), Deferred.succeed(firstList, undefined))),
+    Effect.catchTag("MatrixError", (e) => Effect.logWarning("the member stream ended", e.message))
+  )
+
+const leave = (
+  bgScope: Scope.CloseableScope,
+  connScope: Scope.CloseableScope,
+  m: MembershipOps,
+  timeoutMs: number
+) =>
+  Effect.gen(function*() {
+    // Heartbeat and re-publish must not race the leave.
+    yield* bound(Scope.close(bgScope, Exit.void), timeoutMs)
+    // SFU first: once we stop publishing media, peers may drop us from the member list.
+    const disconnected = yield* bound(Scope.close(connScope, Exit.void), timeoutMs)
+    if (Option.isNone(disconnected)) yield* Effect.logWarning("LiveKit disconnect timed out")
+    yield* m.end(timeoutMs)
+    yield* Effect.logDebug("left the call")
+  })
+
+/**
+ * Runs a cleanup step with an upper bound even inside a finalizer: the step is
+ * made interruptible and detached, so a hanging step cannot hold up the next one.
+ */
+const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<A>, E> =>
+  eff.pipe(Effect.interruptible, Effect.disconnect, Effect.timeoutOption(ms))
+
+// ---------------------------------------------------------------------------
+// Matrix error classification and retries
+// ---------------------------------------------------------------------------
+
+const isTokenRejected = MatrixErrors.isUnknownToken
+const isForbidden = MatrixErrors.isForbidden
+const isNotFound = MatrixErrors.isNotFound
+const maxDelayOf = (e: MatrixError): Option.Option<number> =>
+  Option.flatMap(MatrixErrors.maxDelayExceeded(e), (x) => x.maxDelayMs)
+
+/** 429 waits `retry_after` (up to 10 times); network errors and 5xx back off (up to 5 times); others are final. */
+const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Effect<A, MatrixError, R> => {
+  const loop = (rate: number, net: number): Effect.Effect<A, MatrixError, R> =>
+    Effect.catchTag(eff, "MatrixError", (e) => {
+      const kind = MatrixErrors.classify(e)
+      if (kind._tag === "RateLimited" && rate < maxRateLimitRetries) {
+        return Effect.zipRight(Effect.sleep(kind.waitMs), loop(rate + 1, net))
+      }
+      if (kind._tag === "Transient" && net < maxNetworkRetries) {
+        return Effect.zipRight(Effect.sleep(networkBackoff(net)), loop(rate, net + 1))
+      }
+      return Effect.fail(e)
+    })
+  return loop(0, 0)
+}
+
+const toMembershipFailed = (e: MatrixError) =>
+  new MembershipFailed({
+    reason: isForbidden(e)
+      ? "Forbidden"
+      : MatrixErrors.isRateLimited(e)
+      ? "RateLimited"
+      : e.reason === "Timeout"
+      ? "Timeout"
+      : e.reason === "Transport"
+      ? "Unreachable"
+      : "Rejected",
+    status: e.status,
+    errcode: e.errcode,
+    error: e.error,
+    cause: e
+  })
+
+const hex = "0123456789abcdef"
+/** A random UUIDv4 for the sticky dialect's member id, through `Random` so tests can seed it. */
+const uuidV4 = Effect.gen(function*() {
+  let out = ""
+  for (let i = 0; i < 32; i++) {
+    const n = yield* Random.nextIntBetween(0, 16)
+    out += i === 12 ? "4" : i === 16 ? hex[(n & 3) | 8] : hex[n]
+  }
+  return `${out.slice(0, 8)}-${out.slice(8, 12)}-${out.slice(12, 16)}-${out.slice(16, 20)}-${out.slice(20)}`
+})

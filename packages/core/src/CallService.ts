@@ -1,0 +1,81 @@
+/**
+ * For apps with one active call: `connect(roomId)` joins (leaving any previous
+ * call first), `disconnect` leaves, `activeCall`/`activeCalls` tell which call
+ * is on. Each call lives in its own scope, closed on disconnect and when the
+ * layer is torn down. Programs that need several calls at once use
+ * `Call.join` directly, each in its own scope.
+ */
+import { Context, Effect, Exit, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
+import type { AuthService } from "./AuthService.ts"
+import type { Call, JoinOptions } from "./Call.ts"
+import { join } from "./Call.ts"
+import type { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
+import type { RoomId } from "./Ids.ts"
+import type { LiveKit } from "./LiveKit.ts"
+import type { MatrixClient } from "./MatrixClient.ts"
+
+export interface CallServiceService {
+  /** Joins `roomId`; an active call is left first. */
+  readonly connect: (
+    roomId: RoomId,
+    options?: JoinOptions
+  ) => Effect.Effect<Call, NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed>
+  /** Leaves the active call, if any. */
+  readonly disconnect: Effect.Effect<void>
+  readonly activeCall: Effect.Effect<Option.Option<Call>>
+  /** The active call now, then after every connect/disconnect. */
+  readonly activeCalls: Stream.Stream<Option.Option<Call>>
+}
+
+export class CallService extends Context.Tag("@matrixrtc-effect/core/CallService")<CallService, CallServiceService>() {}
+
+export const make: Effect.Effect<CallServiceService, never, Scope.Scope | MatrixClient | AuthService | LiveKit> = Effect
+  .gen(function*() {
+    const context = yield* Effect.context<MatrixClient | AuthService | LiveKit>()
+    const active = yield* SubscriptionRef.make<Option.Option<{ readonly call: Call; readonly scope: Scope.CloseableScope }>>(
+      Option.none()
+    )
+    // One connect/disconnect at a time, so two connects cannot both end up "active".
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const closeActive = Effect.flatMap(SubscriptionRef.getAndSet(active, Option.none()), (current) =>
+      Option.match(current, {
+        onNone: () => Effect.void,
+        onSome: ({ scope }) => Scope.close(scope, Exit.void)
+      }))
+
+    const connect: CallServiceService["connect"] = (roomId, options) =>
+      lock.withPermits(1)(
+        Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function*() {
+            yield* closeActive
+            const scope = yield* Scope.make()
+            const exit = yield* restore(join(roomId, options)).pipe(
+              Scope.extend(scope),
+              Effect.provide(context),
+              Effect.exit
+            )
+            if (Exit.isFailure(exit)) {
+              yield* Scope.close(scope, exit)
+              return yield* exit
+            }
+            yield* SubscriptionRef.set(active, Option.some({ call: exit.value, scope }))
+            return exit.value
+          })
+        )
+      )
+
+    yield* Effect.addFinalizer(() => closeActive)
+
+    return CallService.of({
+      connect,
+      disconnect: lock.withPermits(1)(closeActive),
+      activeCall: Effect.map(SubscriptionRef.get(active), Option.map((a) => a.call)),
+      activeCalls: Stream.map(active.changes, Option.map((a) => a.call))
+    })
+  })
+
+export const layer: Layer.Layer<CallService, never, MatrixClient | AuthService | LiveKit> = Layer.scoped(
+  CallService,
+  make
+)
