@@ -39,7 +39,8 @@ export const baseSettings: Settings.Settings = {
   bindPort: 0,
   fullAccessHomeservers: ["example.com"],
   csApiUrlOverrides: new Map(),
-  userInfoBaseUrls: new Map()
+  userInfoBaseUrls: new Map(),
+  sanityCheckIntervalSeconds: 0
 }
 
 export interface Harness {

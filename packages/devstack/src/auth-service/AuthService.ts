@@ -1,6 +1,7 @@
 /**
- * Wiring of the auth service: real layers from the environment, and a test
- * wiring with a fake verifier and in-memory LiveKit rooms.
+ * Wiring of the auth service from the environment. Tests wire `Http.layerServer`
+ * with `OpenIdVerifier.layerTest`, `LiveKitRooms.layerMemory` and a delegation
+ * of their choice instead.
  */
 import { FetchHttpClient } from "@effect/platform"
 import { Layer } from "effect"
@@ -13,7 +14,8 @@ import * as Settings from "./Settings.ts"
 export { Delegation, Http, LiveKitRooms, OpenIdVerifier, Settings }
 
 /** Real services over the given settings (needs nothing else). */
-export const layerServices = Layer.mergeAll(OpenIdVerifier.layer, LiveKitRooms.layer, Delegation.layerMinimal).pipe(
+export const layerServices = Delegation.layer.pipe(
+  Layer.provideMerge(Layer.mergeAll(OpenIdVerifier.layer, LiveKitRooms.layer)),
   Layer.provideMerge(FetchHttpClient.layer)
 )
 

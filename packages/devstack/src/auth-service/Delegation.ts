@@ -1,15 +1,37 @@
 /**
- * Delayed-leave delegation (auth-service.md §3): CS-API resolution, job
- * registration and the LiveKit webhook.
+ * Delayed-leave delegation (auth-service.md §3): CS-API resolution, the job
+ * state machine and the LiveKit webhook.
  *
- * `layerMinimal` resolves the CS API (so request-time errors match) and
- * accepts jobs without acting on them: nothing is restarted or sent, and the
- * client relies on its own heartbeats (the documented minimal behaviour).
- * Webhooks are verified and logged.
+ * - `layer`: the real delegation. Per (LiveKit room, identity) one job:
+ *   `WaitingForInitialConnect` → `Connected` → `Disconnected` | `Aborted`, a
+ *   new registration replaces (silently stops) the old job. Connected jobs
+ *   restart the delayed event every 80 % of `delay_timeout`; on leave they
+ *   send it. Homeserver calls are unauthenticated
+ *   `POST <cs>/_matrix/client/unstable/org.matrix.msc4140/delayed_events/<id>/<restart|send>`.
+ * - `layerMinimal`: accepts jobs without acting on them (the client relies on
+ *   its own heartbeats); webhooks are verified and logged.
+ * - `makeMemory`/`layerMemory`: records jobs, for HTTP-level tests.
  */
-import { HttpClient, HttpClientResponse } from "@effect/platform"
-import { Clock, Context, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
-import { WebhookReceiver } from "livekit-server-sdk"
+import { HttpBody, HttpClient, HttpClientResponse } from "@effect/platform"
+import {
+  Clock,
+  Context,
+  Data,
+  Duration,
+  Effect,
+  Either,
+  FiberMap,
+  Layer,
+  Option,
+  Queue,
+  Random,
+  Redacted,
+  Ref,
+  Schema,
+  type Scope
+} from "effect"
+import { createHash, createHmac, timingSafeEqual } from "node:crypto"
+import { LiveKitRooms } from "./LiveKitRooms.ts"
 import { AuthServiceSettings } from "./Settings.ts"
 
 export class CsApiUnresolvable extends Data.TaggedError("CsApiUnresolvable")<{ readonly serverName: string }> {}
@@ -68,25 +90,78 @@ export interface WebhookEvent {
   readonly event: string
   readonly room: string
   readonly identity: string
+  /** Protobuf enum name, e.g. `CLIENT_INITIATED` (numbers are mapped for 1 only). */
   readonly disconnectReason: string
 }
 
-/** Verifies LiveKit's webhook signature (raw `Authorization` JWT with a `sha256` body claim) and decodes the event. */
+const WebhookBody = Schema.parseJson(Schema.Struct({
+  event: Schema.optional(Schema.String),
+  room: Schema.optional(Schema.NullOr(Schema.Struct({ name: Schema.optional(Schema.String) }))),
+  participant: Schema.optional(Schema.NullOr(Schema.Struct({
+    identity: Schema.optional(Schema.String),
+    disconnectReason: Schema.optional(Schema.Union(Schema.String, Schema.Number))
+  })))
+}))
+const WebhookClaims = Schema.parseJson(Schema.Struct({
+  iss: Schema.String,
+  sha256: Schema.String,
+  nbf: Schema.optional(Schema.Number),
+  exp: Schema.optional(Schema.Number)
+}))
+const decodeWebhookBody = Schema.decodeUnknownEither(WebhookBody)
+const decodeWebhookClaims = Schema.decodeUnknownEither(WebhookClaims)
+
+/** Clock skew accepted on the webhook token's `nbf`/`exp`. */
+const webhookLeewaySeconds = 60
+
+/**
+ * LiveKit's webhook scheme: `Authorization` is a raw HS256 JWT by the API key
+ * (`iss`), whose `sha256` claim is the padded standard base64 SHA-256 of the body.
+ */
 export const makeWebhookVerifier = Effect.gen(function*() {
   const settings = yield* AuthServiceSettings
-  const receiver = new WebhookReceiver(settings.apiKey, Redacted.value(settings.apiSecret))
-  return (body: string, authorization: Option.Option<string>): Effect.Effect<WebhookEvent, unknown> =>
-    Effect.tryPromise({
-      try: () => receiver.receive(body, Option.getOrUndefined(authorization)),
-      catch: (cause) => cause
-    }).pipe(
-      Effect.map((ev) => ({
-        event: ev.event,
+  const secret = settings.apiSecret
+  return (body: string, authorization: Option.Option<string>): Effect.Effect<WebhookEvent, string> =>
+    Effect.gen(function*() {
+      const jwt = yield* Option.match(authorization, {
+        onNone: () => Effect.fail("authorization header is empty"),
+        onSome: (a) => Effect.succeed(a.trim())
+      })
+      const [h, p, sig] = jwt.split(".")
+      if (h === undefined || p === undefined || sig === undefined) return yield* Effect.fail("malformed JWT")
+      const header = yield* Effect.try({
+        try: () => JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as { alg?: unknown },
+        catch: () => "malformed JWT header"
+      })
+      if (header.alg !== "HS256") return yield* Effect.fail("unexpected JWT alg")
+      const expected = createHmac("sha256", Redacted.value(secret)).update(`${h}.${p}`).digest()
+      const given = Buffer.from(sig, "base64url")
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        return yield* Effect.fail("bad signature")
+      }
+      const claims = yield* Either.match(decodeWebhookClaims(Buffer.from(p, "base64url").toString("utf8")), {
+        onLeft: () => Effect.fail("malformed claims"),
+        onRight: Effect.succeed
+      })
+      if (claims.iss !== settings.apiKey) return yield* Effect.fail("unexpected issuer")
+      const now = (yield* Clock.currentTimeMillis) / 1000
+      if (claims.nbf !== undefined && claims.nbf > now + webhookLeewaySeconds) return yield* Effect.fail("token not yet valid")
+      if (claims.exp !== undefined && claims.exp < now - webhookLeewaySeconds) return yield* Effect.fail("token expired")
+      if (claims.sha256 !== createHash("sha256").update(body, "utf8").digest("base64")) {
+        return yield* Effect.fail("sha256 checksum of body does not match")
+      }
+      const ev = yield* Either.match(decodeWebhookBody(body), {
+        onLeft: () => Effect.fail("malformed body"),
+        onRight: Effect.succeed
+      })
+      const reason = ev.participant?.disconnectReason
+      return {
+        event: ev.event ?? "",
         room: ev.room?.name ?? "",
         identity: ev.participant?.identity ?? "",
-        disconnectReason: String(ev.participant?.disconnectReason ?? "")
-      }))
-    )
+        disconnectReason: reason === 1 ? "CLIENT_INITIATED" : String(reason ?? "")
+      }
+    })
 })
 
 export const layerMinimal: Layer.Layer<Delegation, never, AuthServiceSettings | HttpClient.HttpClient> = Layer.effect(
@@ -103,7 +178,7 @@ export const layerMinimal: Layer.Layer<Delegation, never, AuthServiceSettings | 
       webhook: (body, authorization) =>
         verify(body, authorization).pipe(
           Effect.flatMap((ev) => Effect.logDebug("sfu webhook").pipe(Effect.annotateLogs({ ...ev }))),
-          Effect.catchAll(() => Effect.logWarning("sfu webhook with an invalid signature ignored"))
+          Effect.catchAll((reason) => Effect.logWarning("sfu webhook rejected", reason))
         )
     })
   })
@@ -143,3 +218,244 @@ export const makeMemory = (csApiUrls: Readonly<Record<string, string>> = {}): Me
 }
 
 export const layerMemory = (memory: Memory): Layer.Layer<Delegation> => Layer.succeed(Delegation, memory.service)
+
+// ---------------------------------------------------------------------------
+// The real delegation
+
+/** What a webhook means for a job. */
+type JobEvent = "joined" | "leftIntentionally" | "aborted"
+
+const jobEventOf = (ev: WebhookEvent): JobEvent | undefined => {
+  switch (ev.event) {
+    case "participant_joined":
+      return "joined"
+    case "participant_left":
+    case "participant_connection_aborted":
+      return ev.disconnectReason === "CLIENT_INITIATED" ? "leftIntentionally" : "aborted"
+    default:
+      return undefined
+  }
+}
+
+/** Outcome class of one homeserver call (auth-service.md §3.3). */
+type CallResult =
+  | { readonly _tag: "Ok" }
+  | { readonly _tag: "Permanent"; readonly status: number }
+  | { readonly _tag: "Retry"; readonly afterMs: Option.Option<number>; readonly why: string }
+
+const RetryAfterBody = Schema.parseJson(Schema.Struct({ retry_after_ms: Schema.optional(Schema.Number) }))
+
+/** `Retry-After` in seconds or as an HTTP date. */
+const parseRetryAfter = (header: string | undefined, nowMs: number): Option.Option<number> => {
+  if (header === undefined || header.trim() === "") return Option.none()
+  if (/^\s*\d+\s*$/.test(header)) return Option.some(Number(header) * 1000)
+  const date = Date.parse(header)
+  return Number.isNaN(date) ? Option.none() : Option.some(Math.max(0, date - nowMs))
+}
+
+export const backoff = {
+  initialMs: 1000,
+  multiplier: 1.5,
+  maxIntervalMs: 60_000
+} as const
+
+/** `interval` with ±50 % jitter. */
+const jitter = (intervalMs: number) => Effect.map(Random.next, (r) => intervalMs * (0.5 + r))
+
+/** 80 % of `delay_timeout` between restarts; the waiting phase lasts at most 1 h. */
+export const restartFraction = 0.8
+export const maxWaitMs = 3_600_000
+
+export const make: Effect.Effect<
+  Service,
+  never,
+  AuthServiceSettings | HttpClient.HttpClient | LiveKitRooms | Scope.Scope
+> = Effect.gen(function*() {
+  const settings = yield* AuthServiceSettings
+  const client = yield* HttpClient.HttpClient
+  const rooms = yield* LiveKitRooms
+  const resolveCsApi = yield* makeCsApiResolver
+  const verify = yield* makeWebhookVerifier
+  const fibers = yield* FiberMap.make<string>()
+  const queues = new Map<string, { readonly id: number; readonly queue: Queue.Queue<JobEvent> }>()
+  const closing = yield* Ref.make(false)
+  // Registered after the FiberMap, so it runs first on shutdown: no new jobs while the old ones are interrupted.
+  yield* Effect.addFinalizer(() => Ref.set(closing, true))
+  let nextId = 0
+
+  const call = (job: Job, action: "restart" | "send"): Effect.Effect<CallResult> =>
+    client.post(
+      `${job.csApiUrl.replace(/\/+$/, "")}/_matrix/client/unstable/org.matrix.msc4140/delayed_events/${
+        encodeURIComponent(job.delayId)
+      }/${action}`,
+      { body: HttpBody.text("{}", "application/json") }
+    ).pipe(
+      Effect.flatMap((res): Effect.Effect<CallResult> => {
+        if (res.status >= 200 && res.status < 300) return Effect.succeed({ _tag: "Ok" })
+        if (res.status === 404) {
+          return Effect.succeed(action === "send" ? { _tag: "Ok" } : { _tag: "Permanent", status: 404 })
+        }
+        if (res.status === 429) {
+          return Effect.gen(function*() {
+            const now = yield* Clock.currentTimeMillis
+            const fromHeader = parseRetryAfter(res.headers["retry-after"], now)
+            const fromBody = Option.isSome(fromHeader) ? fromHeader : yield* res.text.pipe(
+              Effect.map((t) => Either.getOrUndefined(Schema.decodeUnknownEither(RetryAfterBody)(t))?.retry_after_ms),
+              Effect.map(Option.fromNullable),
+              Effect.orElseSucceed(() => Option.none<number>())
+            )
+            return { _tag: "Retry", afterMs: fromBody, why: "429" } as const
+          })
+        }
+        return Effect.succeed({ _tag: "Retry", afterMs: Option.none(), why: `status ${res.status}` })
+      }),
+      Effect.scoped,
+      Effect.timeoutFail({ duration: Duration.seconds(5), onTimeout: () => "timeout" }),
+      Effect.catchAll((e) =>
+        Effect.succeed<CallResult>({ _tag: "Retry", afterMs: Option.none(), why: typeof e === "string" ? e : e._tag })
+      )
+    )
+
+  /** Calls until success, a permanent failure, or `untilMs` passes. */
+  const callWithRetry = (job: Job, action: "restart" | "send", untilMs: number) =>
+    Effect.gen(function*() {
+      let interval: number = backoff.initialMs
+      for (;;) {
+        const result = yield* call(job, action)
+        if (result._tag === "Ok") return "ok" as const
+        if (result._tag === "Permanent") return "permanent" as const
+        const now = yield* Clock.currentTimeMillis
+        if (now >= untilMs) return "exhausted" as const
+        const wait = Option.isSome(result.afterMs) ? result.afterMs.value : yield* jitter(interval)
+        yield* Effect.logDebug(`delayed event ${action} failed (${result.why}); retrying`)
+        yield* Effect.sleep(Duration.millis(Math.max(0, Math.min(wait, untilMs - now))))
+        interval = Math.min(interval * backoff.multiplier, backoff.maxIntervalMs)
+      }
+    })
+
+  const nextEvent = <A>(queue: Queue.Queue<JobEvent>, select: (e: JobEvent) => A | undefined): Effect.Effect<A> =>
+    Queue.take(queue).pipe(
+      Effect.map(select),
+      Effect.repeat({ until: (a): a is A => a !== undefined }),
+      Effect.map((a) => a as A)
+    )
+
+  /** GetParticipant with backoff until the participant is there. */
+  const pollUntilPresent = (job: Job) =>
+    Effect.gen(function*() {
+      let interval: number = backoff.initialMs
+      for (;;) {
+        const present = yield* rooms.hasParticipant(job.room, job.identity).pipe(Effect.orElseSucceed(() => false))
+        if (present) return
+        yield* Effect.sleep(Duration.millis(yield* jitter(interval)))
+        interval = Math.min(interval * backoff.multiplier, backoff.maxIntervalMs)
+      }
+    })
+
+  /** The sanity check: confirmed absence (not a transport error) ends the connection. */
+  const sanityCheck = (job: Job) =>
+    settings.sanityCheckIntervalSeconds > 0
+      ? Effect.gen(function*() {
+        for (;;) {
+          yield* Effect.sleep(Duration.seconds(settings.sanityCheckIntervalSeconds))
+          const present = yield* rooms.hasParticipant(job.room, job.identity).pipe(Effect.orElseSucceed(() => true))
+          if (!present) return "disconnected" as const
+        }
+      })
+      : Effect.never
+
+  const sendLeave = (job: Job, deadlineMs: number) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const budget = Math.min(Math.max(deadlineMs - now, 1000), maxWaitMs)
+      const result = yield* callWithRetry(job, "send", now + budget)
+      if (result === "ok") yield* Effect.logInfo("delegated delayed leave sent")
+      else yield* Effect.logWarning(`delegated delayed leave could not be sent (${result})`)
+    })
+
+  const runJob = (job: Job, queue: Queue.Queue<JobEvent>) =>
+    Effect.gen(function*() {
+      const start = yield* Clock.currentTimeMillis
+      const deadline = yield* Ref.make(start + job.delayTimeoutMs)
+
+      // WaitingForInitialConnect
+      const first = yield* Effect.raceAll([
+        Effect.sleep(Duration.millis(Math.min(maxWaitMs, job.delayTimeoutMs))).pipe(Effect.as("timeout" as const)),
+        pollUntilPresent(job).pipe(Effect.as("connected" as const)),
+        nextEvent(queue, (e) => e === "joined" ? "connected" as const : e === "aborted" ? "aborted" as const : undefined)
+      ])
+      if (first === "aborted") {
+        return yield* Effect.logInfo("participant connection aborted before connecting; job aborted")
+      }
+      if (first === "timeout") {
+        yield* Effect.logInfo("participant never connected; sending the delayed leave")
+        return yield* sendLeave(job, yield* Ref.get(deadline))
+      }
+
+      // Connected
+      yield* Effect.logInfo("participant connected; restarting the delayed leave")
+      const restartLoop = Effect.gen(function*() {
+        for (;;) {
+          const result = yield* callWithRetry(job, "restart", yield* Ref.get(deadline))
+          if (result !== "ok") return result
+          const now = yield* Clock.currentTimeMillis
+          yield* Ref.set(deadline, now + job.delayTimeoutMs)
+          yield* Effect.sleep(Duration.millis(job.delayTimeoutMs * restartFraction))
+        }
+      })
+      const outcome = yield* Effect.raceAll([
+        nextEvent(queue, () => "disconnected" as const),
+        sanityCheck(job),
+        restartLoop
+      ])
+      if (outcome !== "disconnected") {
+        return yield* Effect.logWarning(`restarting the delayed leave failed (${outcome}); job aborted`)
+      }
+      // Disconnected
+      yield* Effect.logInfo("participant left; sending the delayed leave")
+      yield* sendLeave(job, yield* Ref.get(deadline))
+    }).pipe(Effect.annotateLogs({ room: job.room, identity: job.identity }))
+
+  return Delegation.of({
+    resolveCsApi,
+    register: (job) =>
+      Effect.gen(function*() {
+        if (yield* Ref.get(closing)) return yield* Effect.fail(new ShuttingDown())
+        const key = JSON.stringify([job.room, job.identity])
+        const id = nextId++
+        const queue = yield* Queue.unbounded<JobEvent>()
+        queues.set(key, { id, queue })
+        yield* FiberMap.run(
+          fibers,
+          key,
+          runJob(job, queue).pipe(
+            Effect.ensuring(Effect.sync(() => {
+              if (queues.get(key)?.id === id) queues.delete(key)
+            }))
+          )
+        )
+        yield* Effect.logInfo("delayed leave delegated").pipe(
+          Effect.annotateLogs({ room: job.room, identity: job.identity, delayTimeoutMs: job.delayTimeoutMs })
+        )
+      }),
+    webhook: (body, authorization) =>
+      verify(body, authorization).pipe(
+        Effect.flatMap((ev) => {
+          const jobEvent = jobEventOf(ev)
+          const entry = queues.get(JSON.stringify([ev.room, ev.identity]))
+          return jobEvent === undefined || entry === undefined
+            ? Effect.logDebug("sfu webhook").pipe(Effect.annotateLogs({ ...ev }))
+            : Effect.logDebug("sfu webhook for a delegation job").pipe(
+              Effect.annotateLogs({ ...ev }),
+              Effect.zipRight(Queue.offer(entry.queue, jobEvent))
+            )
+        }),
+        Effect.catchAll((reason) => Effect.logWarning("sfu webhook rejected", reason)),
+        Effect.asVoid
+      )
+  })
+})
+
+/** The real delegation; jobs live as long as the layer. */
+export const layer: Layer.Layer<Delegation, never, AuthServiceSettings | HttpClient.HttpClient | LiveKitRooms> = Layer
+  .scoped(Delegation, make)

@@ -20,6 +20,8 @@ export interface Settings {
   readonly csApiUrlOverrides: ReadonlyMap<string, string>
   /** `MATRIXRTC_USERINFO_URLS` (`server_name=base_url,…`): plain-HTTP OpenID userinfo lookups. */
   readonly userInfoBaseUrls: ReadonlyMap<string, string>
+  /** `LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS`: poll `GetParticipant` for delegated participants (0 = off, default). */
+  readonly sanityCheckIntervalSeconds: number
 }
 
 export class AuthServiceSettings extends Context.Tag("@matrixrtc-effect/devstack/auth-service/Settings")<
@@ -88,7 +90,8 @@ export const config: Config.Config<Settings> = Config.all({
   bind,
   fullAccessHomeservers: fullAccess,
   csApiUrlOverrides: serverMap("LIVEKIT_CS_API_URL_OVERRIDES"),
-  userInfoBaseUrls: serverMap("MATRIXRTC_USERINFO_URLS")
+  userInfoBaseUrls: serverMap("MATRIXRTC_USERINFO_URLS"),
+  sanityCheckIntervalSeconds: Config.integer("LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS").pipe(Config.withDefault(0))
 }).pipe(
   Config.map(({ bind, ...rest }): Settings => ({ ...rest, bindHost: bind.host, bindPort: bind.port }))
 )
