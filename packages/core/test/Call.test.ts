@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Scope } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
 import { aliceKey, assertBefore, assertNothingLeft, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
@@ -34,4 +34,147 @@ describe("join", () => {
       assertBefore(after, "sfu:disconnect", "homeserver:delayed.send")
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
+
+  const fails = (layer: Testing.TestLayerOptions, setup: Effect.Effect<void, never, Testing.TestServices>, options?: Call.JoinOptions) =>
+    Effect.gen(function*() {
+      yield* setup
+      const error = yield* Effect.flip(Effect.scoped(Call.join(roomId, options)))
+      yield* assertNothingLeft
+      return error
+    }).pipe(Effect.provide(Testing.layer(layer)))
+
+  it.effect("NotAuthenticated NoSession", () =>
+    Effect.gen(function*() {
+      const e = yield* fails({ homeserver: { session: null } }, Effect.void)
+      assert.strictEqual(e._tag, "NotAuthenticated")
+      assert.strictEqual(e._tag === "NotAuthenticated" && e.reason, "NoSession")
+    }))
+
+  it.effect("NotAuthenticated TokenRejected keeps the errcode", () =>
+    Effect.gen(function*() {
+      const e = yield* fails(
+        {},
+        Effect.flatMap(TestHomeserver.TestHomeserver, (hs) =>
+          hs.injectFault("whoami", Testing.TestCallLog.fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" })))
+      )
+      assert.strictEqual(e._tag, "NotAuthenticated")
+      if (e._tag !== "NotAuthenticated") return
+      assert.strictEqual(e.reason, "TokenRejected")
+      assert.strictEqual(e.errcode, "M_UNKNOWN_TOKEN")
+      assert.strictEqual(e.status, 401)
+    }))
+
+  it.effect("JwtFetchFailed NoAuthService when no transports, no .well-known, nothing configured", () =>
+    Effect.gen(function*() {
+      const e = yield* fails({ homeserver: { transports: null } }, Effect.void)
+      assert.strictEqual(e._tag === "JwtFetchFailed" && e.reason, "NoAuthService")
+    }))
+
+  it.effect("discovery falls back to .well-known, then to the configured URL", () =>
+    Effect.gen(function*() {
+      const url = "https://rtc.example.org/livekit/jwt"
+      const viaWellKnown = yield* Effect.scoped(Call.join(roomId)).pipe(
+        Effect.provide(Testing.layer({
+          homeserver: {
+            transports: null,
+            wellKnown: { "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: url }] }
+          }
+        }))
+      )
+      assert.strictEqual(viaWellKnown.authServiceUrl, url)
+      const viaConfig = yield* Effect.scoped(Call.join(roomId, { authServiceUrl: url })).pipe(
+        Effect.provide(Testing.layer({ homeserver: { transports: [] } }))
+      )
+      assert.strictEqual(viaConfig.authServiceUrl, url)
+    }))
+
+  it.effect("JwtFetchFailed OpenIdFailed keeps status and errcode", () =>
+    Effect.gen(function*() {
+      const e = yield* fails(
+        {},
+        Effect.flatMap(TestHomeserver.TestHomeserver, (hs) =>
+          hs.injectFault("openid", Testing.TestCallLog.fail({ status: 403, errcode: "M_FORBIDDEN" })))
+      )
+      assert.strictEqual(e._tag, "JwtFetchFailed")
+      if (e._tag !== "JwtFetchFailed") return
+      assert.strictEqual(e.reason, "OpenIdFailed")
+      assert.strictEqual(e.errcode, "M_FORBIDDEN")
+    }))
+
+  it.effect("JwtFetchFailed Rejected from the auth service; Unreachable for an unknown service", () =>
+    Effect.gen(function*() {
+      const e = yield* fails(
+        {},
+        Effect.flatMap(Testing.TestAuthService.TestAuthService, (a) =>
+          a.injectFault("sfuGet", Testing.TestCallLog.fail({ status: 500, errcode: "M_UNKNOWN" })))
+      )
+      assert.strictEqual(e._tag === "JwtFetchFailed" && e.reason, "Rejected")
+      assert.strictEqual(e._tag === "JwtFetchFailed" && e.status, 500)
+      const u = yield* fails({
+        homeserver: { transports: [{ type: "livekit", livekit_service_url: "https://elsewhere.example.org" }] }
+      }, Effect.void)
+      assert.strictEqual(u._tag === "JwtFetchFailed" && u.reason, "Unreachable")
+    }))
+
+  it.effect("MembershipFailed Forbidden below the call.member power level; the SFU connection is cleaned up", () =>
+    Effect.gen(function*() {
+      const e = yield* fails({ homeserver: { rooms: [{ roomId, callMemberPowerLevel: 50 }] } }, Effect.void)
+      assert.strictEqual(e._tag, "MembershipFailed")
+      if (e._tag !== "MembershipFailed") return
+      assert.strictEqual(e.reason, "Forbidden")
+      assert.strictEqual(e.errcode, "M_FORBIDDEN")
+      assert.strictEqual(e.status, 403)
+    }))
+
+  it.effect("ConnectFailed Rejected; no membership left behind", () =>
+    Effect.gen(function*() {
+      const e = yield* fails(
+        {},
+        Effect.flatMap(TestLiveKit.TestLiveKit, (sfu) => sfu.injectFault("connect", Testing.TestCallLog.fail({ status: 401 })))
+      )
+      assert.strictEqual(e._tag === "ConnectFailed" && e.reason, "Rejected")
+    }))
+
+  it.effect("ConnectFailed Timeout after connectTimeoutMs; no membership left behind", () =>
+    Effect.gen(function*() {
+      const sfu = yield* TestLiveKit.TestLiveKit
+      yield* sfu.injectFault("connect", Testing.TestCallLog.hang)
+      const fiber = yield* Effect.fork(Effect.scoped(Call.join(roomId, { connectTimeoutMs: 4000 })))
+      yield* TestClock.adjust(3999)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)))
+      yield* TestClock.adjust(1)
+      const e = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(e._tag === "ConnectFailed" && e.reason, "Timeout")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("server without MSC4140: no delayed leave, no heartbeat, leave puts {}", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const call = yield* Call.join(roomId)
+        assert.isTrue(Option.isNone((yield* call.membership).delayId))
+        yield* TestClock.adjust(20_000)
+      }))
+      const log = yield* ops
+      assert.isFalse(log.some((o) => o.startsWith("homeserver:delayed")))
+      assertBefore(log, "sfu:disconnect", "homeserver:sendState")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { delayedEvents: false } }))))
+
+  it.effect("sticky dialect: /get_token, hashed identity, sticky membership and leave", () =>
+    Effect.gen(function*() {
+      const call = yield* Effect.scoped(Effect.gen(function*() {
+        const call = yield* Call.join(roomId, { dialect: "sticky" })
+        const own = yield* call.membership
+        assert.strictEqual(own.dialect, "sticky")
+        assert.strictEqual(call.connection.identity.length, 43)
+        const members = yield* call.currentMembers
+        assert.deepStrictEqual(members.map((m) => m.dialect), ["sticky"])
+        return call
+      }))
+      const log = yield* ops
+      assert.isTrue(log.includes("auth:getToken"))
+      assertBefore(log, "sfu:disconnect", "homeserver:delayed.send")
+      assert.isTrue(call.connection.roomName.length === 43)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 })
