@@ -23,6 +23,7 @@ export class Exit extends Schema.TaggedError<Exit>()("Exit", { code: Schema.Numb
 export const exitCodeOf = (error: unknown): number => {
   switch ((error as { _tag?: unknown } | null)?._tag) {
     case "UsageError":
+    case "InvalidId":
       return ExitCode.Usage
     case "NotAuthenticated":
       return ExitCode.NotAuthenticated

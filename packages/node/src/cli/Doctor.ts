@@ -5,6 +5,7 @@
  * which is exactly what the higher-level clients abstract away.
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { Discovery } from "@matrixrtc-effect/core"
 import { Duration, Effect, Option, Redacted, Schema } from "effect"
 import type { Output } from "./Output.ts"
 
@@ -36,11 +37,6 @@ const Versions = Schema.Struct({
   unstable_features: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Boolean }), { default: () => ({}) })
 })
 const Whoami = Schema.Struct({ user_id: Schema.String })
-const TransportEntry = Schema.Struct({ type: Schema.String, livekit_service_url: Schema.optional(Schema.String) })
-const Transports = Schema.Struct({ rtc_transports: Schema.optionalWith(Schema.Array(TransportEntry), { default: () => [] }) })
-const WellKnown = Schema.Struct({
-  "org.matrix.msc4143.rtc_foci": Schema.optionalWith(Schema.Array(TransportEntry), { default: () => [] })
-})
 const Capabilities = Schema.Struct({
   capabilities: Schema.Struct({
     "org.matrix.msc4140.delayed_events": Schema.optional(Schema.Struct({ max_delay_ms: Schema.optional(Schema.Number) }))
@@ -115,10 +111,6 @@ const pass = (check: string, detail: string): CheckResult => ({ check, status: "
 const fail = (check: string, detail: string, fix: string): CheckResult => ({ check, status: "fail", detail, fix })
 const skip = (check: string, detail: string): CheckResult => ({ check, status: "skip", detail })
 
-/** The livekit entries' service URLs of a transport list. */
-const livekitUrls = (entries: ReadonlyArray<typeof TransportEntry.Type>) =>
-  entries.flatMap((t) => (t.type === "livekit" && t.livekit_service_url ? [t.livekit_service_url] : []))
-
 // --- the checks -----------------------------------------------------------------------
 
 /** Runs every check in order, printing each result as it completes. Returns all results. */
@@ -177,12 +169,10 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
       yield* report(skip("rtc transports endpoint", "needs a valid --access-token (the endpoint is authenticated)"))
     } else {
       const tr = yield* get(`${hs}/_matrix/client/unstable/org.matrix.msc4143/rtc/transports`)
-      const urls = tr._tag === "Answer" && tr.answer.status === 200
-        ? Option.map(decode(Transports, tr.answer.body), (t) => livekitUrls(t.rtc_transports))
-        : Option.none()
-      if (Option.isSome(urls) && urls.value.length > 0) {
-        discovered.push(...urls.value)
-        yield* report(pass("rtc transports endpoint", `livekit_service_url ${urls.value.join(", ")}`))
+      const found = tr._tag === "Answer" && tr.answer.status === 200 ? Discovery.fromTransportsResponse(tr.answer.body) : Option.none()
+      if (Option.isSome(found)) {
+        discovered.push(found.value.livekit_service_url)
+        yield* report(pass("rtc transports endpoint", `livekit_service_url ${found.value.livekit_service_url}`))
       } else {
         yield* report(
           fail(
@@ -198,12 +188,16 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
       }
     }
     const wk = yield* send(HttpClientRequest.get(`${hs}/.well-known/matrix/client`))
-    const wkUrls = wk._tag === "Answer" && wk.answer.status === 200
-      ? Option.map(decode(WellKnown, wk.answer.body), (w) => livekitUrls(w["org.matrix.msc4143.rtc_foci"]))
-      : Option.none()
-    if (Option.isSome(wkUrls) && wkUrls.value.length > 0) {
-      discovered.push(...wkUrls.value)
-      yield* report(pass(".well-known rtc_foci", `livekit_service_url ${wkUrls.value.join(", ")}`))
+    const wkFound = wk._tag === "Answer" && wk.answer.status === 200 ? Discovery.fromWellKnown(wk.answer.body) : Option.none()
+    if (Option.isSome(wkFound)) {
+      discovered.push(wkFound.value.livekit_service_url)
+      const same = discovered.length < 2 || trimSlash(discovered[0]!) === trimSlash(discovered[1]!)
+      yield* report(
+        pass(
+          ".well-known rtc_foci",
+          `livekit_service_url ${wkFound.value.livekit_service_url}${same ? "" : ` (differs from the transports endpoint; clients that read .well-known use this one)`}`
+        )
+      )
     } else {
       yield* report(
         fail(

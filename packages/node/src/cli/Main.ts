@@ -2,7 +2,8 @@
  * Running a program as a Node process: the edge shared by `bin.ts` and the demo.
  * Only these two entry points call it; library code never runs effects.
  */
-import { Cause, Effect, Exit, Fiber, Layer, Logger, LogLevel } from "effect"
+import { Cause, Console, Effect, Exit, Fiber, Layer, Logger, LogLevel } from "effect"
+import { Console as NodeConsole } from "node:console"
 
 /** Exit codes of `matrixrtc` (also used by the demo). */
 export const ExitCode = {
@@ -28,6 +29,46 @@ export const loggerLayer: Layer.Layer<never> = Layer.merge(
 )
 
 /**
+ * stdout belongs to the program (one JSON object per line with `--json`), but
+ * matrix-js-sdk and other libraries chat through the global `console`. So the
+ * program prints through a console of its own on the real streams, and the
+ * global console's chatter is dropped, or sent to stderr with MATRIXRTC_DEBUG=1.
+ * Failures that matter reach the program as typed errors and are printed by it.
+ */
+const isolateStdout = (): Console.Console => {
+  const own = new NodeConsole({ stdout: process.stdout, stderr: process.stderr })
+  const debug = process.env["MATRIXRTC_DEBUG"] !== undefined && process.env["MATRIXRTC_DEBUG"] !== ""
+  const toStderr = (...args: ReadonlyArray<unknown>) => own.error(...args)
+  const drop = () => {}
+  for (const method of ["log", "info", "debug", "trace", "warn", "error"] as const) {
+    globalThis.console[method] = debug ? toStderr : drop
+  }
+  const sync = (f: () => void) => Effect.sync(f)
+  return {
+    [Console.TypeId]: Console.TypeId,
+    unsafe: own,
+    assert: (condition, ...args) => sync(() => own.assert(condition, ...args)),
+    clear: sync(() => own.clear()),
+    count: (label) => sync(() => own.count(label)),
+    countReset: (label) => sync(() => own.countReset(label)),
+    debug: (...args) => sync(() => own.debug(...args)),
+    dir: (item, options) => sync(() => own.dir(item, options)),
+    dirxml: (...args) => sync(() => own.dirxml(...args)),
+    error: (...args) => sync(() => own.error(...args)),
+    group: (options) => sync(() => (options?.collapsed ? own.groupCollapsed(options.label) : own.group(options?.label))),
+    groupEnd: sync(() => own.groupEnd()),
+    info: (...args) => sync(() => own.info(...args)),
+    log: (...args) => sync(() => own.log(...args)),
+    table: (data, properties) => sync(() => own.table(data, properties as Array<string> | undefined)),
+    time: (label) => sync(() => own.time(label)),
+    timeEnd: (label) => sync(() => own.timeEnd(label)),
+    timeLog: (label, ...args) => sync(() => own.timeLog(label, ...args)),
+    trace: (...args) => sync(() => own.trace(...args)),
+    warn: (...args) => sync(() => own.warn(...args))
+  }
+}
+
+/**
  * Runs `program` (which yields the exit code) and exits the process with it.
  *
  * Ctrl-C and SIGTERM interrupt the program, so every scope closes: a joined call
@@ -36,7 +77,8 @@ export const loggerLayer: Layer.Layer<never> = Layer.merge(
  * We exit explicitly at the end because native LiveKit handles can keep Node alive.
  */
 export const runMain = (program: Effect.Effect<number>): void => {
-  const fiber = Effect.runFork(program.pipe(Effect.provide(loggerLayer)))
+  const console = isolateStdout()
+  const fiber = Effect.runFork(program.pipe(Effect.provide(loggerLayer), Effect.withConsole(console)))
   let signalled = false
   const onSignal = () => {
     if (signalled) process.exit(ExitCode.Forced)

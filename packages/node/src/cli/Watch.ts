@@ -1,6 +1,14 @@
-import { Effect } from "effect"
+/**
+ * `matrixrtc watch`: the room's call members as they change, without joining.
+ * Runs until Ctrl-C/SIGTERM (or the client stops).
+ */
+import { CallMembers, MatrixClient } from "@matrixrtc-effect/core"
+import type { CallMember, Ids, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
+import { Effect, Stream } from "effect"
 import type { Credentials } from "./Cli.ts"
 import type { Output } from "./Output.ts"
+import * as Render from "./Render.ts"
+import * as Session from "./Session.ts"
 
 export interface WatchOptions {
   readonly homeserver: string
@@ -8,4 +16,25 @@ export interface WatchOptions {
   readonly roomId: string
 }
 
-export const run = (_options: WatchOptions, _out: Output): Effect.Effect<void, unknown> => Effect.dieMessage("watch: not wired yet")
+export const run = (options: WatchOptions, out: Output): Effect.Effect<void, Ids.InvalidId | NotAuthenticated | MatrixError> =>
+  Effect.gen(function*() {
+    const roomId = yield* Session.roomIdOf(options.roomId)
+    yield* watch(roomId, out).pipe(Effect.provide(Session.layer(options.homeserver, options.credentials)))
+  })
+
+const watch = (roomId: Ids.RoomId, out: Output) =>
+  Effect.gen(function*() {
+    const mx = yield* MatrixClient
+    yield* out.event("watching", { roomId }, `watching call members of ${roomId} (Ctrl-C to stop)`)
+    yield* CallMembers.changes(mx.callMemberEvents(roomId)).pipe(
+      Stream.runFoldEffect([] as ReadonlyArray<CallMember>, (before, members) => {
+        const d = Render.diff(before, members)
+        return out.event(
+          "member",
+          { members: members.map(Render.memberJson), joined: d.joined.map(Render.memberJson), left: d.left.map(Render.memberJson) },
+          [...Render.diffLines(d), `  ${members.length} in the call${members.length > 0 ? `: ${members.map((m) => `${m.userId} (${m.deviceId})`).join(", ")}` : ""}`]
+            .join("\n")
+        ).pipe(Effect.as(members))
+      })
+    )
+  })

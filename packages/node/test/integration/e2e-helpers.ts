@@ -1,0 +1,279 @@
+/**
+ * Observers and process handles for the end-to-end tests on the real stack.
+ *
+ * Everything waits on events (CLI output lines, matrix-js-sdk session events,
+ * LiveKit room events) with a timeout; nothing sleeps to synchronise. Each
+ * handle is a scoped resource, so a failing test still kills its processes and
+ * stops its clients.
+ */
+import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
+import { Room, RoomEvent } from "@livekit/rtc-node"
+import { Deferred, Duration, Effect, Option, Scope, Stream, SubscriptionRef } from "effect"
+import { AccessToken, RoomServiceClient } from "livekit-server-sdk"
+import * as sdk from "matrix-js-sdk"
+import { type CallMembership, MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js"
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { fileURLToPath } from "node:url"
+import * as readline from "node:readline"
+
+export const binPath = fileURLToPath(new URL("../../src/bin.ts", import.meta.url))
+
+export const stack = (): StackInfo => readStack()
+
+export const userAt = (s: StackInfo, i: number): StackUser => {
+  const u = s.users[i]
+  if (u === undefined) throw new Error(`the stack has no user #${i}`)
+  return u
+}
+
+/** A device id of our own per test run, so that parallel runs on the same stack never share memberships. */
+export const freshDeviceId = (label: string): string => `E2E${label.toUpperCase()}${randomBytes(4).toString("hex").toUpperCase()}`
+
+/** What the state-mode LiveKit identity of a member is (`/sfu/get`): `@user:server:DEVICE`. */
+export const legacyIdentity = (userId: string, deviceId: string) => `${userId}:${deviceId}`
+
+/** Waits until `ref` holds a value that `pick` maps to Some; fails with a message after `timeoutMs`. */
+export const waitFor = <A, B>(
+  ref: SubscriptionRef.SubscriptionRef<A>,
+  pick: (a: A) => Option.Option<B>,
+  timeoutMs: number,
+  what: string
+): Effect.Effect<B, Error> =>
+  ref.changes.pipe(
+    Stream.filterMap(pick),
+    Stream.runHead,
+    Effect.flatMap(Option.match({
+      onNone: () => Effect.fail(new Error(`${what}: stream ended`)),
+      onSome: Effect.succeed
+    })),
+    Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}`) })
+  )
+
+// ---------------------------------------------------------------------------------------
+// The `matrixrtc` CLI as a child process
+
+export type CliEvent = Record<string, unknown> & { readonly event: string }
+
+export interface CliProcess {
+  readonly pid: number
+  readonly child: ChildProcess
+  /** Every JSON line printed so far. */
+  readonly events: SubscriptionRef.SubscriptionRef<ReadonlyArray<CliEvent>>
+  readonly stderr: () => string
+  readonly waitForEvent: (
+    pred: (e: CliEvent) => boolean,
+    timeoutMs: number,
+    what: string
+  ) => Effect.Effect<CliEvent, Error>
+  /** Resolves with the exit code (or the signal) when the process ends. */
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  readonly waitExit: (timeoutMs: number) => Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }, Error>
+  readonly kill: (signal: NodeJS.Signals) => Effect.Effect<void>
+}
+
+/** Spawns `node bin.ts ...args`; killed (SIGKILL) when the scope closes if still running. */
+export const spawnCli = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {}
+): Effect.Effect<CliProcess, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const events = yield* SubscriptionRef.make<ReadonlyArray<CliEvent>>([])
+    const exit = yield* Deferred.make<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>()
+    let stderr = ""
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const c = spawn(process.execPath, [binPath, ...args], {
+          env: { ...process.env, ...env, NO_COLOR: "1" },
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        c.stderr!.setEncoding("utf8").on("data", (d: string) => {
+          stderr += d
+        })
+        readline.createInterface({ input: c.stdout! }).on("line", (line) => {
+          let parsed: CliEvent | undefined
+          try {
+            parsed = JSON.parse(line) as CliEvent
+          } catch {
+            stderr += `[non-JSON stdout] ${line}\n`
+          }
+          if (parsed !== undefined) {
+            const e = parsed
+            Effect.runSync(SubscriptionRef.update(events, (all) => [...all, e]))
+          }
+        })
+        c.on("exit", (code, signal) => Effect.runSync(Deferred.succeed(exit, { code, signal })))
+        return c
+      }),
+      (c) =>
+        Deferred.isDone(exit).pipe(
+          Effect.flatMap((done) =>
+            done ? Effect.void : Effect.sync(() => c.kill("SIGKILL")).pipe(Effect.zipRight(Deferred.await(exit)))
+          )
+        )
+    )
+    const waitExit = (timeoutMs: number) =>
+      Deferred.await(exit).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () => new Error(`matrixrtc ${args[0]} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`)
+        })
+      )
+    return {
+      pid: child.pid!,
+      child,
+      events,
+      stderr: () => stderr,
+      waitForEvent: (pred, timeoutMs, what) =>
+        Effect.raceFirst(
+          waitFor(events, (all) => Option.fromNullable(all.find(pred)), timeoutMs, what),
+          Deferred.await(exit).pipe(
+            Effect.flatMap((x) =>
+              // Lines may still be queued in readline when the exit arrives: look once more.
+              SubscriptionRef.get(events).pipe(
+                Effect.flatMap((all) => {
+                  const hit = all.find(pred)
+                  return hit !== undefined
+                    ? Effect.succeed(hit)
+                    : Effect.fail(new Error(`matrixrtc exited (${x.code ?? x.signal}) before ${what}; stderr:\n${stderr}`))
+                })
+              )
+            ),
+            Effect.delay(Duration.millis(50))
+          )
+        ),
+      exited: Deferred.await(exit),
+      waitExit,
+      kill: (signal) => Effect.sync(() => void child.kill(signal))
+    } satisfies CliProcess
+  })
+
+/** CLI arguments for a password login of a stack user on a fresh device (the password stays out of argv). */
+export const loginArgs = (s: StackInfo, user: StackUser, deviceId: string) => ({
+  args: ["--homeserver", s.homeserverUrl, "--user", user.userId, "--device-id", deviceId],
+  env: { MATRIXRTC_PASSWORD: user.password }
+})
+
+// ---------------------------------------------------------------------------------------
+// matrix-js-sdk as an independent observer (and peer) of the call
+
+export interface RtcObserver {
+  readonly client: sdk.MatrixClient
+  readonly session: import("matrix-js-sdk/lib/matrixrtc/index.js").MatrixRTCSession
+  /** The session's memberships, updated on every MembershipsChanged. */
+  readonly memberships: SubscriptionRef.SubscriptionRef<ReadonlyArray<CallMembership>>
+  readonly find: (userId: string, deviceId: string) => Effect.Effect<Option.Option<CallMembership>>
+  /** Waits until `pred` holds for the memberships; returns the wall-clock time it was seen. */
+  readonly waitUntil: (
+    pred: (ms: ReadonlyArray<CallMembership>) => boolean,
+    timeoutMs: number,
+    what: string
+  ) => Effect.Effect<number, Error>
+}
+
+/** Starts a matrix-js-sdk client for `user` and watches the room's MatrixRTC session. */
+export const rtcObserver = (s: StackInfo, user: StackUser, roomId: string): Effect.Effect<RtcObserver, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = sdk.createClient({
+      baseUrl: s.homeserverUrl,
+      accessToken: user.accessToken,
+      userId: user.userId,
+      deviceId: user.deviceId
+    })
+    yield* Effect.addFinalizer(() => Effect.sync(() => client.stopClient()))
+    yield* Effect.async<void, Error>((resume) => {
+      const onSync = (state: sdk.SyncState) => {
+        if (state === sdk.SyncState.Prepared) resume(Effect.void)
+        if (state === sdk.SyncState.Error) resume(Effect.fail(new Error("observer sync failed")))
+      }
+      client.on(sdk.ClientEvent.Sync, onSync)
+      void client.startClient({ initialSyncLimit: 1 })
+      return Effect.sync(() => client.off(sdk.ClientEvent.Sync, onSync))
+    }).pipe(Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error("observer: no first sync in 30 s") }))
+    const room = client.getRoom(roomId)
+    if (room === null) return yield* Effect.fail(new Error(`observer ${user.userId} is not joined to ${roomId}`))
+    const session = client.matrixRTC.getRoomSession(room)
+    yield* Effect.promise(() => session.initialMembershipCalculated)
+    const memberships = yield* SubscriptionRef.make<ReadonlyArray<CallMembership>>(session.memberships)
+    const onChange = () => Effect.runSync(SubscriptionRef.set(memberships, [...session.memberships]))
+    yield* Effect.acquireRelease(
+      Effect.sync(() => session.on(MatrixRTCSessionEvent.MembershipsChanged, onChange)),
+      () => Effect.sync(() => session.off(MatrixRTCSessionEvent.MembershipsChanged, onChange))
+    )
+    // The session may have changed between reading it and subscribing.
+    onChange()
+    return {
+      client,
+      session,
+      memberships,
+      find: (userId, deviceId) =>
+        SubscriptionRef.get(memberships).pipe(
+          Effect.map((ms) => Option.fromNullable(ms.find((m) => m.userId === userId && m.deviceId === deviceId)))
+        ),
+      waitUntil: (pred, timeoutMs, what) =>
+        waitFor(memberships, (ms) => (pred(ms) ? Option.some(Date.now()) : Option.none()), timeoutMs, what)
+    } satisfies RtcObserver
+  })
+
+export const hasMember = (userId: string, deviceId: string) => (ms: ReadonlyArray<CallMembership>) =>
+  ms.some((m) => m.userId === userId && m.deviceId === deviceId)
+
+/** The raw call-member state content for a state key (`{}` after a leave), straight from the homeserver. */
+export const callMemberState = (s: StackInfo, user: StackUser, roomId: string, stateKey: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const res = await fetch(
+        `${s.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/org.matrix.msc3401.call.member/${encodeURIComponent(stateKey)}`,
+        { headers: { Authorization: `Bearer ${user.accessToken}` } }
+      )
+      return { status: res.status, content: (await res.json()) as Record<string, unknown> }
+    },
+    catch: (e) => new Error(`reading call.member state failed: ${String(e)}`)
+  })
+
+// ---------------------------------------------------------------------------------------
+// LiveKit as an independent observer
+
+export const roomService = (s: StackInfo) => new RoomServiceClient(s.livekitHttpUrl, s.livekitApiKey, s.livekitApiSecret)
+
+export const listIdentities = (s: StackInfo, roomName: string) =>
+  Effect.tryPromise({
+    try: () => roomService(s).listParticipants(roomName),
+    catch: (e) => new Error(`listParticipants failed: ${String(e)}`)
+  }).pipe(
+    Effect.map((ps) => ps.map((p) => p.identity)),
+    // A room that no longer exists has no participants.
+    Effect.catchAll(() => Effect.succeed([] as ReadonlyArray<string>))
+  )
+
+export interface LiveKitObserver {
+  /** Identities currently in the room, updated by LiveKit room events. */
+  readonly identities: SubscriptionRef.SubscriptionRef<ReadonlySet<string>>
+  readonly waitUntil: (pred: (ids: ReadonlySet<string>) => boolean, timeoutMs: number, what: string) => Effect.Effect<number, Error>
+}
+
+/**
+ * A hidden, subscribe-nothing participant in the LiveKit room: it hears about
+ * joins and leaves as the SFU announces them, with no polling delay.
+ */
+export const livekitObserver = (s: StackInfo, roomName: string): Effect.Effect<LiveKitObserver, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const at = new AccessToken(s.livekitApiKey, s.livekitApiSecret, { identity: `e2e-observer-${randomBytes(4).toString("hex")}` })
+    at.addGrant({ room: roomName, roomJoin: true, canSubscribe: false, canPublish: false, canPublishData: false, hidden: true })
+    const jwt = yield* Effect.promise(() => at.toJwt())
+    const room = new Room()
+    const identities = yield* SubscriptionRef.make<ReadonlySet<string>>(new Set())
+    const refresh = () =>
+      Effect.runSync(SubscriptionRef.set(identities, new Set([...room.remoteParticipants.values()].map((p) => p.identity))))
+    room.on(RoomEvent.ParticipantConnected, refresh).on(RoomEvent.ParticipantDisconnected, refresh)
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => room.connect(s.livekitUrl, jwt, { autoSubscribe: false, dynacast: false }), catch: (e) => new Error(`observer connect: ${String(e)}`) }),
+      () => Effect.promise(() => room.disconnect())
+    )
+    refresh()
+    return {
+      identities,
+      waitUntil: (pred, timeoutMs, what) =>
+        waitFor(identities, (ids) => (pred(ids) ? Option.some(Date.now()) : Option.none()), timeoutMs, what)
+    } satisfies LiveKitObserver
+  })
