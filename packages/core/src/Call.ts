@@ -551,7 +551,8 @@ const leave = (
  * made interruptible and detached, so a hanging step cannot hold up the next one.
  */
 const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<A>, E> =>
-  eff.pipe(Effect.interruptible, Effect.disconnect, Effect.timeoutOption(ms))
+  // `disconnect` restores the caller's interruptibility while it waits, so the wait must be made interruptible too.
+  eff.pipe(Effect.interruptible, Effect.disconnect, Effect.interruptible, Effect.timeoutOption(ms))
 
 // ---------------------------------------------------------------------------
 // Matrix error classification and retries

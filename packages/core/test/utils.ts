@@ -1,5 +1,5 @@
 import { assert } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Effect, Option, TestServices } from "effect"
 import type { RoomId } from "../src/Ids.ts"
 import * as Testing from "../src/testing/index.ts"
 
@@ -20,15 +20,22 @@ export const assertBefore = (log: ReadonlyArray<string>, first: string, then: st
   assert.isBelow(a, b, `${first} should come before ${then}: ${log.join(", ")}`)
 }
 
-/** Lets forked fibers run until the log has an entry matching `p` (no clock movement). */
+/**
+ * Lets forked fibers run until the log has an entry matching `p`. The test
+ * clock does not move; the short live pauses only let real promises settle
+ * (the auth service hashes room names with Web Crypto).
+ */
 export const awaitLog = (p: (e: Testing.TestCallLog.CallLogEntry) => boolean) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 500; i++) {
       if ((yield* entries).some(p)) return
-      yield* Effect.yieldNow()
+      yield* TestServices.provideLive(Effect.sleep(2))
     }
     assert.fail(`log entry never appeared: ${(yield* ops).join(", ")}`)
   })
+
+/** Lets the other fibers settle (see `awaitLog`). */
+export const settle = TestServices.provideLive(Effect.sleep(10))
 
 /** No membership in the room, no participant on the SFU, no delayed event left scheduled. */
 export const assertNothingLeft = Effect.gen(function*() {
