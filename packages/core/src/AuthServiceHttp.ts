@@ -142,7 +142,9 @@ const openIdTokenBody = (token: OpenIdToken) => ({
 })
 
 /** Both delay keys or neither; a non-positive timeout would only earn a 400, so it drops the pair. */
-const delegationBody = (delegation: DelayDelegation | undefined) => {
+const delegationBody = (
+  delegation: DelayDelegation | undefined
+): { readonly delay_id: string; readonly delay_timeout: number } | {} => {
   if (delegation === undefined) return {}
   const timeout = Math.round(delegation.delayTimeoutMs)
   return timeout > 0 && delegation.delayId !== "" ? { delay_id: delegation.delayId, delay_timeout: timeout } : {}
@@ -216,8 +218,8 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
       baseUrl: string,
       path: "/sfu/get" | "/get_token",
       schema: Schema.Schema<A, any>,
-      body: A,
-      withoutDelegation: A
+      plain: A,
+      delegation: ReturnType<typeof delegationBody>
     ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
       Effect.gen(function*() {
         const url = normaliseBaseUrl(baseUrl) + path
@@ -231,14 +233,14 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
             Effect.flatMap((request) => send(url, request)),
             Effect.mapError((e) => failure(url, e))
           )
-        let answer = yield* attempt(body)
-        const delegated = body !== withoutDelegation
+        const delegated = "delay_id" in delegation
+        let answer = yield* attempt(delegated ? { ...plain, ...delegation } : plain)
         if (
           delegated && answer.status === 400 &&
           Option.exists(decodeErrorBody(answer.text), (b) => b.errcode === "M_BAD_JSON")
         ) {
           yield* Effect.logDebug("auth service refused the delay delegation; asking again without it", { url })
-          answer = yield* attempt(withoutDelegation)
+          answer = yield* attempt(plain)
         }
         if (answer.status < 200 || answer.status >= 300) return yield* rejected(url, answer)
         return yield* grant(url, answer)
@@ -250,9 +252,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         openid_token: openIdTokenBody(request.openIdToken),
         device_id: request.deviceId
       }
-      const delegation = delegationBody(request.delegation)
-      const body = "delay_id" in delegation ? { ...plain, ...delegation } : plain
-      return yield* post(baseUrl, "/sfu/get", SfuGetBody, body, plain)
+      return yield* post(baseUrl, "/sfu/get", SfuGetBody, plain, delegationBody(request.delegation))
     })
 
     const getToken = Effect.fn("AuthService.getToken")(function*(baseUrl: string, request: GetTokenRequest) {
@@ -266,9 +266,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
           claimed_device_id: request.member.claimedDeviceId
         }
       }
-      const delegation = delegationBody(request.delegation)
-      const body = "delay_id" in delegation ? { ...plain, ...delegation } : plain
-      return yield* post(baseUrl, "/get_token", GetTokenBody, body, plain)
+      return yield* post(baseUrl, "/get_token", GetTokenBody, plain, delegationBody(request.delegation))
     })
 
     return AuthService.of({ sfuGet, getToken })

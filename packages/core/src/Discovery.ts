@@ -92,7 +92,7 @@ export const discoverAuthService = Effect.fn("Discovery.discoverAuthService")(fu
   const client = yield* MatrixClient
   const retries = config.maxRateLimitRetries ?? 3
   const configured = Option.flatMap(Option.fromNullable(config.configuredUrl), (url) =>
-    decodeTransport({ type: "livekit", livekit_service_url: url }))
+    decodeTransport({ type: "livekit", livekit_service_url: url.trim() }))
   const fromConfig: Effect.Effect<DiscoveredAuthService, StepFailure> = Option.match(configured, {
     onNone: () => Effect.fail({ step: "config", reason: "NotConfigured" }),
     onSome: (t) => Effect.succeed({ livekitServiceUrl: t.livekit_service_url, source: "config" })
