@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 // The `matrixrtc` executable: parse argv, run, exit with the command's code.
-import { main } from "./cli/Cli.ts"
-import { runMain } from "./cli/Main.ts"
+//
+// @livekit/rtc-node logs through its own pino instance straight to stdout (fd 1),
+// at debug level unless NODE_ENV is "production". stdout is ours (JSON lines), so
+// we ask for production before rtc-node is loaded; hence the dynamic import.
+process.env["NODE_ENV"] ??= "production"
+const { main } = await import("./cli/Cli.ts")
+const { runMain } = await import("./cli/Main.ts")
 
 runMain(main(process.argv))

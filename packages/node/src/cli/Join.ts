@@ -1,6 +1,30 @@
-import { Effect, Option } from "effect"
+/**
+ * `matrixrtc join`: join the room's call from Node, publish a tone or a WAV
+ * file if asked, and show the call live (members, LiveKit participants, remote
+ * audio levels) until Ctrl-C, SIGTERM, `--duration`, or the SFU connection is lost.
+ *
+ * Leaving is core's: closing the join scope disconnects from the SFU first,
+ * then ends the membership. `left` is printed only after that has finished.
+ */
+import { Call, ConnectFailed } from "@matrixrtc-effect/core"
+import type {
+  CallMember,
+  Ids,
+  JwtFetchFailed,
+  MatrixError,
+  MembershipFailed,
+  NotAuthenticated,
+  RemoteParticipant
+} from "@matrixrtc-effect/core"
+import { Chunk, Duration, Effect, Layer, Option, Ref, Stream, SubscriptionRef } from "effect"
+import type { AudioFailed } from "../Audio.ts"
+import * as Audio from "../Audio.ts"
+import * as NodeCall from "../NodeCall.ts"
+import { NodeLiveKit, type NodeConnection } from "../NodeLiveKit.ts"
 import type { Credentials } from "./Cli.ts"
 import type { Output } from "./Output.ts"
+import * as Render from "./Render.ts"
+import * as Session from "./Session.ts"
 
 export type Media =
   | { readonly _tag: "None" }
@@ -12,7 +36,175 @@ export interface JoinOptions {
   readonly credentials: Credentials
   readonly roomId: string
   readonly media: Media
+  /** Seconds; none = until interrupted. */
   readonly duration: Option.Option<number>
 }
 
-export const run = (_options: JoinOptions, _out: Output): Effect.Effect<void, unknown> => Effect.dieMessage("join: not wired yet")
+export type JoinError = Ids.InvalidId | NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed | MatrixError | AudioFailed
+
+/** How often remote audio levels are reported. */
+const LEVEL_EVERY = Duration.seconds(1)
+
+export const run = (options: JoinOptions, out: Output): Effect.Effect<void, JoinError> =>
+  Effect.gen(function*() {
+    const roomId = yield* Session.roomIdOf(options.roomId)
+    const services = NodeCall.layer({ matrix: Session.loginOptions(options.homeserver, options.credentials) }).pipe(
+      Layer.mapError(Session.toNotAuthenticated)
+    )
+    yield* inCall(roomId, options, out).pipe(Effect.provide(services))
+  })
+
+/** Joins, shows the call until it should end, leaves; prints `left` once the leave is complete. */
+const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
+  Effect.gen(function*() {
+    const joined = yield* Ref.make(false)
+    yield* Effect.scoped(
+      Effect.gen(function*() {
+        const call = yield* Call.join(roomId)
+        const conn = yield* (yield* NodeLiveKit).connection.pipe(
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "the SFU connection closed right after joining" })),
+            onSome: Effect.succeed
+          }))
+        )
+        const own = yield* call.membership
+        yield* Ref.set(joined, true)
+        yield* out.event(
+          "joined",
+          {
+            roomId,
+            userId: call.session.userId,
+            deviceId: call.session.deviceId,
+            livekitIdentity: call.connection.identity,
+            livekitRoom: call.connection.roomName,
+            membershipStateKey: own.stateKey ?? null,
+            membershipEventType: own.eventType,
+            authServiceUrl: call.authServiceUrl,
+            delayedLeave: Option.isSome(own.delayId),
+            delayMs: own.delayMs
+          },
+          `joined the call in ${roomId} as ${call.session.userId} (${call.session.deviceId})\n` +
+            `  LiveKit identity ${call.connection.identity} in room ${call.connection.roomName}\n` +
+            `  membership state key ${own.stateKey ?? "-"}; ${
+              Option.isSome(own.delayId) ? `delayed leave after ${own.delayMs} ms if this process dies` : "no delayed leave (server lacks MSC4140)"
+            }`
+        )
+        yield* publish(conn, options.media, out)
+        yield* show(call, conn, out)
+        yield* endCondition(options.duration, conn)
+        // Leave here (not only in the finalizer) so a duration end reports like Ctrl-C does.
+        yield* call.leave
+      })
+    ).pipe(
+      // Runs after the scope is closed, i.e. after the leave finished, also on Ctrl-C/SIGTERM.
+      Effect.ensuring(
+        Effect.flatMap(Ref.get(joined), (was) =>
+          was ? out.event("left", { roomId }, `left the call in ${roomId} (SFU disconnected, membership ended)`) : Effect.void)
+      )
+    )
+  })
+
+const publish = (conn: NodeConnection, media: Media, out: Output) => {
+  switch (media._tag) {
+    case "None":
+      return Effect.void
+    case "Tone":
+      return conn.publishAudio({ _tag: "Tone", toneHz: media.frequencyHz }, { name: "tone" }).pipe(
+        Effect.flatMap((p) =>
+          out.event("publishing", { kind: "tone", frequencyHz: media.frequencyHz, trackSid: p.trackSid }, `publishing a ${media.frequencyHz} Hz tone`)
+        )
+      )
+    case "Wav":
+      return conn.publishAudio({ _tag: "Wav", path: media.path, loop: true }, { name: "wav" }).pipe(
+        Effect.flatMap((p) => out.event("publishing", { kind: "wav", path: media.path, trackSid: p.trackSid }, `publishing ${media.path} (looped)`))
+      )
+  }
+}
+
+/**
+ * Background printers, living as long as the join scope: member changes,
+ * LiveKit participant changes, and once a second the level of each remote audio track.
+ */
+const show = (call: Call.Call, conn: NodeConnection, out: Output) =>
+  Effect.gen(function*() {
+    const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
+    const participants = yield* SubscriptionRef.make<ReadonlyArray<RemoteParticipant>>([])
+    const levels = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+    // The table is printed when it looks different from the last one printed.
+    const lastTable = yield* Ref.make("")
+    const printTable = Effect.all([SubscriptionRef.get(members), SubscriptionRef.get(participants), Ref.get(levels)]).pipe(
+      Effect.map(([ms, ps, ls]) => Render.table({ members: ms, participants: ps, selfIdentity: call.connection.identity, levels: ls })),
+      Effect.flatMap((text) =>
+        Effect.flatMap(Ref.getAndSet(lastTable, text), (last) => (last === text ? Effect.void : out.info(text)))
+      )
+    )
+
+    yield* call.members.pipe(
+      Stream.runForEach((list) =>
+        Effect.gen(function*() {
+          const before = yield* SubscriptionRef.getAndSet(members, list)
+          const d = Render.diff(before, list)
+          yield* out.event(
+            "member",
+            { members: list.map(Render.memberJson), joined: d.joined.map(Render.memberJson), left: d.left.map(Render.memberJson) },
+            Render.diffLines(d).join("\n") || undefined
+          )
+          yield* printTable
+        })
+      ),
+      Effect.forkScoped
+    )
+
+    yield* conn.remoteParticipantsChanges.pipe(
+      Stream.runForEach((list) =>
+        SubscriptionRef.set(participants, list).pipe(
+          Effect.zipRight(out.event("participants", { participants: list.map(Render.participantJson) })),
+          Effect.zipRight(printTable)
+        )
+      ),
+      Effect.forkScoped
+    )
+
+    // One level reader per remote participant that publishes audio, started as they appear.
+    const reading = new Set<string>()
+    yield* participants.changes.pipe(
+      Stream.runForEach((list) =>
+        Effect.forEach(
+          list.filter((p) => p.tracks.includes("audio") && !reading.has(p.identity)),
+          (p) => {
+            reading.add(p.identity)
+            return conn.remoteAudio({ participant: p.identity }).pipe(
+              Stream.groupedWithin(Number.MAX_SAFE_INTEGER, LEVEL_EVERY),
+              Stream.runForEach((frames) => {
+                const all = Chunk.toReadonlyArray(frames)
+                const level = Math.max(0, ...all.map((f) => Audio.rms(f.samples)))
+                const silent = all.every((f) => Audio.isSilent(f.samples))
+                return Ref.update(levels, (m) => new Map(m).set(p.identity, level)).pipe(
+                  Effect.zipRight(out.event("audio", { identity: p.identity, rms: level, silent }))
+                )
+              }),
+              // A track that goes away ends its reader; a new one starts when the participant returns.
+              Effect.catchAll((e) => Effect.logDebug("remote audio ended", p.identity, e.message)),
+              Effect.ensuring(Effect.sync(() => reading.delete(p.identity))),
+              Effect.forkScoped
+            )
+          },
+          { discard: true }
+        )
+      ),
+      Effect.forkScoped
+    )
+  })
+
+/** `--duration` elapsed, or the SFU connection is gone for good (then ConnectFailed). Ctrl-C interrupts this. */
+const endCondition = (duration: Option.Option<number>, conn: NodeConnection): Effect.Effect<void, ConnectFailed> => {
+  const lost = conn.connectionStates.pipe(
+    Stream.filter((s) => s === "disconnected"),
+    Stream.runHead,
+    Effect.flatMap(() => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" })))
+  )
+  return Option.match(duration, {
+    onNone: () => lost,
+    onSome: (s) => Effect.race(Effect.sleep(Duration.seconds(s)), lost)
+  })
+}

@@ -65,7 +65,7 @@ export const table = (options: {
       ? "you"
       : p === undefined
       ? "not on the SFU"
-      : `on the SFU${p.tracks.length > 0 ? ` (${p.tracks.join(", ")})` : ""}${level !== undefined ? ` level ${level.toFixed(3)}` : ""}`
+      : `on the SFU${p.tracks.length > 0 ? ` (${p.tracks.join(", ")})` : ""}${level !== undefined ? `, audio level ${level.toFixed(2)}` : ""}`
     return [m.userId, m.deviceId, media]
   })
   const memberIds = new Set(options.members.map((m) => m.rtcBackendIdentity))
@@ -75,7 +75,7 @@ export const table = (options: {
   const all = [["MEMBER", "DEVICE", "MEDIA"], ...rows, ...strays]
   const widths = [0, 1].map((i) => Math.max(...all.map((r) => r[i]!.length)))
   const lines = all.map((r) => `  ${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}`)
-  return [`call members: ${options.members.length}, other SFU participants: ${options.participants.length}`, ...lines].join("\n")
+  return [`${options.members.length} call member(s); ${options.participants.length} other LiveKit participant(s)`, ...lines].join("\n")
 }
 
 export const participantJson = (p: RemoteParticipant) => ({ identity: p.identity, tracks: p.tracks })
