@@ -104,11 +104,17 @@ export const members = (
     .filter((e) => e.event.stateKey === undefined || !masked.has(e.event.stateKey))
     .flatMap((e) => membersOf(e.decoded, includeLegacy))
   const fromSticky = sticky.flatMap((e) => membersOf(e.decoded, false))
-  // Array.prototype.sort is stable, so equal timestamps keep arrival order.
   return [...fromState, ...fromSticky]
     .filter((m) => m.slotId === slotId && !Membership.isExpired(m, now))
-    .sort((a, b) => a.createdTs - b.createdTs)
+    .sort(oldestFirst)
 }
+
+// Ties are broken by ids so every reader of the same events picks the same "oldest" member.
+const oldestFirst = (a: Membership.ParsedMember, b: Membership.ParsedMember): number =>
+  a.createdTs - b.createdTs || compare(a.userId, b.userId) || compare(a.deviceId, b.deviceId) ||
+  compare(a.eventId, b.eventId)
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 /** The soonest instant after `now` at which `members` can change without a new event. */
 export const nextExpiry = (s: State, now: number): Option.Option<number> => {

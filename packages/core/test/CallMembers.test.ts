@@ -67,6 +67,14 @@ describe("CallMembers fold", () => {
     assert.deepStrictEqual(Option.map(CallMembers.oldest(CallMembers.members(s, 10_000)), (m) => m.userId), Option.some(bob))
   })
 
+  it("equal createdTs: deterministic order by user, device", () => {
+    const events = [join(carol, "C", { ts: 7 }), join(alice, "B", { ts: 7 }), join(alice, "A", { ts: 7 })]
+    for (const order of [events, [...events].reverse()]) {
+      const s = CallMembers.applyAll(CallMembers.empty, order, 10)
+      assert.deepStrictEqual(who(CallMembers.members(s, 10)), [`${alice}/A`, `${alice}/B`, `${carol}/C`])
+    }
+  })
+
   it("a newer state event replaces the older one; {} and invalid contents remove it", () => {
     let s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A", { ts: 1 }), join(bob, "B", { ts: 2 })], 10)
     s = CallMembers.apply(s, join(alice, "A", { ts: 5, createdTs: 1, expiresMs: 99_999 }), 10)
