@@ -1,0 +1,495 @@
+/**
+ * `npm run bench [-- --quick] [-- --runs N --crash-runs N --k 10,50,100 --window-s 60 --only join,crash,scale]`
+ *
+ * Our path vs the reference path (Element Call's flow on matrix-js-sdk, see
+ * lib/reference.ts), side by side in one run on the local stack:
+ *   - join latency: join() → LiveKit connected AND an observer (separate matrix-js-sdk
+ *     client, via sync) sees the membership;
+ *   - leave latency: leave() → the observer sees the membership gone AND the SFU no
+ *     longer lists the participant;
+ *   - crash to absence: SIGKILL of a process in the call → the observer sees the
+ *     membership gone (and, reported separately, when the SFU drops the participant);
+ *   - scale (our path): K concurrent calls in one process without media.
+ *
+ * Writes bench/results.json and prints a table. Not part of `npm test`.
+ */
+import { dispose as disposeRtcNode } from "@livekit/rtc-node"
+import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
+import { startFaultProxy } from "../packages/devstack/src/fault-proxy/index.ts"
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import * as os from "node:os"
+import { join } from "node:path"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
+import { captureConsole, say } from "./lib/log.ts"
+import { type Credentials, loginNewDevice, logout, type Observer, startObserver, startSyncedClient } from "./lib/matrix.ts"
+import { noMediaLiveKit } from "./lib/nomedia.ts"
+import { startOurs, startOursNoMedia } from "./lib/ours.ts"
+import { EC_DELAYED_LEAVE_MS, referenceJoin } from "./lib/reference.ts"
+import { sfuClient } from "./lib/sfu.ts"
+import { round, type Summary, summarize } from "./lib/stats.ts"
+import { fmtMs, markdownTable, textTable } from "./lib/table.ts"
+
+const benchDir = import.meta.dirname
+const logPath = join(benchDir, ".logs", "bench.log")
+
+// ---------------------------------------------------------------------------
+// Arguments
+
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const opt = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 ? argv[i + 1] : undefined
+}
+const quick = flag("quick")
+const runs = Number(opt("runs") ?? (quick ? 5 : 20))
+const crashRuns = Number(opt("crash-runs") ?? (quick ? 1 : 5))
+const ks = (opt("k") ?? (quick ? "10" : "10,50,100")).split(",").map(Number)
+const windowS = Number(opt("window-s") ?? (quick ? 20 : 60))
+const only = new Set((opt("only") ?? "join,crash,scale").split(","))
+const OUR_DELAY_MS = 8_000 // Call.join's default delayed-leave delay
+
+// ---------------------------------------------------------------------------
+
+const gc = (() => {
+  setFlagsFromString("--expose-gc")
+  const f = runInNewContext("gc") as () => void
+  return () => {
+    f()
+    f()
+  }
+})()
+
+const progress = (msg: string) => process.stderr.write(`[bench] ${msg}\n`)
+
+const withTimeout = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms)
+    p.then(
+      (a) => {
+        clearTimeout(t)
+        resolve(a)
+      },
+      (e) => {
+        clearTimeout(t)
+        reject(e)
+      }
+    )
+  })
+
+interface PathSamples {
+  join: Array<number>
+  leave: Array<number>
+  /** join(): until the join call returned (ours) / LiveKit connected (reference). */
+  joinReturn: Array<number>
+  joinObserved: Array<number>
+  crashMembership: Array<number>
+  crashSfu: Array<number>
+  failures: Array<string>
+}
+const emptySamples = (): PathSamples => ({
+  join: [],
+  leave: [],
+  joinReturn: [],
+  joinObserved: [],
+  crashMembership: [],
+  crashSfu: [],
+  failures: []
+})
+
+// ---------------------------------------------------------------------------
+// Join + leave, interleaved
+
+const joinLeave = async (stack: StackInfo, observer: Observer, oursCreds: Credentials, refCreds: Credentials) => {
+  const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
+  const ours = await startOurs(stack.homeserverUrl, oursCreds)
+  const refClient = await startSyncedClient(stack.homeserverUrl, refCreds)
+  const samples = { ours: emptySamples(), reference: emptySamples() }
+
+  const one = async (path: "ours" | "reference", i: number) => {
+    const creds = path === "ours" ? oursCreds : refCreds
+    const s = samples[path]
+    try {
+      const seen = observer.when(creds.userId, creds.deviceId, true, 30_000)
+      const t0 = performance.now()
+      const call =
+        path === "ours"
+          ? await ours.join(stack.roomId).then((c) => ({ ...c, connectedAt: performance.now() }))
+          : await referenceJoin(refClient, stack.roomId)
+      const tSeen = await seen
+      s.join.push(Math.max(call.connectedAt, tSeen) - t0)
+      s.joinReturn.push(call.connectedAt - t0)
+      s.joinObserved.push(tSeen - t0)
+      // Both must really be on the SFU before we time the leave.
+      await sfu.when(call.roomName, call.identity, true, 10_000)
+
+      const gone = observer.when(creds.userId, creds.deviceId, false, 30_000)
+      const t1 = performance.now()
+      const sfuGone = sfu.when(call.roomName, call.identity, false, 30_000)
+      await call.leave()
+      const [tGone, tSfuGone] = await Promise.all([gone, sfuGone])
+      s.leave.push(Math.max(tGone, tSfuGone) - t1)
+    } catch (e) {
+      s.failures.push(`run ${i}: ${String(e)}`)
+      progress(`${path} run ${i} failed: ${String(e)}`)
+    }
+  }
+
+  for (let i = 0; i < runs; i++) {
+    // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
+    const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
+    for (const p of order) await one(p, i)
+    progress(`join/leave run ${i + 1}/${runs}`)
+  }
+  refClient.stopClient()
+  await ours.dispose()
+  return samples
+}
+
+// ---------------------------------------------------------------------------
+// Crash → absence (SIGKILL of a child process in the call)
+
+const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackInfo["users"][number]; reference: StackInfo["users"][number] }) => {
+  const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
+  const samples = { ours: emptySamples(), reference: emptySamples() }
+  for (let i = 0; i < crashRuns; i++) {
+    for (const path of ["ours", "reference"] as const) {
+      const user = users[path]
+      const creds = await loginNewDevice(stack.homeserverUrl, user.userId, user.password, `bench-crash-${path}-${i}`)
+      const s = samples[path]
+      const child = spawn(process.execPath, [join(benchDir, "child.ts")], {
+        stdio: ["ignore", "pipe", "inherit"],
+        env: {
+          ...process.env,
+          BENCH_CHILD: JSON.stringify({
+            path,
+            homeserverUrl: stack.homeserverUrl,
+            roomId: stack.roomId,
+            creds,
+            logPath: join(benchDir, ".logs", `child-${path}.log`)
+          })
+        }
+      })
+      try {
+        const line = await withTimeout(
+          new Promise<string>((resolve, reject) => {
+            let buf = ""
+            child.stdout.on("data", (d: Buffer) => {
+              buf += d.toString()
+              const l = buf.split("\n").find((x) => x.startsWith("JOINED") || x.startsWith("FAILED"))
+              if (l !== undefined) resolve(l)
+            })
+            child.on("exit", (code) => reject(new Error(`child exited (${code}) before joining`)))
+          }),
+          60_000,
+          `${path} child join`
+        )
+        if (!line.startsWith("JOINED")) throw new Error(line)
+        const [, identity = "", roomName = ""] = line.split(" ")
+        await observer.when(creds.userId, creds.deviceId, true, 30_000)
+        await sfu.when(roomName, identity, true, 10_000)
+        const gone = observer.when(creds.userId, creds.deviceId, false, 120_000)
+        const sfuGone = sfu.when(roomName, identity, false, 120_000, 100)
+        const exited = new Promise<void>((r) => child.once("exit", () => r()))
+        const t0 = performance.now()
+        child.kill("SIGKILL")
+        await exited
+        const [tGone, tSfu] = await Promise.all([gone, sfuGone])
+        s.crashMembership.push(tGone - t0)
+        s.crashSfu.push(tSfu - t0)
+      } catch (e) {
+        s.failures.push(`crash run ${i}: ${String(e)}`)
+        progress(`${path} crash run ${i} failed: ${String(e)}`)
+        child.kill("SIGKILL")
+      } finally {
+        await logout(stack.homeserverUrl, creds.accessToken)
+      }
+      progress(`crash ${path} run ${i + 1}/${crashRuns}`)
+    }
+  }
+  return samples
+}
+
+// ---------------------------------------------------------------------------
+// Scale: K concurrent calls, one process, no media
+
+interface ScaleResult {
+  readonly k: number
+  readonly joined: number
+  readonly joinAllMs: number
+  readonly heapPerCallKiB: number
+  readonly rssPerCallKiB: number
+  readonly heartbeatsPerMinPerCall: number
+  readonly refreshesPerMinPerCall: number
+  readonly otherHsRequestsPerMinPerCall: number
+  readonly cpuPercentOfOneCore: number
+  readonly cpuMsPerMinPerCall: number
+  readonly windowS: number
+  readonly leaveAllMs: number
+  readonly ghostsAfterLeave: number
+}
+
+const createRoom = async (stack: StackInfo, accessToken: string, name: string): Promise<string> => {
+  const res = await fetch(`${stack.homeserverUrl}/_matrix/client/v3/createRoom`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ name, preset: "private_chat", visibility: "private" }),
+    signal: AbortSignal.timeout(30_000)
+  })
+  const body = (await res.json()) as { room_id?: string }
+  if (!res.ok || body.room_id === undefined) throw new Error(`createRoom failed: HTTP ${res.status}`)
+  return body.room_id
+}
+
+/** Rooms for the scale run, created once per stack (cached by the stack's start time). */
+const scaleRooms = async (stack: StackInfo, accessToken: string, n: number): Promise<Array<string>> => {
+  const cachePath = join(benchDir, ".logs", "scale-rooms.json")
+  let cached: { startedAt: string; rooms: Array<string> } = { startedAt: stack.startedAt, rooms: [] }
+  if (existsSync(cachePath)) {
+    const c = JSON.parse(readFileSync(cachePath, "utf8")) as typeof cached
+    if (c.startedAt === stack.startedAt) cached = c
+  }
+  while (cached.rooms.length < n) {
+    cached.rooms.push(await createRoom(stack, accessToken, `bench scale ${cached.rooms.length}`))
+  }
+  writeFileSync(cachePath, JSON.stringify(cached))
+  return cached.rooms.slice(0, n)
+}
+
+const callMembersInState = async (stack: StackInfo, accessToken: string, roomId: string, deviceId: string): Promise<number> => {
+  const res = await fetch(`${stack.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state`, {
+    headers: { authorization: `Bearer ${accessToken}` },
+    signal: AbortSignal.timeout(30_000)
+  })
+  const events = (await res.json()) as Array<{ type: string; state_key: string; content: Record<string, unknown> }>
+  return events.filter(
+    (e) => e.type === "org.matrix.msc3401.call.member" && Object.keys(e.content).length > 0 && e.state_key.includes(`_${deviceId}_`)
+  ).length
+}
+
+const scale = async (stack: StackInfo, user: StackInfo["users"][number]): Promise<Array<ScaleResult>> => {
+  const results: Array<ScaleResult> = []
+  const maxK = Math.max(...ks)
+  const admin = await loginNewDevice(stack.homeserverUrl, user.userId, user.password, "bench-scale-rooms")
+  progress(`scale: preparing ${maxK} rooms`)
+  const rooms = await scaleRooms(stack, admin.accessToken, maxK)
+  for (const k of ks) {
+    const creds = await loginNewDevice(stack.homeserverUrl, user.userId, user.password, `bench-scale-${k}`)
+    const proxy = await startFaultProxy({ target: stack.homeserverUrl })
+    const ours = await startOursNoMedia(proxy.url, creds, noMediaLiveKit)
+    try {
+      gc()
+      const before = process.memoryUsage()
+      const t0 = performance.now()
+      const calls: Array<Awaited<ReturnType<typeof ours.join>>> = []
+      const queue = rooms.slice(0, k)
+      const worker = async () => {
+        for (let r = queue.shift(); r !== undefined; r = queue.shift()) calls.push(await ours.join(r))
+      }
+      await Promise.all(Array.from({ length: Math.min(10, k) }, worker))
+      const joinAllMs = performance.now() - t0
+      gc()
+      const after = process.memoryUsage()
+      // Steady state: count what the calls send to the homeserver during the window.
+      const since = proxy.nextSeq()
+      const cpu0 = process.cpuUsage()
+      const w0 = performance.now()
+      await new Promise((r) => setTimeout(r, windowS * 1000))
+      const wallMs = performance.now() - w0
+      const cpu = process.cpuUsage(cpu0)
+      const windowRequests = proxy.requests().filter((r) => r.seq >= since)
+      const heartbeats = windowRequests.filter((r) => r.method === "POST" && /\/delayed_events\/[^/]+\/restart$/.test(r.path)).length
+      const refreshes = windowRequests.filter(
+        (r) => r.method === "PUT" && r.path.includes("/state/org.matrix.msc3401.call.member/") && !r.target.includes("msc4140.delay")
+      ).length
+      const perMinPerCall = (n: number) => round((n / (wallMs / 60_000)) / k, 2)
+      const cpuMs = (cpu.user + cpu.system) / 1000
+      const l0 = performance.now()
+      await Promise.all(calls.map((c) => c.leave()))
+      const leaveAllMs = performance.now() - l0
+      let ghosts = 0
+      for (const r of rooms.slice(0, k)) ghosts += await callMembersInState(stack, admin.accessToken, r, creds.deviceId)
+      const res: ScaleResult = {
+        k,
+        joined: calls.length,
+        joinAllMs: round(joinAllMs, 0),
+        heapPerCallKiB: round((after.heapUsed - before.heapUsed) / 1024 / k, 1),
+        rssPerCallKiB: round((after.rss - before.rss) / 1024 / k, 1),
+        heartbeatsPerMinPerCall: perMinPerCall(heartbeats),
+        refreshesPerMinPerCall: perMinPerCall(refreshes),
+        otherHsRequestsPerMinPerCall: perMinPerCall(windowRequests.length - heartbeats - refreshes),
+        cpuPercentOfOneCore: round((cpuMs / wallMs) * 100, 2),
+        cpuMsPerMinPerCall: round(cpuMs / (wallMs / 60_000) / k, 2),
+        windowS,
+        leaveAllMs: round(leaveAllMs, 0),
+        ghostsAfterLeave: ghosts
+      }
+      results.push(res)
+      progress(`scale K=${k}: ${JSON.stringify(res)}`)
+    } finally {
+      await ours.dispose()
+      await proxy.close()
+      await logout(stack.homeserverUrl, creds.accessToken)
+    }
+  }
+  await logout(stack.homeserverUrl, admin.accessToken)
+  return results
+}
+
+// ---------------------------------------------------------------------------
+
+const machine = () => ({
+  cpu: os.cpus()[0]?.model ?? "unknown",
+  cores: os.cpus().length,
+  memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+  os: `${os.type()} ${os.release()} ${os.arch()}`,
+  node: process.version
+})
+
+const sum = (s: Summary) => ({ n: s.n, median: round(s.median), p95: round(s.p95), min: round(s.min), max: round(s.max) })
+
+const main = async () => {
+  captureConsole(logPath)
+  progress(`console output of the SDKs goes to ${logPath}`)
+  const started = await up({ log: progress })
+  const stack = readStack()
+  const [alice, bob, carol] = stack.users
+  if (alice === undefined || bob === undefined || carol === undefined) throw new Error("stack.json has fewer than 3 users")
+
+  const observerCreds = await loginNewDevice(stack.homeserverUrl, carol.userId, carol.password, "bench-observer")
+  const oursCreds = await loginNewDevice(stack.homeserverUrl, alice.userId, alice.password, "bench-ours")
+  const refCreds = await loginNewDevice(stack.homeserverUrl, bob.userId, bob.password, "bench-reference")
+  const observer = await startObserver(stack.homeserverUrl, observerCreds, stack.roomId)
+
+  let jl: Awaited<ReturnType<typeof joinLeave>> | undefined
+  let cr: Awaited<ReturnType<typeof crash>> | undefined
+  let sc: Array<ScaleResult> = []
+  try {
+    if (only.has("join")) jl = await joinLeave(stack, observer, oursCreds, refCreds)
+    if (only.has("crash")) cr = await crash(stack, observer, { ours: alice, reference: bob })
+    if (only.has("scale")) sc = await scale(stack, alice)
+  } finally {
+    observer.stop()
+    for (const c of [observerCreds, oursCreds, refCreds]) await logout(stack.homeserverUrl, c.accessToken)
+  }
+
+  const s = (xs: Array<number> | undefined) => summarize(xs ?? [])
+  const ours = { ...emptySamples(), ...jl?.ours, crashMembership: cr?.ours.crashMembership ?? [], crashSfu: cr?.ours.crashSfu ?? [] }
+  const ref = {
+    ...emptySamples(),
+    ...jl?.reference,
+    crashMembership: cr?.reference.crashMembership ?? [],
+    crashSfu: cr?.reference.crashSfu ?? []
+  }
+  const joinRatio = s(ours.join).median / s(ref.join).median
+  const leaveRatio = s(ours.leave).median / s(ref.leave).median
+  const crashRatio = s(ours.crashMembership).median / s(ref.crashMembership).median
+
+  const rows: Array<[string, Summary, Summary]> = [
+    ["join (LiveKit up + observer sees member)", s(ours.join), s(ref.join)],
+    ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
+    ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
+    ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
+    ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
+    ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
+  ]
+  const ratio = (a: Summary, b: Summary) => (Number.isNaN(a.median / b.median) ? "n/a" : (a.median / b.median).toFixed(2))
+  const header = ["metric", "ours median", "ours p95", "ref median", "ref p95", "ours/ref", "n"]
+  const tableRows = rows.map(([name, o, r]) => [name, fmtMs(o.median), fmtMs(o.p95), fmtMs(r.median), fmtMs(r.p95), ratio(o, r), `${o.n}/${r.n}`])
+  const scaleHeader = ["K", "joined", "join all", "heap/call", "rss/call", "heartbeats/min/call", "refreshes/min/call", "other HS req/min/call", "CPU % of 1 core", "CPU ms/min/call", "ghosts"]
+  const scaleRows = sc.map((r) => [
+    String(r.k),
+    String(r.joined),
+    fmtMs(r.joinAllMs),
+    `${r.heapPerCallKiB} KiB`,
+    `${r.rssPerCallKiB} KiB`,
+    String(r.heartbeatsPerMinPerCall),
+    String(r.refreshesPerMinPerCall),
+    String(r.otherHsRequestsPerMinPerCall),
+    String(r.cpuPercentOfOneCore),
+    String(r.cpuMsPerMinPerCall),
+    String(r.ghostsAfterLeave)
+  ])
+
+  const m = machine()
+  const results = {
+    generatedAt: new Date().toISOString(),
+    machine: m,
+    options: { quick, runs, crashRuns, ks, windowS, only: [...only] },
+    config: {
+      ours: { delayedLeaveMs: OUR_DELAY_MS, heartbeatMs: 5_000 },
+      reference: { delayedLeaveMs: EC_DELAYED_LEAVE_MS, heartbeatMs: 5_000, matrixJsSdk: "43.0.0", liveKit: "@livekit/rtc-node 1.1.0" }
+    },
+    joinRatio: Number.isNaN(joinRatio) ? null : round(joinRatio, 3),
+    leaveRatio: Number.isNaN(leaveRatio) ? null : round(leaveRatio, 3),
+    crashRatio: Number.isNaN(crashRatio) ? null : round(crashRatio, 3),
+    goal: { joinRatioAtMost: 0.6 },
+    ours: {
+      join: sum(s(ours.join)),
+      joinReturn: sum(s(ours.joinReturn)),
+      joinObserved: sum(s(ours.joinObserved)),
+      leave: sum(s(ours.leave)),
+      crashToAbsence: sum(s(ours.crashMembership)),
+      crashToSfuAbsence: sum(s(ours.crashSfu)),
+      failures: ours.failures
+    },
+    reference: {
+      join: sum(s(ref.join)),
+      joinReturn: sum(s(ref.joinReturn)),
+      joinObserved: sum(s(ref.joinObserved)),
+      leave: sum(s(ref.leave)),
+      crashToAbsence: sum(s(ref.crashMembership)),
+      crashToSfuAbsence: sum(s(ref.crashSfu)),
+      failures: ref.failures
+    },
+    samples: { ours, reference: ref },
+    scale: sc
+  }
+  mkdirSync(benchDir, { recursive: true })
+  writeFileSync(join(benchDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`)
+  writeFileSync(
+    join(benchDir, ".logs", "results.md"),
+    [
+      `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}. ${new Date().toISOString()}`,
+      "",
+      markdownTable(header, tableRows),
+      "",
+      markdownTable(scaleHeader, scaleRows)
+    ].join("\n")
+  )
+
+  say()
+  say(`matrixrtc-effect benchmark — ours vs reference (Element Call flow on matrix-js-sdk), ${runs} join/leave runs, ${crashRuns} crash runs`)
+  say(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}`)
+  say()
+  say(textTable(header, tableRows))
+  say()
+  say(`joinRatio (ours/ref, medians) = ${results.joinRatio ?? "n/a"}  (goal ≤ 0.6)   leaveRatio = ${results.leaveRatio ?? "n/a"}`)
+  say(`delayed leave: ours ${OUR_DELAY_MS} ms, reference ${EC_DELAYED_LEAVE_MS} ms (Element Call's setting)`)
+  if (sc.length > 0) {
+    say()
+    say(`scale: K concurrent calls of our path in one process, no media (LiveKit layer without SFU), ${windowS} s steady-state window`)
+    say(textTable(scaleHeader, scaleRows))
+  }
+  const failures = [...ours.failures, ...ref.failures]
+  if (failures.length > 0) {
+    say()
+    say(`${failures.length} failed runs (see results.json):`)
+    for (const f of failures) say(`  ${f}`)
+  }
+  say()
+  say(`written: ${join(benchDir, "results.json")}`)
+
+  await disposeRtcNode().catch(() => undefined)
+  if (started.fresh) await down({ log: progress })
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`[bench] failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+    process.exit(1)
+  }
+)
