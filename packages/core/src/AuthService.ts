@@ -33,6 +33,7 @@ export interface GetTokenRequest {
 export interface LiveKitClaims {
   readonly identity: string
   readonly room: string
+  /** ms since the epoch (the JWT `exp`, which is in seconds, × 1000). */
   readonly expiresAt: number | undefined
   readonly canPublish: boolean
   readonly canSubscribe: boolean
