@@ -122,6 +122,8 @@ const login = async (config: Config): Promise<boolean> => {
   runtime = rt
   const client = exit.value
   $("whoami").textContent = `Logged in as ${client.getUserId()} (device ${client.getDeviceId()})`
+  document.body.dataset["userId"] = client.getUserId() ?? ""
+  document.body.dataset["deviceId"] = client.getDeviceId() ?? ""
   const select = $<HTMLSelectElement>("room-select")
   select.replaceChildren(
     ...client

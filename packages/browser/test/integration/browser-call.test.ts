@@ -1,0 +1,191 @@
+/**
+ * End to end in real Chromium on the local stack: the example web app (alice)
+ * and a Node participant (bob, NodeCall + core join, publishing a tone) in one
+ * call. Runs in the root `integration` project, whose global setup brings the
+ * stack up; Chromium is installed with apt-get when missing.
+ */
+import { mkdirSync } from "node:fs"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { JwtFetchFailed } from "@matrixrtc-effect/core"
+import { Audio } from "@matrixrtc-effect/node"
+import { readStack, startService, stopService } from "@matrixrtc-effect/devstack"
+import type { StackInfo } from "@matrixrtc-effect/devstack"
+import { Duration, Effect, Option, Stream } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import { startExample } from "../../example/serve.ts"
+import type { ExampleServer } from "../../example/serve.ts"
+import { ensureChromium, launchChromium } from "../support/chromium.ts"
+import type { Chromium } from "../support/chromium.ts"
+import {
+  eventually,
+  inboundAudioBytes,
+  liveMembershipsOf,
+  nodeParticipant,
+  openApp,
+  pageDevice,
+  pageIdentity,
+  pageText,
+  sfuLeftAt,
+  userAt,
+  waitForLeaveEvent,
+  waitForMember,
+  waitForState
+} from "../support/e2e.ts"
+
+const artifacts = join(import.meta.dirname, "..", "..", "..", "..", "test-artifacts", "browser")
+
+let stack: StackInfo
+let server: ExampleServer & { readonly close: () => Promise<void> }
+let chromium: Chromium
+
+beforeAll(async () => {
+  stack = readStack()
+  // A fresh CI machine has no chromium yet: apt-get takes a minute or two.
+  await ensureChromium()
+  server = await startExample({ config: { homeserverUrl: stack.homeserverUrl, roomId: stack.roomId } })
+  chromium = await launchChromium()
+}, 600_000)
+
+afterAll(async () => {
+  await chromium?.close()
+  await server?.close()
+  if (chromium !== undefined && chromium.blocked.length > 0) {
+    throw new Error(`Chromium tried to leave loopback: ${chromium.blocked.join(", ")}`)
+  }
+})
+
+/** The app's URL that logs alice in and joins the stack's call room right away. */
+const aliceJoins = () => {
+  const alice = userAt(stack, 0)
+  return server.urlWith({ user: alice.userId, password: alice.password, roomId: stack.roomId, autoJoin: "1" })
+}
+
+describe("browser ↔ node call in Chromium", () => {
+  it.scopedLive("each receives the other's media and sees the other as a member", () =>
+    Effect.gen(function*() {
+      const alice = userAt(stack, 0)
+      const bob = userAt(stack, 1)
+      const node = yield* nodeParticipant(stack, bob, stack.roomId)
+
+      const app = yield* openApp(chromium, aliceJoins())
+      yield* waitForState(app, ["in-call", "error"], 45_000).pipe(
+        Effect.filterOrElse((s) => s === "in-call", () =>
+          Effect.flatMap(pageText(app, "#error-message"), (m) => Effect.fail(new Error(`the page failed to join: ${m}`))))
+      )
+      const identity = yield* pageIdentity(app)
+      const browserDevice = yield* pageDevice(app)
+      assert.strictEqual(identity, `${alice.userId}:${browserDevice}`)
+
+      // Membership both ways.
+      yield* Effect.tryPromise(() =>
+        app.page.waitForSelector(`#members li[data-user-id="${bob.userId}"][data-device-id="${node.deviceId}"]`, {
+          timeout: 20_000
+        })
+      )
+      yield* waitForMember(node, alice.userId, browserDevice, true, 20_000)
+
+      // Browser receives node audio: inbound-rtp bytes keep growing.
+      const first = yield* eventually(inboundAudioBytes(app), (n) => n > 0, 20_000, "inbound-rtp audio bytes in the page")
+      const later = yield* eventually(inboundAudioBytes(app), (n) => n > first + 1000, 10_000, "inbound-rtp audio bytes growing")
+      assert.isAbove(later, first)
+
+      // Node receives the browser's (fake device) microphone: non-silent samples.
+      const loud = yield* node.connection.remoteAudio({ participant: identity }).pipe(
+        Stream.filter((f) => !Audio.isSilent(f.samples)),
+        Stream.runHead,
+        Effect.timeoutFail({
+          duration: Duration.seconds(20),
+          onTimeout: () => new Error("the node participant got no non-silent audio from the browser in 20 s")
+        })
+      )
+      assert.isTrue(Option.isSome(loud))
+
+      // Two tiles (ours with the fake camera, bob's audio-only), then a screenshot.
+      yield* Effect.tryPromise(() =>
+        app.page.waitForFunction(() => document.querySelectorAll("#tiles .tile").length === 2, undefined, { timeout: 10_000 })
+      )
+      yield* Effect.tryPromise(() =>
+        app.page.waitForFunction(
+          () => {
+            const v = document.querySelector<HTMLVideoElement>(".tile[data-local=true] video")
+            return v !== null && v.readyState >= 2
+          },
+          undefined,
+          { timeout: 10_000 }
+        )
+      )
+      mkdirSync(artifacts, { recursive: true })
+      yield* Effect.promise(() => app.page.screenshot({ path: join(artifacts, "call-two-tiles.png") }))
+    }), 120_000)
+
+  it.scopedLive("leaving from the browser disconnects from the SFU first, then removes the membership", () =>
+    Effect.gen(function*() {
+      const alice = userAt(stack, 0)
+      const node = yield* nodeParticipant(stack, userAt(stack, 1), stack.roomId)
+      const app = yield* openApp(chromium, aliceJoins())
+      assert.strictEqual(yield* waitForState(app, ["in-call", "error"], 45_000), "in-call")
+      const identity = yield* pageIdentity(app)
+      const device = yield* pageDevice(app)
+      yield* waitForMember(node, alice.userId, device, true, 20_000)
+      yield* eventually(
+        Effect.map(node.connection.remoteParticipants, (ps) => ps.some((p) => p.identity === identity)),
+        (b) => b,
+        10_000,
+        "the browser on the SFU"
+      )
+
+      yield* Effect.promise(() => app.page.click("#leave-button"))
+      assert.strictEqual(yield* waitForState(app, ["rooms"], 15_000), "rooms")
+
+      const leave = yield* waitForLeaveEvent(node, alice.userId, device, 15_000)
+      yield* waitForMember(node, alice.userId, device, false, 15_000)
+      const sfuLeft = yield* eventually(sfuLeftAt(node, identity), Option.isSome, 10_000, "the browser leaving the SFU")
+      // The SFU saw us go before the homeserver stamped the leave event.
+      assert.isAtMost(Option.getOrThrow(sfuLeft), leave.event.originServerTs)
+      assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 3), stack.roomId, device), [])
+    }), 120_000)
+
+  it.scopedLive("closing the tab mid-call removes the membership within the delayed-leave delay + 5 s", () =>
+    Effect.gen(function*() {
+      const alice = userAt(stack, 0)
+      const node = yield* nodeParticipant(stack, userAt(stack, 1), stack.roomId)
+      const app = yield* openApp(chromium, aliceJoins())
+      assert.strictEqual(yield* waitForState(app, ["in-call", "error"], 45_000), "in-call")
+      const device = yield* pageDevice(app)
+      yield* waitForMember(node, alice.userId, device, true, 20_000)
+
+      const delayMs = 8_000 // Call.join's default delayed-leave delay (the example does not change it)
+      const closedAt = Date.now()
+      yield* Effect.promise(() => app.page.close({ runBeforeUnload: true }))
+      yield* waitForMember(node, alice.userId, device, false, delayMs + 5_000)
+      assert.isAtMost(Date.now() - closedAt, delayMs + 5_000)
+      yield* eventually(
+        liveMembershipsOf(stack, userAt(stack, 3), stack.roomId, device),
+        (l) => l.length === 0,
+        5_000,
+        "no live membership in the room state"
+      )
+    }), 120_000)
+
+  it.scopedLive("with the auth service stopped the page shows the JwtFetchFailed message and leaves no membership", () =>
+    Effect.gen(function*() {
+      yield* Effect.acquireRelease(
+        Effect.promise(() => stopService("auth")),
+        () => Effect.promise(() => startService("auth"))
+      )
+      const app = yield* openApp(chromium, aliceJoins())
+      assert.strictEqual(yield* waitForState(app, ["in-call", "error"], 60_000), "error")
+      const tag = yield* Effect.promise(() =>
+        app.page.evaluate(() => document.getElementById("error-view")?.dataset["tag"] ?? "")
+      )
+      assert.strictEqual(tag, "JwtFetchFailed / Unreachable")
+      // The sentence the error class itself writes, e.g. "the MatrixRTC auth service at … is unreachable".
+      assert.strictEqual(
+        yield* pageText(app, "#error-message"),
+        new JwtFetchFailed({ reason: "Unreachable", endpoint: `${stack.authServiceUrl}/sfu/get` }).message
+      )
+      const device = yield* pageDevice(app)
+      assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 3), stack.roomId, device), [])
+    }), 120_000)
+})
