@@ -216,7 +216,7 @@ export const join: (
   if (support.delayedEvents) {
     // The first restart right away doubles as a check that writing the state did not cancel the delayed
     // leave (older Synapse). Then every heartbeatMs, but well inside the delay if the server capped it.
-    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.6)))
+    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
     yield* m.heartbeat.pipe(
       Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
       Effect.forever,

@@ -1,0 +1,195 @@
+/** The membership's upkeep under TestClock: delayed-leave restarts, re-arming, expiry refresh, re-publish. */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import * as Call from "../src/Call.ts"
+import * as Testing from "../src/testing/index.ts"
+import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
+import { aliceKey, awaitLog, entries, memberContent, roomId, settle, TestHomeserver } from "./utils.ts"
+
+const { fail, hang } = Testing.TestCallLog
+
+const restartTimes = Effect.map(entries, (es) => es.filter((e) => e.op === "delayed.restart").map((e) => e.at))
+
+/** The server loses our delayed leave (as if it had fired or expired), so the next restart gets a 404. */
+const serverForgetsDelayedLeave = Effect.gen(function*() {
+  const hs = yield* TestHomeserver.TestHomeserver
+  for (const d of yield* hs.scheduledDelayedEvents) {
+    yield* hs.clientFor(d.sender, "ALICEDEVICE").updateDelayedEvent(d.delayId, "cancel")
+  }
+})
+
+/** Joins and waits for the immediate first restart, so faults injected next hit the 5 s one. */
+const joined = (options?: Call.JoinOptions) =>
+  Effect.tap(Call.join(roomId, options), () => awaitLog((e) => e.op === "delayed.restart"))
+
+describe("heartbeat", () => {
+  it.scoped("restarts the delayed leave right after joining, then every 5 s; the leave never fires", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* Call.join(roomId)
+      yield* TestClock.adjust(20_000)
+      assert.deepStrictEqual(yield* restartTimes, [0, 5000, 10000, 15000, 20000])
+      yield* TestClock.adjust(60_000)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      assert.strictEqual((yield* hs.scheduledDelayedEvents)[0]?.dueAt, 80_000 + 8000)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("404 on restart → a new delayed leave is scheduled", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* Call.join(roomId)
+      const before = (yield* call.membership).delayId
+      yield* TestClock.adjust(2000)
+      yield* serverForgetsDelayedLeave
+      yield* TestClock.adjust(3000)
+      const after = (yield* call.membership).delayId
+      assert.isTrue(Option.isSome(after))
+      assert.notDeepEqual(after, before)
+      const log = yield* entries
+      assert.deepStrictEqual(
+        log.filter((e) => e.at === 5000).map((e) => `${e.op} ${e.detail ?? ""}`.trim()),
+        ["delayed.restart 404 M_NOT_FOUND", "scheduleDelayed leave delay=8000"]
+      )
+      yield* TestClock.adjust(30_000)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  const variants: ReadonlyArray<MaxDelayErrorVariant> = ["js-sdk", "msc-unstable", "stable"]
+  for (const variant of variants) {
+    it.scoped(`max-delay error (${variant}) at join → delay lowered to the server maximum`, () =>
+      Effect.gen(function*() {
+        const hs = yield* TestHomeserver.TestHomeserver
+        const call = yield* Call.join(roomId)
+        assert.strictEqual((yield* call.membership).delayMs, 4000)
+        assert.deepStrictEqual((yield* hs.scheduledDelayedEvents).map((d) => d.delayMs), [4000])
+        // Restarts come well inside the lowered delay, and the leave never fires.
+        yield* TestClock.adjust(30_000)
+        assert.deepStrictEqual(yield* restartTimes, [0, 3000, 6000, 9000, 12000, 15000, 18000, 21000, 24000, 27000, 30000])
+        assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      }).pipe(Effect.provide(Testing.layer({
+        homeserver: { maxDelayMs: 4000, advertiseMaxDelay: false, maxDelayErrorVariant: variant }
+      }))))
+
+    it.scoped(`max-delay error (${variant}) when re-arming during the call → lowered`, () =>
+      Effect.gen(function*() {
+        const hs = yield* TestHomeserver.TestHomeserver
+        const call = yield* Call.join(roomId)
+        assert.strictEqual((yield* call.membership).delayMs, 8000)
+        yield* hs.setMaxDelay(2500, variant)
+        yield* serverForgetsDelayedLeave
+        yield* TestClock.adjust(5000)
+        assert.strictEqual((yield* call.membership).delayMs, 2500)
+        assert.deepStrictEqual((yield* hs.scheduledDelayedEvents).map((d) => d.delayMs), [2500])
+        yield* TestClock.adjust(20_000)
+        assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      }).pipe(Effect.provide(Testing.layer())))
+  }
+
+  it.scoped("the advertised max delay is used from the start", () =>
+    Effect.gen(function*() {
+      const call = yield* Call.join(roomId)
+      assert.strictEqual((yield* call.membership).delayMs, 6000)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 6000 } }))))
+
+  it.scoped("429 M_LIMIT_EXCEEDED on restart waits retry_after, then restarts", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joined()
+      yield* hs.injectFault("delayed.restart", fail({ status: 429, errcode: "M_LIMIT_EXCEEDED", retryAfterMs: 2000 }))
+      yield* TestClock.adjust(6999)
+      const log = yield* entries
+      assert.deepStrictEqual(log.filter((e) => e.op === "delayed.restart").map((e) => [e.at, e.detail]), [
+        [0, undefined],
+        [5000, "fault 429 M_LIMIT_EXCEEDED"]
+      ])
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(yield* restartTimes, [0, 5000, 7000])
+      yield* TestClock.adjust(5000)
+      assert.deepStrictEqual(yield* restartTimes, [0, 5000, 7000, 12000])
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("network errors on restart are retried with backoff", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joined()
+      yield* hs.injectFault("delayed.restart", fail({}), 2)
+      yield* TestClock.adjust(7000)
+      assert.deepStrictEqual(yield* restartTimes, [0, 5000, 5500, 6500])
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("re-publishes our membership when someone else deletes it", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* Call.join(roomId)
+      const firstDelay = (yield* call.membership).delayId
+      yield* TestClock.adjust(1000)
+      yield* hs.setState(roomId, "org.matrix.msc3401.call.member", aliceKey, {})
+      yield* awaitLog((e) => e.op === "sendState" && e.who === "@alice:example.org" && e.at === 1000)
+      yield* settle
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      const own = yield* call.membership
+      assert.notDeepEqual(own.delayId, firstDelay)
+      assert.deepStrictEqual((yield* hs.scheduledDelayedEvents).map((d) => Option.some(d.delayId)), [own.delayId])
+      const members = yield* call.currentMembers
+      assert.deepStrictEqual(members.map((m) => m.userId), ["@alice:example.org"])
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("crash (no more requests reach the server): the delayed leave removes the membership within the delay", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const scope = yield* Scope.make()
+      yield* joined().pipe(Scope.extend(scope))
+      yield* TestClock.adjust(10_000) // last restart that reaches the server: t = 10 000
+      for (const op of ["delayed.restart", "scheduleDelayed", "sendState", "delayed.cancel", "delayed.send"] as const) {
+        yield* hs.injectFault(op, hang, 100)
+      }
+      yield* TestClock.adjust(7999)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      yield* TestClock.adjust(1)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      assert.isTrue((yield* entries).some((e) => e.op === "delayed.fire" && e.at === 18_000 && e.detail === "leave"))
+      // Closing afterwards is still bounded even though every leave request hangs.
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle
+      yield* TestClock.adjust(10_000)
+      yield* Fiber.join(closing)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+    }).pipe(Effect.provide(Testing.layer())))
+})
+
+describe("expiry refresh", () => {
+  it.scoped("refreshes before expiry; validity stays ≈ expires (no n× growth)", () =>
+    Effect.gen(function*() {
+      yield* Call.join(roomId, { membershipExpiryMs: 60_000 })
+      let refreshes = 0
+      let last: unknown = undefined
+      for (let t = 5000; t <= 300_000; t += 5000) {
+        yield* TestClock.adjust(5000)
+        const content = Option.getOrThrow(yield* memberContent())
+        const created = (content["created_ts"] as number | undefined) ?? 0
+        const validUntil = created + (content["expires"] as number)
+        assert.isAbove(validUntil, t, `expired at ${t}`)
+        assert.isAtMost(validUntil - t, 60_000, `validity grew at ${t}`)
+        if (content !== last) refreshes++
+        last = content
+      }
+      // the join, then one refresh every 55 s over 5 min
+      assert.strictEqual(refreshes, 1 + Math.floor(300_000 / 55_000))
+    }).pipe(Effect.provide(Testing.layer())), 30_000)
+
+  // Without MSC4140 expiry is the only cleanup of a crashed client (protocol §4), so this is where growth hurts.
+  it.scoped("default 4 h expiry, server without MSC4140: hourly refresh, validity never beyond 4 h from now", () =>
+    Effect.gen(function*() {
+      yield* Call.join(roomId)
+      for (let t = 300_000; t <= 5 * 3_600_000; t += 300_000) {
+        yield* TestClock.adjust(300_000)
+        const content = Option.getOrThrow(yield* memberContent())
+        const validUntil = ((content["created_ts"] as number | undefined) ?? 0) + (content["expires"] as number)
+        assert.isAbove(validUntil - t, 3 * 3_600_000 - 300_000)
+        assert.isAtMost(validUntil - t, 4 * 3_600_000)
+      }
+      const refreshes = (yield* entries).filter((e) => e.op === "sendState" && e.detail?.includes("created_ts"))
+      assert.deepStrictEqual(refreshes.map((e) => e.at), [1, 2, 3, 4, 5].map((h) => h * (3_600_000 - 5000)))
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { delayedEvents: false } }))), 30_000)
+})
