@@ -171,6 +171,25 @@ export interface RtcObserver {
   ) => Effect.Effect<number, Error>
 }
 
+/** Logs `user` in on a new device `deviceId` (password login); the device is logged out when the scope closes. */
+export const loginFresh = (s: StackInfo, user: StackUser, deviceId: string): Effect.Effect<StackUser, Error, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: () =>
+        sdk.createClient({ baseUrl: s.homeserverUrl }).loginRequest({
+          type: "m.login.password",
+          identifier: { type: "m.id.user", user: user.userId },
+          password: user.password,
+          device_id: deviceId
+        }),
+      catch: (e) => new Error(`login of ${user.userId} failed: ${String(e)}`)
+    }).pipe(Effect.map((r): StackUser => ({ ...user, accessToken: r.access_token, deviceId: r.device_id }))),
+    (u) =>
+      Effect.promise(() =>
+        sdk.createClient({ baseUrl: s.homeserverUrl, accessToken: u.accessToken }).logout(true).catch(() => undefined)
+      )
+  )
+
 /** Starts a matrix-js-sdk client for `user` and watches the room's MatrixRTC session. */
 export const rtcObserver = (s: StackInfo, user: StackUser, roomId: string): Effect.Effect<RtcObserver, Error, Scope.Scope> =>
   Effect.gen(function*() {
