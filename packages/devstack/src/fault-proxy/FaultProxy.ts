@@ -58,6 +58,12 @@ export interface FaultRule {
   readonly path: RegExp | string
   /** Applies to this many matching requests, then retires. Default: every matching request. */
   readonly times?: number | undefined
+  /**
+   * Rules with a higher priority are tried first; equal priorities in the order they were
+   * added. Default 0. A standing rewrite (e.g. of a discovery answer) can use a negative
+   * priority so that faults added later still win.
+   */
+  readonly priority?: number | undefined
   readonly action: FaultAction
 }
 
@@ -133,6 +139,7 @@ const matches = (m: RequestMatcher, method: string, target: string): boolean =>
 const statusText = (status: number): string => http.STATUS_CODES[status] ?? "Unknown"
 
 interface LiveRule {
+  readonly priority: number
   readonly method: string | undefined
   readonly path: RegExp
   remaining: number
@@ -427,13 +434,17 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
     target: options.target,
     addFault: (rule) => {
       const live: LiveRule = {
+        priority: rule.priority ?? 0,
         method: rule.method?.toUpperCase(),
         path: toRegExp(rule.path),
         remaining: rule.times ?? Number.POSITIVE_INFINITY,
         hits: 0,
         action: rule.action
       }
-      rules.push(live)
+      // Stable: after every rule of the same or a higher priority.
+      const at = rules.findIndex((r) => r.priority < live.priority)
+      if (at < 0) rules.push(live)
+      else rules.splice(at, 0, live)
       return {
         hits: () => live.hits,
         remaining: () => live.remaining,

@@ -93,6 +93,17 @@ describe("fault proxy", () => {
       expect((await fetch(`${p.url}/sfu/get`, { method: "POST" })).status).toBe(200)
     }))
 
+  it("tries higher priorities first, equal priorities in order", () =>
+    withProxy(async (p) => {
+      p.addFault({ path: /.*/, priority: -1, action: { kind: "respond", status: 299, body: "rewrite" } })
+      p.addFault({ path: /.*/, times: 1, action: { kind: "respond", status: 500, body: "a" } })
+      p.addFault({ path: /.*/, times: 1, action: { kind: "respond", status: 501, body: "b" } })
+      p.addFault({ path: /.*/, times: 1, priority: 5, action: { kind: "respond", status: 502, body: "c" } })
+      const statuses: Array<number> = []
+      for (let i = 0; i < 5; i++) statuses.push((await fetch(`${p.url}/x`)).status)
+      expect(statuses).toEqual([502, 500, 501, 299, 299])
+    }))
+
   it("refuses: the client sees its connection closed", () =>
     withProxy(async (p) => {
       p.addFault({ path: /.*/, times: 1, action: { kind: "refuse" } })
