@@ -1,8 +1,10 @@
-import { defineProject } from "vitest/config"
+import { configDefaults, defineProject } from "vitest/config"
 
 export default defineProject({
   test: {
     name: "node",
-    include: ["test/**/*.test.ts"]
+    include: ["test/**/*.test.ts"],
+    // Real-stack tests run in the root config's `integration` project.
+    exclude: [...configDefaults.exclude, "test/integration/**"]
   }
 })

@@ -1,0 +1,226 @@
+// The matrix-js-sdk adapter against the real local stack (Synapse with MSC4140/4143/4354 on).
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Ids, MatrixClient } from "@matrixrtc-effect/core"
+import type { RawCallEvent } from "@matrixrtc-effect/core"
+import { readStack } from "@matrixrtc-effect/devstack"
+import type { StackUser } from "@matrixrtc-effect/devstack"
+import { Context, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { layerLogin, MatrixSdkClient } from "../../src/index.ts"
+
+const stack = readStack()
+const [alice, bob] = stack.users as unknown as [StackUser, StackUser]
+const roomId = stack.roomId as Ids.RoomId
+const forbiddenRoomId = stack.forbiddenRoomId as Ids.RoomId
+const CALL_MEMBER = "org.matrix.msc3401.call.member"
+
+const loginAs = (user: StackUser) =>
+  layerLogin({
+    homeserverUrl: stack.homeserverUrl,
+    accessToken: Redacted.make(user.accessToken),
+    userId: user.userId,
+    deviceId: user.deviceId
+  })
+
+/** Bob's client, built inside a test (the shared layer is Alice's). */
+const asBob = <A, E>(f: (bob: MatrixClient["Type"]) => Effect.Effect<A, E>) =>
+  Effect.flatMap(MatrixClient, f).pipe(Effect.provide(loginAs(bob)))
+
+/** Unique per run, so reruns on a long-lived stack never see an older event for the same key. */
+const run = Math.random().toString(36).slice(2, 8)
+const stateKeyOf = (user: StackUser, tag: string) => `_${user.userId}_${user.deviceId}_test.${tag}.${run}`
+
+const member = (user: StackUser) => ({
+  application: "m.call",
+  call_id: "",
+  scope: "m.room",
+  device_id: user.deviceId,
+  focus_active: { type: "livekit", focus_selection: "oldest_membership" },
+  foci_preferred: [{ type: "livekit", livekit_service_url: stack.authServiceUrl }]
+})
+
+/** The first event of `events` that satisfies `p`, bounded in time. */
+const firstMatching = (events: Stream.Stream<RawCallEvent, unknown>, p: (e: RawCallEvent) => boolean) =>
+  events.pipe(Stream.filter(p), Stream.runHead, Effect.map(Option.getOrThrow), Effect.timeout("20 seconds"))
+
+layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("matrix-js-sdk adapter on the real Synapse", (it) => {
+  it.effect("session and whoami name the logged-in user and device", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const session = Option.getOrThrow(yield* mx.session)
+      assert.strictEqual(session.userId, alice.userId)
+      assert.strictEqual(session.deviceId, alice.deviceId)
+      assert.strictEqual(session.homeserverUrl, stack.homeserverUrl)
+      const me = yield* mx.whoami
+      assert.strictEqual(me.userId, alice.userId)
+      assert.strictEqual(me.deviceId, alice.deviceId)
+    }))
+
+  it.effect("requestOpenIdToken returns a Bearer token for the server name", () =>
+    Effect.gen(function* () {
+      const token = yield* (yield* MatrixClient).requestOpenIdToken
+      assert.strictEqual(token.tokenType, "Bearer")
+      assert.strictEqual(token.matrixServerName, stack.serverName)
+      assert.isAbove(token.expiresIn, 0)
+      assert.isAbove(Redacted.value(token.accessToken).length, 8)
+      assert.notInclude(String(token.accessToken), Redacted.value(token.accessToken))
+    }))
+
+  it.effect("serverSupport sees MSC4140 (with its max delay) and MSC4354", () =>
+    Effect.gen(function* () {
+      const support = yield* (yield* MatrixClient).serverSupport
+      assert.isTrue(support.delayedEvents)
+      assert.isTrue(support.stickyEvents)
+      // homeserver.yaml sets max_event_delay_duration: 24h
+      assert.deepStrictEqual(support.maxDelayMs, Option.some(24 * 3600 * 1000))
+    }))
+
+  it.effect("rtcTransports and wellKnown return the raw JSON with the auth service", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const transports = (yield* mx.rtcTransports) as { rtc_transports: Array<Record<string, unknown>> }
+      assert.deepStrictEqual(transports.rtc_transports[0], { type: "livekit", livekit_service_url: stack.authServiceUrl })
+      const wk = (yield* mx.wellKnown) as Record<string, unknown>
+      assert.deepStrictEqual(wk["org.matrix.msc4143.rtc_foci"], [
+        { type: "livekit", livekit_service_url: stack.authServiceUrl }
+      ])
+    }))
+
+  it.effect("roomVersion of the call room", () =>
+    Effect.gen(function* () {
+      const version = yield* (yield* MatrixClient).roomVersion(roomId)
+      assert.match(version, /^[0-9a-z.]+$/)
+    }))
+
+  it.effect("delayed state event: schedule, restart, send; then the delay id is gone (M_NOT_FOUND kept)", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const sdk = yield* MatrixSdkClient
+      const stateKey = stateKeyOf(alice, "delayed")
+      const { delayId } = yield* mx.sendDelayedStateEvent(roomId, CALL_MEMBER, stateKey, {}, 60_000)
+      assert.isAbove(delayId.length, 0)
+      // Synapse answers `{delayed_events: [...]}`; matrix-js-sdk 43 types it as `{scheduled, finalised}`.
+      const listed = (yield* Effect.promise(() => sdk._unstable_getDelayedEvents("scheduled"))) as {
+        readonly delayed_events?: ReadonlyArray<{ readonly delay_id: string; readonly state_key?: string }>
+      }
+      const mine = listed.delayed_events?.find((d) => d.delay_id === delayId)
+      assert.strictEqual(mine?.state_key, stateKey)
+      yield* mx.updateDelayedEvent(delayId, "restart")
+      // Watch for the leave before sending it, so it cannot slip past.
+      const seen = yield* firstMatching(mx.callMemberEvents(roomId), (e) => e.stateKey === stateKey).pipe(
+        Effect.fork
+      )
+      yield* mx.updateDelayedEvent(delayId, "send")
+      const event = yield* seen
+      assert.strictEqual(event.sender, alice.userId)
+      assert.deepStrictEqual(event.content, {})
+      const gone = yield* Effect.flip(mx.updateDelayedEvent(delayId, "cancel"))
+      assert.strictEqual(gone.status, 404)
+      assert.strictEqual(gone.errcode, "M_NOT_FOUND")
+    }))
+
+  it.effect("a cancelled delayed event is never sent", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const { delayId } = yield* mx.sendDelayedStateEvent(roomId, CALL_MEMBER, stateKeyOf(alice, "cancel"), {}, 60_000)
+      yield* mx.updateDelayedEvent(delayId, "cancel")
+      const again = yield* Effect.flip(mx.updateDelayedEvent(delayId, "restart"))
+      assert.strictEqual(again.errcode, "M_NOT_FOUND")
+    }))
+
+  it.effect("callMemberEvents: current state first, then a membership another user sends", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const stateKey = stateKeyOf(bob, "member")
+      // Alice's stream is running before Bob sends.
+      const seen = yield* firstMatching(mx.callMemberEvents(roomId), (e) => e.stateKey === stateKey).pipe(Effect.fork)
+      yield* Effect.sleep("200 millis")
+      const { eventId } = yield* asBob((b) => b.sendStateEvent(roomId, CALL_MEMBER, stateKey, member(bob)))
+      const event = yield* seen
+      assert.strictEqual(event.eventId, eventId)
+      assert.strictEqual(event.sender, bob.userId)
+      assert.strictEqual(event.type, CALL_MEMBER)
+      assert.deepStrictEqual(event.content, member(bob))
+      // A new subscriber gets it from the current state.
+      const replay = yield* firstMatching(mx.callMemberEvents(roomId), (e) => e.stateKey === stateKey)
+      assert.strictEqual(replay.eventId, eventId)
+      yield* asBob((b) => b.sendStateEvent(roomId, CALL_MEMBER, stateKey, {}))
+    }))
+
+  it.effect("callMemberEvents carries sticky rtc.member events with their duration", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const memberId = `test-${run}`
+      const content = {
+        application: { type: "m.call" },
+        slot_id: "m.call#ROOM",
+        rtc_transports: [{ type: "livekit", livekit_service_url: stack.authServiceUrl }],
+        member: { user_id: bob.userId, device_id: bob.deviceId, id: memberId },
+        versions: [],
+        msc4354_sticky_key: memberId
+      }
+      const seen = yield* firstMatching(
+        mx.callMemberEvents(roomId),
+        (e) => e.type === "org.matrix.msc4143.rtc.member" && (e.content as typeof content).msc4354_sticky_key === memberId
+      ).pipe(Effect.fork)
+      yield* Effect.sleep("200 millis")
+      const sent = yield* asBob((b) =>
+        b.sendStickyEvent(roomId, "org.matrix.msc4143.rtc.member", content, { stickyDurationMs: 60_000 })
+      )
+      const event = yield* seen
+      assert.strictEqual(event.eventId, sent.eventId)
+      assert.strictEqual(event.sender, bob.userId)
+      assert.isDefined(event.stickyDurationMs)
+      assert.isAtMost(event.stickyDurationMs!, 60_000)
+    }))
+
+  it.effect("M_FORBIDDEN in the forbidden room is kept as errcode", () =>
+    Effect.gen(function* () {
+      // users[0] created the rooms (level 100); Bob is a plain member, below call.member's 50 there.
+      const e = yield* asBob((b) =>
+        Effect.flip(b.sendStateEvent(forbiddenRoomId, CALL_MEMBER, stateKeyOf(bob, "forbidden"), member(bob)))
+      )
+      assert.strictEqual(e._tag, "MatrixError")
+      assert.strictEqual(e.reason, "Http")
+      assert.strictEqual(e.status, 403)
+      assert.strictEqual(e.errcode, "M_FORBIDDEN")
+      assert.isString(e.error)
+      assert.strictEqual((e.body as { errcode?: string }).errcode, "M_FORBIDDEN")
+    }))
+})
+
+describe("logging in", () => {
+  it.live("password login creates a working session and stops it on scope close", () =>
+    Effect.gen(function* () {
+      const sdk = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(
+            layerLogin({ homeserverUrl: stack.homeserverUrl, user: bob.userId, password: Redacted.make(bob.password) })
+          )
+          const mx = Context.get(ctx, MatrixClient)
+          const me = yield* mx.whoami
+          assert.strictEqual(me.userId, bob.userId)
+          const session = Option.getOrThrow(yield* mx.session)
+          assert.strictEqual(session.userId, bob.userId)
+          return Context.get(ctx, MatrixSdkClient)
+        })
+      )
+      // Stopped: no sync loop left running once the scope closed.
+      assert.isFalse(sdk.clientRunning)
+      yield* Effect.promise(() => sdk.logout())
+    }), { timeout: 60_000 })
+
+  it.live("a dead access token fails the layer with 401 M_UNKNOWN_TOKEN, and never shows the token", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(
+        Effect.scoped(
+          Layer.build(
+            layerLogin({ homeserverUrl: stack.homeserverUrl, accessToken: Redacted.make("syt_not_a_real_token_123") })
+          )
+        )
+      )
+      assert.strictEqual(e.status, 401)
+      assert.strictEqual(e.errcode, "M_UNKNOWN_TOKEN")
+      assert.notInclude(JSON.stringify(e), "syt_not_a_real_token_123")
+      assert.notInclude(String(e.cause), "syt_not_a_real_token_123")
+    }))
+})
