@@ -570,10 +570,17 @@ const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Ef
     Effect.catchTag(eff, "MatrixError", (e) => {
       const kind = MatrixErrors.classify(e)
       if (kind._tag === "RateLimited" && rate < maxRateLimitRetries) {
-        return Effect.zipRight(Effect.sleep(kind.waitMs), loop(rate + 1, net))
+        return Effect.logDebug(`rate limited; retrying in ${kind.waitMs} ms`, e.message).pipe(
+          Effect.zipRight(Effect.sleep(kind.waitMs)),
+          Effect.zipRight(loop(rate + 1, net))
+        )
       }
       if (kind._tag === "Transient" && net < maxNetworkRetries) {
-        return Effect.zipRight(Effect.sleep(networkBackoff(net)), loop(rate, net + 1))
+        const wait = networkBackoff(net)
+        return Effect.logDebug(`request failed; retrying in ${wait} ms`, e.message).pipe(
+          Effect.zipRight(Effect.sleep(wait)),
+          Effect.zipRight(loop(rate, net + 1))
+        )
       }
       return Effect.fail(e)
     })
