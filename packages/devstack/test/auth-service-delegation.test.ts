@@ -4,7 +4,7 @@
  */
 import { HttpClient, HttpClientResponse } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
+import { Chunk, Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
 import { createHash, createHmac } from "node:crypto"
 import * as Delegation from "../src/auth-service/Delegation.ts"
 import * as LiveKitRooms from "../src/auth-service/LiveKitRooms.ts"
@@ -51,8 +51,21 @@ const setup = (settings: Partial<Settings.Settings> = {}) =>
     return { hs, rooms, service }
   })
 
-/** Lets forked job fibers run (they only wait on TestClock or queues). */
-const settle = Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+/**
+ * Lets forked job fibers run until they are parked again (on TestClock sleeps
+ * or queues): waits in real time until the pending TestClock sleeps have been
+ * the same for three 5 ms windows in a row.
+ */
+const settle = Effect.gen(function*() {
+  let last = ""
+  let stable = 0
+  while (stable < 3) {
+    yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+    const now = JSON.stringify(Chunk.toReadonlyArray(yield* TestClock.sleeps()))
+    stable = now === last ? stable + 1 : 0
+    last = now
+  }
+})
 
 const signedWebhook = (event: unknown, secret = apiSecret) => {
   const body = JSON.stringify(event)
@@ -170,7 +183,7 @@ describe("auth service delegation", () => {
       assert.strictEqual(hs.calls.length, 1, "waits for Retry-After")
       yield* advance(1)
       assert.strictEqual(hs.calls.length, 2)
-      yield* advance(1_500) // backoff after the 502: 1 s ± 50 %
+      yield* advance(2_250) // second backoff interval: 1.5 s ± 50 %
       assert.strictEqual(hs.calls.length, 3)
       yield* advance(8_000)
       assert.strictEqual(hs.calls.length, 4, "restarted again after 80 % of delay_timeout")
