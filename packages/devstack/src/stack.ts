@@ -1,6 +1,6 @@
 // `up()` / `down()` for the whole stack, and `readStack()` for tests.
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   LIVEKIT_API_KEY,
@@ -70,6 +70,14 @@ export interface Options {
 
 const lockOwner = join(paths.lockDir, "owner.json")
 
+const lockAgeMs = (): number => {
+  try {
+    return Date.now() - statSync(paths.lockDir).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
 const withLock = async <A>(log: Log, f: () => Promise<A>): Promise<A> => {
   mkdirSync(join(paths.lockDir, ".."), { recursive: true })
   let waitingLogged = false
@@ -81,7 +89,8 @@ const withLock = async <A>(log: Log, f: () => Promise<A>): Promise<A> => {
         return true
       } catch {
         const ownerPid = readPidFile(lockOwner)?.pid
-        if (ownerPid !== undefined && !pidAlive(ownerPid)) {
+        const orphaned = ownerPid === undefined && lockAgeMs() > 30_000 // owner died before writing owner.json
+        if ((ownerPid !== undefined && !pidAlive(ownerPid)) || orphaned) {
           rmSync(paths.lockDir, { recursive: true, force: true }) // stale lock of a dead process
           return undefined
         }
