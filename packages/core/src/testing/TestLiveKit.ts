@@ -38,8 +38,8 @@ export interface TestLiveKitService {
     tracks?: ReadonlyArray<"audio" | "video" | "data">
   ) => Effect.Effect<void>
   readonly removeRemoteParticipant: (room: string, identity: string) => Effect.Effect<void>
-  /** The server drops a connected participant (e.g. `ParticipantRemoved`, `ServerShutdown`). */
-  readonly dropConnection: (identity: string, reason?: DisconnectReason) => Effect.Effect<void>
+  /** The server drops a connected participant (e.g. `ParticipantRemoved`, `ServerShutdown`), in every room or one. */
+  readonly dropConnection: (identity: string, reason?: DisconnectReason, room?: string) => Effect.Effect<void>
 }
 
 export class TestLiveKit extends Context.Tag("@matrixrtc-effect/core/testing/TestLiveKit")<
@@ -62,13 +62,16 @@ export const make = Effect.gen(function*() {
   const remove = (room: string, identity: string) =>
     SubscriptionRef.update(everyone, (ps) => ps.filter((p) => !(p.room === room && p.identity === identity)))
 
+  // Identities are unique per room, as on a real SFU.
+  const key = (room: string, identity: string) => `${room}\u0000${identity}`
+
   const endConnection = (room: string, identity: string, reason: DisconnectReason, op: string) =>
     Effect.gen(function*() {
       const l = yield* Ref.modify(live, (m) => {
-        const found = m.get(identity)
+        const found = m.get(key(room, identity))
         if (!found) return [undefined, m]
         const rest = new Map(m)
-        rest.delete(identity)
+        rest.delete(key(room, identity))
         return [found, rest]
       })
       if (!l) return
@@ -106,7 +109,7 @@ export const make = Effect.gen(function*() {
       yield* Effect.addFinalizer(() => endConnection(roomName, identity, "ClientInitiated", "disconnect"))
       // A second connection with the same identity kicks the first one, as on a real SFU.
       yield* endConnection(roomName, identity, "DuplicateIdentity", "drop")
-      yield* Ref.update(live, (m) => new Map(m).set(identity, { state, reasons }))
+      yield* Ref.update(live, (m) => new Map(m).set(key(roomName, identity), { state, reasons }))
       yield* SubscriptionRef.update(everyone, (ps) => [...ps, { room: roomName, identity, tracks: [], local: true }])
       yield* SubscriptionRef.set(state, "connected")
       yield* log.append({ actor: "sfu", op: "connected", roomId: roomName, who: identity })
@@ -144,13 +147,15 @@ export const make = Effect.gen(function*() {
       ),
     removeRemoteParticipant: (room, identity) =>
       Effect.zipRight(remove(room, identity), log.append({ actor: "sfu", op: "remoteLeft", roomId: room, who: identity })),
-    dropConnection: (identity, reason = "ParticipantRemoved") =>
+    dropConnection: (identity, reason = "ParticipantRemoved", room) =>
       Effect.flatMap(
         SubscriptionRef.get(everyone),
-        (ps) => {
-          const p = ps.find((x) => x.identity === identity && x.local)
-          return p ? endConnection(p.room, identity, reason, "drop") : Effect.void
-        }
+        (ps) =>
+          Effect.forEach(
+            ps.filter((x) => x.identity === identity && x.local && (room === undefined || x.room === room)),
+            (p) => endConnection(p.room, identity, reason, "drop"),
+            { discard: true }
+          )
       )
   })
   return [service, control] as const

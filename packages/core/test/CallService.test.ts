@@ -1,0 +1,113 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Chunk, Effect, Fiber, Layer, Option, Stream } from "effect"
+import * as Call from "../src/Call.ts"
+import * as CallService from "../src/CallService.ts"
+import type { RoomId } from "../src/Ids.ts"
+import { MatrixClient } from "../src/MatrixClient.ts"
+import * as Testing from "../src/testing/index.ts"
+import { assertBefore, assertNothingLeft, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
+
+const otherRoom = "!other:example.org" as RoomId
+
+const withService = Layer.provideMerge(CallService.layer, Testing.layer())
+
+describe("CallService", () => {
+  it.effect("connect / activeCall / disconnect", () =>
+    Effect.gen(function*() {
+      const service = yield* CallService.CallService
+      const hs = yield* TestHomeserver.TestHomeserver
+      assert.isTrue(Option.isNone(yield* service.activeCall))
+      const call = yield* service.connect(roomId)
+      const active = yield* service.activeCall
+      assert.strictEqual(Option.getOrThrow(active), call)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      yield* service.disconnect
+      assert.isTrue(Option.isNone(yield* service.activeCall))
+      yield* assertNothingLeft
+      yield* service.disconnect // nothing active: no-op
+    }).pipe(Effect.provide(withService)))
+
+  it.effect("connecting again leaves the previous call first; activeCalls follows", () =>
+    Effect.gen(function*() {
+      const service = yield* CallService.CallService
+      const hs = yield* TestHomeserver.TestHomeserver
+      const seen = yield* service.activeCalls.pipe(
+        Stream.map(Option.map((c) => c.roomId)),
+        Stream.take(5),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* settle
+      yield* service.connect(roomId)
+      yield* service.connect(otherRoom)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      assert.strictEqual((yield* hs.activeMemberships(otherRoom)).length, 1)
+      const log = yield* ops
+      assertBefore(log, "homeserver:delayed.send", "auth:sfuGet")
+      yield* service.disconnect
+      const rooms = Chunk.toReadonlyArray(yield* Fiber.join(seen))
+      // none while the first call is left and the second joined
+      assert.deepStrictEqual(rooms, [Option.none(), Option.some(roomId), Option.none(), Option.some(otherRoom), Option.none()])
+    }).pipe(Effect.provide(withService)))
+
+  it.effect("a failed connect leaves no active call", () =>
+    Effect.gen(function*() {
+      const service = yield* CallService.CallService
+      const e = yield* Effect.flip(service.connect(roomId))
+      assert.strictEqual(e._tag, "MembershipFailed")
+      assert.isTrue(Option.isNone(yield* service.activeCall))
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Layer.provideMerge(
+      CallService.layer,
+      Testing.layer({ homeserver: { rooms: [{ roomId, callMemberPowerLevel: 50 }] } })
+    ))))
+
+  it.effect("tearing the layer down leaves the active call", () =>
+    Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        const service = yield* CallService.CallService
+        yield* service.connect(roomId)
+      }).pipe(Effect.provide(CallService.layer))
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+})
+
+describe("several calls side by side", () => {
+  it.scoped("two joins in two rooms, left independently", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const sfu = yield* TestLiveKit.TestLiveKit
+      const [a, b] = yield* Effect.all([
+        Call.join(roomId),
+        Call.join(otherRoom)
+      ], { concurrency: "unbounded" })
+      assert.notStrictEqual(a.connection.roomName, b.connection.roomName)
+      assert.strictEqual((yield* sfu.participants()).length, 2)
+      yield* a.leave
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      assert.strictEqual((yield* hs.activeMemberships(otherRoom)).length, 1)
+      assert.deepStrictEqual((yield* sfu.participants()).map((p) => p.room), [b.connection.roomName])
+      yield* b.leave
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("two users in one room see each other as members and as LiveKit participants", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const alice = yield* Call.join(roomId)
+      const bob = yield* Call.join(roomId).pipe(
+        Effect.provideService(MatrixClient, hs.clientFor("@bob:example.org", "BOBDEVICE"))
+      )
+      const members = yield* alice.members.pipe(Stream.takeUntil((ms) => ms.length === 2), Stream.runLast)
+      assert.deepStrictEqual(
+        Option.getOrThrow(members).map((m) => m.rtcBackendIdentity),
+        ["@alice:example.org:ALICEDEVICE", "@bob:example.org:BOBDEVICE"]
+      )
+      const remote = yield* alice.connection.remoteParticipants
+      assert.deepStrictEqual(remote.map((p) => p.identity), ["@bob:example.org:BOBDEVICE"])
+      yield* bob.leave
+      const after = yield* alice.members.pipe(Stream.takeUntil((ms) => ms.length === 1), Stream.runLast)
+      assert.deepStrictEqual(Option.getOrThrow(after).map((m) => m.userId), ["@alice:example.org"])
+      assert.deepStrictEqual(yield* alice.connection.remoteParticipants, [])
+    }).pipe(Effect.provide(Testing.layer())))
+})
