@@ -1,5 +1,5 @@
 export * as MatrixJsSdkClient from "./MatrixJsSdkClient.ts"
 export { MatrixSdkClient, layerFromClient, layerLogin } from "./MatrixJsSdkClient.ts"
 export type { AccessTokenLogin, LoginOptions, PasswordLogin, StartOptions } from "./MatrixJsSdkClient.ts"
-export { toMatrixError } from "./errors.ts"
+export { safeCause, scrubSecrets, toMatrixError } from "./errors.ts"
 export { CALL_MEMBER_STATE_TYPE, RTC_MEMBER_STICKY_TYPE } from "./callMemberEvents.ts"

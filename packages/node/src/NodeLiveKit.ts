@@ -54,6 +54,7 @@ import {
   Stream,
   SubscriptionRef
 } from "effect"
+import { safeCause } from "@matrixrtc-effect/matrix-js-sdk"
 import { AudioFailed, readWav, toneFrame } from "./Audio.ts"
 import type { Pcm } from "./Audio.ts"
 
@@ -188,9 +189,11 @@ const participantsOf = (room: Room): ReadonlyArray<RemoteParticipant> =>
  * not exist (auto_create off and the auth service did not create it).
  */
 export const connectFailedOf = (url: string, e: unknown): ConnectFailed => {
-  const error = e instanceof Error ? e.message : String(e)
+  // The Rust SDK echoes the signal URL, whose `access_token` query parameter is the JWT.
+  const cause = safeCause(e)
+  const error = cause.message
   const status = /\b(4\d\d|5\d\d)\b/.exec(error)?.[1]
-  const detail = { url, error, cause: e, ...(status !== undefined ? { status: Number(status) } : {}) }
+  const detail = { url, error, cause, ...(status !== undefined ? { status: Number(status) } : {}) }
   if (/not.?found|404|does not exist/i.test(error)) return new ConnectFailed({ reason: "RoomNotFound", ...detail })
   if (/unauthori[sz]ed|forbidden|permission|invalid token|token is expired|401|403/i.test(error)) {
     return new ConnectFailed({ reason: "Rejected", ...detail })
@@ -234,6 +237,7 @@ const ffiRuntime = (disposeTimeout: Duration.DurationInput) =>
         ffiUsers--
         if (ffiUsers > 0) return Effect.void
         return Effect.tryPromise(() => disposeFfi()).pipe(
+          Effect.interruptible,
           Effect.timeout(disposeTimeout),
           Effect.catchAll((e) => Effect.logWarning("rtc-node dispose did not finish", e))
         )
@@ -371,6 +375,8 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
             () => undefined
           )
         ).pipe(
+          // Finalizers are uninterruptible; without this the timeout would wait for the promise anyway.
+          Effect.interruptible,
           Effect.timeout(disconnectTimeout),
           Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish in time", e)),
           Effect.zipRight(Effect.sync(refresh)),
@@ -425,6 +431,7 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
               }),
               (pub) =>
                 Effect.tryPromise(() => local.unpublishTrack(pub.sid!)).pipe(
+                  Effect.interruptible,
                   Effect.timeout(disconnectTimeout),
                   // After a disconnect there is nothing left to unpublish.
                   Effect.ignore
