@@ -1,0 +1,321 @@
+/**
+ * Harness of the fault-injection suite: the real stack, a fault proxy in front of
+ * each service, our call on the Node layers pointed at the proxies, and the
+ * independent checks every scenario ends with (no ghost membership, no leaked
+ * LiveKit participant).
+ *
+ * Routing through the proxies: the homeserver proxy rewrites the transports
+ * discovery answer so that the auth service is reached through its proxy, and the
+ * auth proxy rewrites the `/sfu/get` answer's `url` so that LiveKit signalling goes
+ * through the LiveKit proxy. Both rewrites have a negative priority: faults win.
+ */
+import { Call, type CallError, type Ids } from "@matrixrtc-effect/core"
+import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
+import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
+import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
+import { RoomServiceClient } from "livekit-server-sdk"
+import { type FaultProxy, startFaultProxy } from "../../../devstack/src/fault-proxy/index.ts"
+import { type RoomObserver, startRoomObserver } from "./observer.ts"
+
+// ---------------------------------------------------------------------------
+// Suite-wide tally, printed at the end
+
+export const tally = { scenarios: 0, ghosts: 0, leakedParticipants: 0, lines: [] as Array<string> }
+
+export const summaryLine = () =>
+  `[faults] ${tally.scenarios} scenarios, ${tally.ghosts} ghost memberships, ${tally.leakedParticipants} leaked LiveKit participants`
+
+// ---------------------------------------------------------------------------
+// Stack, users, devices
+
+export interface Credentials {
+  readonly userId: string
+  readonly accessToken: string
+  readonly deviceId: string
+}
+
+export const stackUser = (s: StackInfo, i: number): StackUser => {
+  const u = s.users[i]
+  if (u === undefined) throw new Error(`the stack has no user #${i}`)
+  return u
+}
+
+/** A device of our own per scenario: memberships and LiveKit identities never collide. */
+export const freshDevice = async (s: StackInfo, user: StackUser, label: string): Promise<Credentials> => {
+  const res = await fetch(`${s.homeserverUrl}/_matrix/client/v3/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: user.userId },
+      password: user.password,
+      initial_device_display_name: `faults ${label}`
+    }),
+    signal: AbortSignal.timeout(30_000)
+  })
+  const body = (await res.json()) as { access_token?: string; device_id?: string; user_id?: string }
+  if (!res.ok || body.access_token === undefined || body.device_id === undefined) throw new Error(`login failed: HTTP ${res.status}`)
+  return { userId: body.user_id ?? user.userId, accessToken: body.access_token, deviceId: body.device_id }
+}
+
+export const logout = (s: StackInfo, c: Credentials) =>
+  fetch(`${s.homeserverUrl}/_matrix/client/v3/logout`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${c.accessToken}`, "content-type": "application/json" },
+    body: "{}",
+    signal: AbortSignal.timeout(10_000)
+  }).then(
+    () => undefined,
+    () => undefined
+  )
+
+export interface Env {
+  /** Holds rtc-node's native runtime for the whole suite (each scenario's layer would otherwise dispose it). */
+  readonly ffi: ManagedRuntime.ManagedRuntime<unknown, never>
+  readonly stack: StackInfo
+  readonly observer: RoomObserver
+  readonly observerCreds: Credentials
+  readonly rooms: RoomServiceClient
+}
+
+export const setupEnv = async (): Promise<Env> => {
+  const stack = readStack()
+  const observerCreds = await freshDevice(stack, stackUser(stack, 2), "observer")
+  const observer = await startRoomObserver(stack.homeserverUrl, observerCreds.accessToken, stack.roomId)
+  const ffi = ManagedRuntime.make(NodeLiveKit.layer())
+  await ffi.runPromise(Effect.void)
+  return { ffi: ffi as ManagedRuntime.ManagedRuntime<unknown, never>, stack, observer, observerCreds, rooms: new RoomServiceClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret) }
+}
+
+export const teardownEnv = async (env: Env) => {
+  env.observer.stop()
+  await logout(env.stack, env.observerCreds)
+  await env.ffi.dispose()
+}
+
+// ---------------------------------------------------------------------------
+// Proxies
+
+export interface Proxies {
+  readonly hs: FaultProxy
+  readonly auth: FaultProxy
+  readonly lk: FaultProxy
+  readonly clearFaults: () => void
+  readonly close: () => Promise<void>
+}
+
+const rewriteJson = (f: (o: Record<string, unknown>) => void) => (body: string) => {
+  try {
+    const o = JSON.parse(body) as Record<string, unknown>
+    f(o)
+    return JSON.stringify(o)
+  } catch {
+    return body
+  }
+}
+
+const installRewrites = (p: { hs: FaultProxy; auth: FaultProxy; lk: FaultProxy }) => {
+  const toAuth = (t: unknown) => {
+    if (typeof t === "object" && t !== null && "livekit_service_url" in t) (t as Record<string, unknown>)["livekit_service_url"] = p.auth.url
+  }
+  p.hs.addFault({
+    method: "GET",
+    path: /\/org\.matrix\.msc4143\/rtc\/transports/,
+    priority: -1,
+    action: { kind: "replaceBody", body: rewriteJson((o) => (o["rtc_transports"] as Array<unknown> | undefined)?.forEach(toAuth)) }
+  })
+  p.hs.addFault({
+    method: "GET",
+    path: /^\/\.well-known\/matrix\/client/,
+    priority: -1,
+    action: { kind: "replaceBody", body: rewriteJson((o) => (o["org.matrix.msc4143.rtc_foci"] as Array<unknown> | undefined)?.forEach(toAuth)) }
+  })
+  p.auth.addFault({
+    method: "POST",
+    path: /^\/(sfu\/get|get_token)/,
+    priority: -1,
+    action: { kind: "replaceBody", body: rewriteJson((o) => {
+      if (typeof o["url"] === "string") o["url"] = p.lk.wsUrl
+    }) }
+  })
+}
+
+export const startProxies = async (s: StackInfo): Promise<Proxies> => {
+  const hs = await startFaultProxy({ target: s.homeserverUrl })
+  const auth = await startFaultProxy({ target: s.authServiceUrl })
+  const lk = await startFaultProxy({ target: s.livekitUrl })
+  installRewrites({ hs, auth, lk })
+  return {
+    hs,
+    auth,
+    lk,
+    clearFaults: () => {
+      for (const p of [hs, auth, lk]) p.clearFaults()
+      installRewrites({ hs, auth, lk })
+    },
+    close: async () => {
+      await Promise.all([hs.close(), auth.close(), lk.close()])
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Our call
+
+/** Join options for the suite: short delays so that the delayed leave is observable quickly. */
+export const DELAY_MS = 4_000
+export const joinOptions: Call.JoinOptions = {
+  delayMs: DELAY_MS,
+  heartbeatMs: 2_000,
+  connectTimeoutMs: 4_000,
+  requestTimeoutMs: 3_000,
+  leaveStepTimeoutMs: 3_000
+}
+
+export type Outcome = Exit.Exit<Call.Call, CallError>
+
+export interface OurClient {
+  readonly creds: Credentials
+  /** Joins the call room; the call's scope stays open until `leave()` or `dispose()`. */
+  readonly join: (options?: Call.JoinOptions) => Promise<Outcome>
+  /** Starts a join in a fiber, for interruption. */
+  readonly forkJoin: (options?: Call.JoinOptions) => Fiber.RuntimeFiber<Call.Call, CallError>
+  readonly interrupt: (fiber: Fiber.RuntimeFiber<Call.Call, CallError>) => Promise<void>
+  /** Closes the open call scope (the library's leave). */
+  readonly leave: () => Promise<void>
+  readonly run: <A, E>(eff: Effect.Effect<A, E, never>) => Promise<A>
+  readonly dispose: () => Promise<void>
+}
+
+export const ourClient = async (s: StackInfo, creds: Credentials, proxies: Proxies): Promise<OurClient> => {
+  const runtime = ManagedRuntime.make(
+    NodeCall.layer({
+      matrix: { homeserverUrl: proxies.hs.url, accessToken: Redacted.make(creds.accessToken), userId: creds.userId, deviceId: creds.deviceId },
+      authService: { requestTimeout: "2 seconds", networkRetries: 2, retryBaseDelay: "100 millis" },
+      liveKit: { connectTimeoutMs: 4_000, disconnectTimeoutMs: 3_000 }
+    })
+  )
+  await runtime.runPromise(Effect.void)
+  let scope: Scope.CloseableScope | undefined
+  const freshScope = () =>
+    runtime.runSync(
+      Effect.gen(function* () {
+        const sc = yield* Scope.make()
+        scope = sc
+        return sc
+      })
+    )
+  const joinEffect = (sc: Scope.CloseableScope, options?: Call.JoinOptions) =>
+    Call.join(s.roomId as Ids.RoomId, { ...joinOptions, ...options }).pipe(Scope.extend(sc))
+  const leave = async () => {
+    const sc = scope
+    scope = undefined
+    if (sc !== undefined) await runtime.runPromise(Scope.close(sc, Exit.void))
+  }
+  return {
+    creds,
+    join: async (options) => {
+      const exit = await runtime.runPromiseExit(joinEffect(freshScope(), options))
+      if (Exit.isFailure(exit)) await leave()
+      return exit
+    },
+    forkJoin: (options) => runtime.runFork(joinEffect(freshScope(), options)),
+    interrupt: async (fiber) => {
+      await runtime.runPromise(Fiber.interrupt(fiber))
+      await leave()
+    },
+    leave,
+    run: (eff) => runtime.runPromise(eff),
+    dispose: async () => {
+      await leave()
+      await runtime.dispose()
+    }
+  }
+}
+
+/** The typed failure of a join, or a test failure explaining what happened instead. */
+export const failureOf = (exit: Outcome): CallError => {
+  if (Exit.isSuccess(exit)) throw new Error("the join succeeded; a typed failure was expected")
+  const f = Cause.failureOption(exit.cause)
+  if (Option.isNone(f)) throw new Error(`the join did not fail with a typed error:\n${Cause.pretty(exit.cause)}`)
+  return f.value
+}
+
+export const describeError = (e: CallError) =>
+  `${e._tag}(${e.reason}${"status" in e && e.status !== undefined ? `, ${e.status}` : ""}${"errcode" in e && e.errcode !== undefined ? `, ${e.errcode}` : ""})`
+
+// ---------------------------------------------------------------------------
+// The checks every scenario ends with
+
+export const identityOf = (c: Credentials) => `${c.userId}:${c.deviceId}`
+
+/** LiveKit rooms in which `identity` is still a participant. */
+export const roomsListing = async (rooms: RoomServiceClient, identity: string): Promise<Array<string>> => {
+  const found: Array<string> = []
+  for (const room of await rooms.listRooms()) {
+    const ps = await rooms.listParticipants(room.name).catch(() => [])
+    if (ps.some((p) => p.identity === identity)) found.push(room.name)
+  }
+  return found
+}
+
+/**
+ * Waits (bounded) until the SFU no longer lists `identity`. The RoomService API has no
+ * push, so this asks every 250 ms until `timeoutMs`.
+ */
+export const waitNoParticipant = async (rooms: RoomServiceClient, identity: string, timeoutMs: number): Promise<Array<string>> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const listed = await roomsListing(rooms, identity).catch(() => undefined)
+    if (listed !== undefined && listed.length === 0) return []
+    if (Date.now() > deadline) return listed ?? ["<LiveKit unreachable>"]
+    await new Promise((r) => setTimeout(r, 250))
+  }
+}
+
+export interface CleanOptions {
+  /** How long the membership may outlive the scenario (0 = must already be gone; else the delayed leave). */
+  readonly membershipWithinMs: number
+  /** How long LiveKit may still list us (a clean disconnect is immediate; a dead peer takes LiveKit's timeout). */
+  readonly participantWithinMs: number
+}
+
+/**
+ * The end of every scenario: no ghost membership (independent observer) and no
+ * leaked LiveKit participant (RoomService). Counts ghosts and leaks for the summary.
+ */
+export const assertClean = async (env: Env, creds: Credentials, name: string, opts: CleanOptions): Promise<void> => {
+  const problems: Array<string> = []
+  try {
+    await env.observer.waitMember(creds.userId, creds.deviceId, false, Math.max(opts.membershipWithinMs, 1_500))
+  } catch {
+    tally.ghosts++
+    problems.push(`ghost membership: ${env.observer.membershipsOf(creds.userId, creds.deviceId).join(", ")}`)
+  }
+  const leaked = await waitNoParticipant(env.rooms, identityOf(creds), opts.participantWithinMs)
+  if (leaked.length > 0) {
+    tally.leakedParticipants++
+    problems.push(`LiveKit still lists ${identityOf(creds)} in ${leaked.join(", ")}`)
+  }
+  if (problems.length > 0) throw new Error(`${name}: ${problems.join("; ")}`)
+}
+
+/** Runs `f` with a fresh device, proxies and our client; always cleans up, always counts the scenario. */
+export const withScenario = async (
+  env: Env,
+  name: string,
+  f: (ctx: { creds: Credentials; proxies: Proxies; ours: OurClient }) => Promise<void>
+): Promise<void> => {
+  tally.scenarios++
+  const creds = await freshDevice(env.stack, stackUser(env.stack, 0), name)
+  const proxies = await startProxies(env.stack)
+  const ours = await ourClient(env.stack, creds, proxies)
+  try {
+    await f({ creds, proxies, ours })
+  } finally {
+    proxies.clearFaults()
+    await ours.dispose().catch(() => undefined)
+    await proxies.close()
+    await logout(env.stack, creds)
+  }
+}
