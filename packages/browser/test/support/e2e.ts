@@ -11,7 +11,7 @@ import { MatrixClient } from "@matrixrtc-effect/core"
 import type { StackInfo, StackUser } from "@matrixrtc-effect/devstack"
 import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
 import type { NodeConnection } from "@matrixrtc-effect/node"
-import { Clock, Duration, Effect, Layer, Option, Redacted, Stream, SubscriptionRef } from "effect"
+import { Clock, Duration, Effect, Option, Redacted, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { Page } from "playwright-core"
 import type { Chromium } from "./chromium.ts"
@@ -136,44 +136,49 @@ export interface NodeParticipant {
   readonly sfu: SubscriptionRef.SubscriptionRef<ReadonlyArray<{ readonly identities: ReadonlyArray<string>; readonly at: number }>>
 }
 
-/** Joins `roomId` as `user` (fresh device) from Node and publishes a 440 Hz tone until the scope closes. */
+/**
+ * The Node side's services: `user` logged in on a fresh device. Build it once per
+ * test file (rtc-node's native runtime is disposed when its last layer closes and
+ * is not meant to be started again in the same process).
+ */
+export const nodeLayer = (stack: StackInfo, user: StackUser) =>
+  NodeCall.layer({
+    matrix: {
+      homeserverUrl: stack.homeserverUrl,
+      user: user.userId,
+      password: Redacted.make(user.password),
+      deviceId: freshDeviceId("node")
+    }
+  })
+
+/** Joins `roomId` from Node and publishes a 440 Hz tone until the scope closes (then leaves). */
 export const nodeParticipant = (
-  stack: StackInfo,
-  user: StackUser,
   roomId: string
-): Effect.Effect<NodeParticipant, unknown, Scope.Scope> =>
+): Effect.Effect<NodeParticipant, unknown, Scope.Scope | NodeCall.NodeCallServices> =>
   Effect.gen(function*() {
-    const deviceId = freshDeviceId("node")
-    const context = yield* Layer.build(
-      NodeCall.layer({
-        matrix: { homeserverUrl: stack.homeserverUrl, user: user.userId, password: Redacted.make(user.password), deviceId }
-      })
+    const id = yield* Ids.roomId(roomId)
+    const mx = yield* MatrixClient
+    const events = yield* SubscriptionRef.make<ReadonlyArray<{ readonly event: RawCallEvent; readonly at: number }>>([])
+    yield* mx.callMemberEvents(id).pipe(
+      Stream.runForEach((event) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) => SubscriptionRef.update(events, (all) => [...all, { event, at }]))
+      ),
+      Effect.forkScoped
     )
-    return yield* Effect.gen(function*() {
-      const id = yield* Ids.roomId(roomId)
-      const mx = yield* MatrixClient
-      const events = yield* SubscriptionRef.make<ReadonlyArray<{ readonly event: RawCallEvent; readonly at: number }>>([])
-      yield* mx.callMemberEvents(id).pipe(
-        Stream.runForEach((event) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) => SubscriptionRef.update(events, (all) => [...all, { event, at }]))
-        ),
-        Effect.forkScoped
-      )
-      const call = yield* Call.join(id)
-      const lk = yield* NodeLiveKit.NodeLiveKit
-      const connection = Option.getOrThrowWith(yield* lk.connection, () => fail("NodeLiveKit has no open connection after join"))
-      const sfu = yield* SubscriptionRef.make<ReadonlyArray<{ readonly identities: ReadonlyArray<string>; readonly at: number }>>([])
-      yield* connection.remoteParticipantsChanges.pipe(
-        Stream.runForEach((ps) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) =>
-            SubscriptionRef.update(sfu, (all) => [...all, { identities: ps.map((p) => p.identity), at }])
-          )
-        ),
-        Effect.forkScoped
-      )
-      yield* connection.publishAudio({ _tag: "Tone", toneHz: 440, amplitude: 0.3 })
-      return { call, connection, deviceId, events, sfu }
-    }).pipe(Effect.provide(context))
+    const call = yield* Call.join(id)
+    const lk = yield* NodeLiveKit.NodeLiveKit
+    const connection = Option.getOrThrowWith(yield* lk.connection, () => fail("NodeLiveKit has no open connection after join"))
+    const sfu = yield* SubscriptionRef.make<ReadonlyArray<{ readonly identities: ReadonlyArray<string>; readonly at: number }>>([])
+    yield* connection.remoteParticipantsChanges.pipe(
+      Stream.runForEach((ps) =>
+        Effect.flatMap(Clock.currentTimeMillis, (at) =>
+          SubscriptionRef.update(sfu, (all) => [...all, { identities: ps.map((p) => p.identity), at }])
+        )
+      ),
+      Effect.forkScoped
+    )
+    yield* connection.publishAudio({ _tag: "Tone", toneHz: 440, amplitude: 0.3 })
+    return { call, connection, deviceId: call.session.deviceId, events, sfu }
   })
 
 /** Waits until the Node participant's member list contains (or no longer contains) `userId`/`deviceId`. */
@@ -238,3 +243,31 @@ export const liveMembershipsOf = (stack: StackInfo, observer: StackUser, roomId:
       (e) => e.type === CALL_MEMBER && e.state_key.includes(deviceId) && Object.keys(e.content).length > 0
     )
   })
+
+/**
+ * A call room of our own, so that other test files and benchmarks using the
+ * stack's shared room cannot add participants to ours: `creator` creates it
+ * with call-member events allowed at power 0 (as Element Call's rooms do) and
+ * every one of `members` joins.
+ */
+export const createCallRoom = async (stack: StackInfo, creator: StackUser, members: ReadonlyArray<StackUser>) => {
+  const request = async (user: StackUser, method: string, path: string, body: unknown) => {
+    const res = await fetch(`${stack.homeserverUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${user.accessToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body)
+    })
+    const json = (await res.json()) as Record<string, unknown>
+    if (!res.ok) throw new Error(`${method} ${path} as ${user.userId}: HTTP ${res.status} ${JSON.stringify(json)}`)
+    return json
+  }
+  const created = await request(creator, "POST", "/_matrix/client/v3/createRoom", {
+    name: `browser e2e ${randomBytes(3).toString("hex")}`,
+    preset: "private_chat",
+    invite: members.map((m) => m.userId),
+    power_level_content_override: { events: { [CALL_MEMBER]: 0, "org.matrix.msc4143.rtc.member": 0 } }
+  })
+  const roomId = String(created["room_id"])
+  for (const m of members) await request(m, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {})
+  return roomId
+}
