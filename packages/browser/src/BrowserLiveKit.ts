@@ -137,7 +137,7 @@ export interface BrowserLiveKitOptions {
 // ---------------------------------------------------------------------------------------
 // SDK → port mapping
 
-const connectionStateOf = (s: LkConnectionState): ConnectionState => {
+export const connectionStateOf = (s: LkConnectionState): ConnectionState => {
   switch (s) {
     case LkConnectionState.Connected:
       return "connected"
@@ -151,7 +151,7 @@ const connectionStateOf = (s: LkConnectionState): ConnectionState => {
   }
 }
 
-const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason => {
+export const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason => {
   switch (r) {
     case LkDisconnectReason.CLIENT_INITIATED:
       return "ClientInitiated"
@@ -199,7 +199,7 @@ export const connectFailedOf = (url: string, e: unknown): ConnectFailed => {
   return new ConnectFailed({ reason: "Transport", url, error: e instanceof Error ? e.message : String(e), cause: e })
 }
 
-const mediaFailedOf = (source: "microphone" | "camera", e: unknown): MediaFailed => {
+export const mediaFailedOf = (source: "microphone" | "camera", e: unknown): MediaFailed => {
   const name = e instanceof Error ? e.name : ""
   const reason = name === "NotAllowedError" ? "PermissionDenied" : name === "NotFoundError" ? "DeviceNotFound" : "Publish"
   return new MediaFailed({ source, reason, cause: e })

@@ -27,25 +27,29 @@ import { Effect, Runtime } from "effect"
  * yield* leaveOnPageHide(call.leave)                      // or Scope.close(callScope, Exit.void)
  * ```
  */
-export const leaveOnPageHide = <E>(leave: Effect.Effect<void, E>): Effect.Effect<void, never, Scope.Scope> =>
+export const leaveOnPageHide = <E>(
+  leave: Effect.Effect<void, E>,
+  /** Where `pagehide` is dispatched; the window by default. */
+  target: Pick<EventTarget, "addEventListener" | "removeEventListener"> = globalThis
+): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     // The DOM callback runs the leave through the caller's runtime (effect-style.md §9.1),
     // so logging and tracing services stay in place.
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     let started = false
-    const onPageHide = (event: PageTransitionEvent) => {
+    const onPageHide = (event: Event) => {
       if (started) return
       started = true
       runFork(
         Effect.logInfo("page hidden: leaving the call").pipe(
-          Effect.annotateLogs({ persisted: event.persisted }),
+          Effect.annotateLogs({ persisted: (event as Partial<PageTransitionEvent>).persisted ?? false }),
           Effect.zipRight(leave),
           Effect.catchAll((e) => Effect.logWarning("leave on pagehide failed; the delayed leave will remove the membership", e))
         )
       )
     }
     yield* Effect.acquireRelease(
-      Effect.sync(() => globalThis.addEventListener("pagehide", onPageHide)),
-      () => Effect.sync(() => globalThis.removeEventListener("pagehide", onPageHide))
+      Effect.sync(() => target.addEventListener("pagehide", onPageHide)),
+      () => Effect.sync(() => target.removeEventListener("pagehide", onPageHide))
     )
   })
