@@ -9,7 +9,7 @@
  * LiveKit, then end the membership (send the scheduled delayed leave, else put
  * `{}`), each step bounded in time (effect-style.md §3).
  */
-import { Clock, Deferred, Effect, Exit, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
 import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
@@ -187,7 +187,7 @@ export const join: (
 
   const connScope = yield* Scope.make()
   const bgScope = yield* Scope.make()
-  const leaveOnce = yield* Effect.cached(
+  const leaveOnce = yield* once(
     leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
       Effect.annotateLogs({ roomId }),
       Effect.withSpan("MatrixRTC.leave", { attributes: { roomId } })
@@ -547,12 +547,37 @@ const leave = (
   })
 
 /**
- * Runs a cleanup step with an upper bound even inside a finalizer: the step is
- * made interruptible and detached, so a hanging step cannot hold up the next one.
+ * Runs `self` at most once; later callers wait for that run. The run is
+ * uninterruptible, so a caller that interrupts `call.leave` cannot leave a
+ * half-done cleanup behind for the scope's finalizer.
+ */
+const once = (self: Effect.Effect<void>): Effect.Effect<Effect.Effect<void>> =>
+  Effect.map(Deferred.make<void>(), (done) => {
+    let started = false
+    return Effect.suspend(() => {
+      if (started) return Deferred.await(done)
+      started = true
+      return Effect.uninterruptible(Effect.ensuring(self, Deferred.succeed(done, undefined)))
+    })
+  })
+
+/**
+ * Runs a cleanup step with an upper bound, also inside a finalizer of a fiber
+ * that is being interrupted. The step and its timer run as daemons, not as
+ * children: an interrupted fiber passes the interrupt on to its children even
+ * while it is itself uninterruptible, which would cut every cleanup step
+ * short (and `Effect.timeout` races with children). The step runs
+ * interruptibly, so on timeout it is interrupted in the background.
  */
 const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option.Option<A>, E> =>
-  // `disconnect` restores the caller's interruptibility while it waits, so the wait must be made interruptible too.
-  eff.pipe(Effect.interruptible, Effect.disconnect, Effect.interruptible, Effect.timeoutOption(ms))
+  Effect.gen(function*() {
+    const step = yield* Effect.forkDaemon(Effect.interruptible(eff))
+    const timer = yield* Effect.forkDaemon(Effect.sleep(ms))
+    return yield* Effect.async<Option.Option<A>, E>((resume) => {
+      step.addObserver((exit) => resume(Exit.map(exit, Option.some)))
+      timer.addObserver(() => resume(Effect.succeed(Option.none())))
+    }).pipe(Effect.ensuring(Effect.zipRight(Fiber.interruptFork(step), Fiber.interruptFork(timer))))
+  })
 
 // ---------------------------------------------------------------------------
 // Matrix error classification and retries

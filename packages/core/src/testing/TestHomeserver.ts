@@ -470,23 +470,28 @@ export const make = (
           ),
         serverSupport: call(
           "serverSupport",
-          Effect.map(Ref.get(config), (cfg): ServerSupport => ({
+          Effect.map(Effect.zipRight(log.append({ actor: "homeserver", op: "serverSupport", who: userId }), Ref.get(config)), (cfg): ServerSupport => ({
             delayedEvents: cfg.delayedEvents,
             maxDelayMs: options.advertiseMaxDelay === false ? Option.none() : Option.fromNullable(cfg.maxDelayMs),
             stickyEvents: options.stickyEvents ?? false
           }))
         ),
-        roomVersion: (roomId) => call("roomVersion", Effect.map(room(roomId), (r) => r.version), { roomId }),
+        roomVersion: (roomId) =>
+          call(
+            "roomVersion",
+            Effect.zipRight(log.append({ actor: "homeserver", op: "roomVersion", roomId, who: userId }), Effect.map(room(roomId), (r) => r.version)),
+            { roomId }
+          ),
         rtcTransports: call(
           "transports",
-          Effect.flatMap(Ref.get(config), (cfg) =>
+          Effect.flatMap(Effect.zipRight(log.append({ actor: "homeserver", op: "transports", who: userId }), Ref.get(config)), (cfg) =>
             cfg.transports === null
               ? Effect.fail(new MatrixError({ reason: "Http", status: 404, errcode: "M_UNRECOGNIZED", error: "Unrecognized request" }))
               : Effect.succeed({ rtc_transports: cfg.transports }))
         ),
         wellKnown: call(
           "wellKnown",
-          Effect.flatMap(Ref.get(config), (cfg) =>
+          Effect.flatMap(Effect.zipRight(log.append({ actor: "homeserver", op: "wellKnown", who: userId }), Ref.get(config)), (cfg) =>
             cfg.wellKnown === null
               ? Effect.fail(new MatrixError({ reason: "Http", status: 404 }))
               : Effect.succeed(cfg.wellKnown))
