@@ -17,6 +17,7 @@ import { Context, Duration, Effect, Layer, Option, Predicate, Redacted, Schema }
 import * as sdk from "matrix-js-sdk"
 import { callMemberEvents } from "./callMemberEvents.ts"
 import { toMatrixError } from "./errors.ts"
+import * as SdkLogger from "./SdkLogger.ts"
 
 /** The matrix-js-sdk client behind the `MatrixClient` port. */
 export class MatrixSdkClient extends Context.Tag("@matrixrtc-effect/matrix-js-sdk/MatrixSdkClient")<
@@ -334,6 +335,12 @@ interface LoginCommon extends StartOptions {
   readonly homeserverUrl: string
   /** Start syncing (needed for `callMemberEvents`); default true. */
   readonly sync?: boolean | undefined
+  /**
+   * Where the client's own log lines go: Effect's logger (default; SDK debug/info
+   * at Debug) or the SDK's console logger. See `SdkLogger.setRootLevel` for the
+   * SDK's global logger.
+   */
+  readonly sdkLogs?: "effect" | "console" | undefined
 }
 
 export interface AccessTokenLogin extends LoginCommon {
@@ -401,11 +408,13 @@ export const layerLogin = (options: LoginOptions): Layer.Layer<MatrixClient | Ma
   Layer.scopedContext(
     Effect.gen(function* () {
       const creds = yield* isPasswordLogin(options) ? passwordLogin(options) : tokenLogin(options)
+      const logger = options.sdkLogs === "console" ? undefined : SdkLogger.make(yield* Effect.runtime<never>())
       const client = sdk.createClient({
         baseUrl: options.homeserverUrl,
         accessToken: Redacted.value(creds.accessToken),
         userId: creds.userId,
         ...(creds.deviceId !== undefined ? { deviceId: creds.deviceId } : {}),
+        ...(logger !== undefined ? { logger } : {}),
         useAuthorizationHeader: true
       })
       yield* Effect.annotateCurrentSpan({ userId: creds.userId, deviceId: creds.deviceId })

@@ -3,3 +3,4 @@ export { MatrixSdkClient, layerFromClient, layerLogin } from "./MatrixJsSdkClien
 export type { AccessTokenLogin, LoginOptions, PasswordLogin, StartOptions } from "./MatrixJsSdkClient.ts"
 export { safeCause, scrubSecrets, toMatrixError } from "./errors.ts"
 export { CALL_MEMBER_STATE_TYPE, RTC_MEMBER_STICKY_TYPE } from "./callMemberEvents.ts"
+export * as SdkLogger from "./SdkLogger.ts"
