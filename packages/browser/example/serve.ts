@@ -149,31 +149,35 @@ const contentTypes: Record<string, string> = {
   ".ico": "image/x-icon"
 }
 
-const fileFor = (urlPath: string): string | undefined => {
+const fileIn = (root: string, urlPath: string): string | undefined => {
   const rel = normalize(decodeURIComponent(urlPath)).replace(/^([/\\])+/, "")
-  const path = join(exampleOutDir, rel)
-  // Never serve anything outside the build output.
-  if (path !== exampleOutDir && !path.startsWith(exampleOutDir + sep)) return undefined
+  const path = join(root, rel)
+  // Never serve anything outside `root`.
+  if (path !== root && !path.startsWith(root + sep)) return undefined
   if (existsSync(path) && statSync(path).isFile()) return path
   return undefined
 }
 
 /**
- * Builds (if needed) and serves the example on 127.0.0.1 for as long as the scope
- * is open. `/config.json` answers with `options.config`.
+ * Serves the files under `root` on 127.0.0.1 for as long as the scope is open;
+ * unknown paths get `index.html` (single-page app). `json` adds fixed JSON
+ * answers by path (e.g. `/config.json`).
  */
-export const serveExample = (options: ServeExampleOptions = {}): Effect.Effect<ExampleServer, ExampleError, Scope.Scope> =>
+export const serveStatic = (
+  root: string,
+  options: { readonly port?: number | undefined; readonly json?: Readonly<Record<string, unknown>> | undefined } = {}
+): Effect.Effect<ExampleServer, ExampleError, Scope.Scope> =>
   Effect.gen(function*() {
-    yield* buildExample({ force: options.rebuild })
-    const config = JSON.stringify(options.config ?? {})
+    const json = new Map(Object.entries(options.json ?? {}).map(([path, value]) => [path, JSON.stringify(value)]))
     const server = createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://127.0.0.1")
-      if (url.pathname === "/config.json") {
+      const body = json.get(url.pathname)
+      if (body !== undefined) {
         res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
-        res.end(config)
+        res.end(body)
         return
       }
-      const file = fileFor(url.pathname) ?? join(exampleOutDir, "index.html")
+      const file = fileIn(root, url.pathname) ?? join(root, "index.html")
       res.writeHead(200, {
         "content-type": contentTypes[extname(file)] ?? "application/octet-stream",
         "cache-control": "no-store"
@@ -194,7 +198,6 @@ export const serveExample = (options: ServeExampleOptions = {}): Effect.Effect<E
         })
     )
     const url = `http://127.0.0.1:${port}/`
-    yield* Effect.logInfo(`example web app at ${url}`)
     return {
       url,
       port,
@@ -202,14 +205,34 @@ export const serveExample = (options: ServeExampleOptions = {}): Effect.Effect<E
     }
   })
 
-/** Promise facade for callers that do not run Effect: resolves once listening; `close()` stops it. */
-export const startExample = async (
-  options: ServeExampleOptions = {}
+/**
+ * Builds (if needed) and serves the example on 127.0.0.1 for as long as the scope
+ * is open. `/config.json` answers with `options.config`.
+ */
+export const serveExample = (options: ServeExampleOptions = {}): Effect.Effect<ExampleServer, ExampleError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* buildExample({ force: options.rebuild })
+    const server = yield* serveStatic(exampleOutDir, { port: options.port, json: { "/config.json": options.config ?? {} } })
+    yield* Effect.logInfo(`example web app at ${server.url}`)
+    return server
+  })
+
+/** Runs a scoped server for callers that do not run Effect: resolves once listening; `close()` stops it. */
+const startScoped = async (
+  server: Effect.Effect<ExampleServer, ExampleError, Scope.Scope>
 ): Promise<ExampleServer & { readonly close: () => Promise<void> }> => {
   const scope = Effect.runSync(Scope.make())
-  const server = await Effect.runPromise(Scope.extend(serveExample(options), scope)).catch(async (e: unknown) => {
-    await Effect.runPromise(Scope.close(scope, Exit.void))
+  const close = () => Effect.runPromise(Scope.close(scope, Exit.void))
+  const started = await Effect.runPromise(Scope.extend(server, scope)).catch(async (e: unknown) => {
+    await close()
     throw e
   })
-  return { ...server, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+  return { ...started, close }
 }
+
+/** Promise facade of `serveExample`. */
+export const startExample = (options: ServeExampleOptions = {}) => startScoped(serveExample(options))
+
+/** Promise facade of `serveStatic`. */
+export const startStatic = (root: string, options: Parameters<typeof serveStatic>[1] = {}) =>
+  startScoped(serveStatic(root, options))
