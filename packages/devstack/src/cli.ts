@@ -5,7 +5,7 @@ import { formatMs, stderrLog } from "./util.ts"
 const main = async (command: string | undefined): Promise<number> => {
   switch (command) {
     case "up": {
-      const r = await up({ log: stderrLog })
+      const r = await up({ log: stderrLog, owner: "user" })
       process.stdout.write(`${describeStack(r.stack)}\n`)
       process.stdout.write(
         r.wasRunning

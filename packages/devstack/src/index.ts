@@ -1,5 +1,23 @@
 // Programmatic API of the local MatrixRTC stack (Synapse + livekit-server + auth service).
-export { type Options, type ServiceName, type StackInfo, type StackUser, type UpResult, describeStack, down, readStack, startService, status, stopService, up } from "./stack.ts"
+export {
+  type Options,
+  type ServiceName,
+  type StackInfo,
+  type StackUser,
+  type UpOptions,
+  type UpResult,
+  acquireTestLease,
+  activeLeases,
+  describeStack,
+  down,
+  readStack,
+  releaseTestLease,
+  startService,
+  startedByTests,
+  status,
+  stopService,
+  up
+} from "./stack.ts"
 export {
   AUTH_PORT,
   LIVEKIT_API_KEY,

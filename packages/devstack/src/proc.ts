@@ -2,7 +2,7 @@
 // (SIGTERM to the process group, then SIGKILL). Linux only: liveness and listening ports are
 // read from /proc.
 import { spawn } from "node:child_process"
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { dirname } from "node:path"
 import { pollUntil } from "./util.ts"
 
@@ -54,6 +54,55 @@ export const runningFromPidFile = (file: string): PidRecord | undefined => {
   return cmdline(rec.pid).includes(rec.marker) ? rec : undefined
 }
 
+/** Environment variable that tags every process the dev stack spawns: `<service>@<stack dir>`. */
+export const TAG_VAR = "MATRIXRTC_DEVSTACK"
+
+/**
+ * Live processes carrying `MATRIXRTC_DEVSTACK=<tag>` in their environment: processes this dev
+ * stack spawned (or their children) whose pid file was lost, e.g. after a crash or a race.
+ */
+export const findTagged = (tag: string): Array<number> => {
+  const needle = `${TAG_VAR}=${tag}`
+  const found: Array<number> = []
+  let entries: Array<string>
+  try {
+    entries = readdirSync("/proc")
+  } catch {
+    return found
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue
+    const pid = Number(e)
+    if (pid === process.pid) continue
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(needle) && pidAlive(pid)) found.push(pid)
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found
+}
+
+/** SIGTERM, then SIGKILL after `termTimeoutMs`, for each pid; true when all are gone. */
+export const stopPids = async (pids: ReadonlyArray<number>, termTimeoutMs = 10_000): Promise<boolean> => {
+  const signal = (sig: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig)
+      } catch {
+        // already gone
+      }
+    }
+  }
+  const allGone = async (timeoutMs: number) =>
+    (await pollUntil(async () => (pids.every((p) => !pidAlive(p)) ? true : undefined), { timeoutMs, intervalMs: 100 })) === true
+  if (pids.length === 0) return true
+  signal("SIGTERM")
+  if (await allGone(termTimeoutMs)) return true
+  signal("SIGKILL")
+  return allGone(5_000)
+}
+
 export const spawnDetached = (opts: {
   readonly service: string
   readonly cmd: string
@@ -63,12 +112,13 @@ export const spawnDetached = (opts: {
   readonly logPath: string
   readonly pidPath: string
   readonly marker: string
+  readonly tag: string
 }): PidRecord => {
   mkdirSync(dirname(opts.logPath), { recursive: true })
   const fd = openSync(opts.logPath, "a")
   const child = spawn(opts.cmd, opts.args, {
     cwd: opts.cwd,
-    env: opts.env,
+    env: { ...opts.env, [TAG_VAR]: opts.tag },
     detached: true,
     stdio: ["ignore", fd, fd]
   })

@@ -15,12 +15,14 @@ import {
   livekitConfig,
   livekitHttpUrl
 } from "./config.ts"
-import { SYNAPSE_VERSION, logFile, paths, pidFile, repoRoot } from "./paths.ts"
+import { SYNAPSE_VERSION, logFile, paths, pidFile, repoRoot, stackDir } from "./paths.ts"
 import {
   type PidRecord,
   type PortSet,
   busyPorts,
   describePorts,
+  findTagged,
+  stopPids,
   pidAlive,
   runningFromPidFile,
   spawnDetached,
@@ -117,6 +119,20 @@ export const services: Record<ServiceName, ServiceDef> = {
 
 export const serviceRunning = (name: ServiceName): PidRecord | undefined => runningFromPidFile(pidFile(name))
 
+/** The tag in the environment of every process started for `service` by this checkout's stack. */
+export const serviceTag = (service: string): string => `${service}@${stackDir}`
+
+/** Stops processes of this stack's `service` that no pid file tracks (lost after a crash or a race). */
+export const stopOrphans = async (service: string, log: Log): Promise<void> => {
+  const tracked = runningFromPidFile(pidFile(service))?.pid
+  const orphans = findTagged(serviceTag(service)).filter((pid) => pid !== tracked)
+  if (orphans.length === 0) return
+  log(`stopping untracked ${service} process(es) of this stack: ${orphans.join(", ")}`)
+  if (!(await stopPids(orphans))) {
+    throw new StackError(`stop:${service}`, `untracked ${service} processes ${orphans.join(", ")} did not exit`, `kill them by hand: kill -9 ${orphans.join(" ")}`)
+  }
+}
+
 /** Starts one service (if not already running) and waits until its readiness probe passes. */
 export const startService = async (name: ServiceName, log: Log): Promise<void> => {
   const def = services[name]
@@ -134,8 +150,9 @@ export const startService = async (name: ServiceName, log: Log): Promise<void> =
     if (name === "synapse" && !existsSync(synapseConfigPath)) {
       throw new StackError("start:synapse", `no generated config at ${synapseConfigPath}`, "run `npm run stack:up` to generate it")
     }
-    const busy = busyPorts(def.ports)
-    if (busy.tcp.length > 0 || busy.udp.length > 0) {
+    await stopOrphans(name, log)
+    if (!(await waitPortsFree(def.ports, 5_000))) {
+      const busy = busyPorts(def.ports)
       throw new StackError(
         `start:${name}`,
         `${def.title} cannot start: ${describePorts(busy)} already in use by a process this stack did not start`,
@@ -144,7 +161,7 @@ export const startService = async (name: ServiceName, log: Log): Promise<void> =
     }
     const { cmd, args, env, marker } = def.command()
     log(`starting ${def.title} (log: ${logFile(name)})`)
-    spawnDetached({ service: name, cmd, args, env, cwd: repoRoot, logPath: logFile(name), pidPath: pidFile(name), marker })
+    spawnDetached({ service: name, cmd, args, env, cwd: repoRoot, logPath: logFile(name), pidPath: pidFile(name), marker, tag: serviceTag(name) })
   }
   const started = Date.now()
   const ready = await pollUntil(
@@ -176,7 +193,9 @@ export const stopService = async (name: ServiceName, log: Log): Promise<void> =>
   if (!stopped) {
     throw new StackError(`stop:${name}`, `${def.title} (pid ${rec?.pid}) did not exit after SIGTERM and SIGKILL`, `kill it by hand: kill -9 ${rec?.pid}`)
   }
-  if (rec !== undefined && !(await waitPortsFree(def.ports, 10_000))) {
+  const hadOrphans = findTagged(serviceTag(name)).length > 0
+  await stopOrphans(name, log)
+  if ((rec !== undefined || hadOrphans) && !(await waitPortsFree(def.ports, 10_000))) {
     throw new StackError(
       `stop:${name}`,
       `${def.title} exited but ${describePorts(busyPorts(def.ports))} is still in use`,
@@ -239,7 +258,8 @@ export const ensureTemplate = async (log: Log): Promise<void> => {
     cwd: repoRoot,
     logPath,
     pidPath,
-    marker: config
+    marker: config,
+    tag: serviceTag("synapse-template")
   })
   const ready = await pollUntil(
     async () => {

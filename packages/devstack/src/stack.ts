@@ -1,6 +1,6 @@
 // `up()` / `down()` for the whole stack, and `readStack()` for tests.
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   LIVEKIT_API_KEY,
@@ -26,6 +26,7 @@ import {
   serviceRunning,
   services,
   startService as startOne,
+  stopOrphans,
   stopService as stopOne
 } from "./services.ts"
 import { type Log, StackError, formatMs, pollUntil, silentLog, stderrLog } from "./util.ts"
@@ -63,6 +64,15 @@ export interface UpResult {
 
 export interface Options {
   readonly log?: Log
+}
+
+export interface UpOptions extends Options {
+  /**
+   * Who owns the stack afterwards. "user" (the CLI): test runs never stop it. "tests" (the
+   * vitest global setup): the last test run using it stops it, if this call started it.
+   * Unset: ownership is left as it is.
+   */
+  readonly owner?: "user" | "tests"
 }
 
 // ---------------------------------------------------------------------------------------
@@ -159,6 +169,7 @@ const fresh = async (log: Log): Promise<{ stack: StackInfo; started: Array<Servi
   // Anything half-running from an earlier, broken run goes first.
   await stopAll(log)
   rmSync(paths.stackJson, { force: true })
+  rmSync(testOwnedMarker, { force: true })
   rmSync(paths.logsDir, { recursive: true, force: true })
   mkdirSync(paths.logsDir, { recursive: true })
 
@@ -219,10 +230,19 @@ const assertPortsFree = (): void => {
  * Brings the stack up and waits until it is ready and verified. Idempotent: if it is already
  * up, only restarts what is missing, re-runs the checks and returns the existing stack.json.
  */
-export const up = (opts: Options = {}): Promise<UpResult> => {
+export const up = (opts: UpOptions = {}): Promise<UpResult> => {
   const log = opts.log ?? stderrLog
-  const t0 = Date.now()
   return withLock(log, async () => {
+    const r = await upUnlocked(log)
+    if (opts.owner === "user") rmSync(testOwnedMarker, { force: true })
+    if (opts.owner === "tests" && r.fresh) writeFileSync(testOwnedMarker, `${process.pid}\n`)
+    return r
+  })
+}
+
+const upUnlocked = async (log: Log): Promise<UpResult> => {
+  const t0 = Date.now()
+  {
     const existing = tryReadStack()
     const running = serviceNames.filter((n) => serviceRunning(n) !== undefined)
     // Reuse only if Synapse (which holds the users and rooms) is still the one stack.json describes.
@@ -247,7 +267,7 @@ export const up = (opts: Options = {}): Promise<UpResult> => {
     }
     const { stack, started } = result
     return { stack, wasRunning: false, fresh: true, started, ms: Date.now() - t0 }
-  })
+  }
 }
 
 const stopAll = async (log: Log): Promise<void> => {
@@ -256,18 +276,76 @@ const stopAll = async (log: Log): Promise<void> => {
   await Promise.all([stopOne("livekit", log), stopOne("synapse", log)])
   // An interrupted template build may have left a Synapse behind.
   await stopFromPidFile(join(paths.templateBuildDir, "synapse.pid"))
+  await stopOrphans("synapse-template", log)
 }
 
 /** Stops every service of the stack and waits until no process and no port is left. */
 export const down = (opts: Options = {}): Promise<void> => {
   const log = opts.log ?? stderrLog
+  return withLock(log, () => downUnlocked(log))
+}
+
+const downUnlocked = async (log: Log): Promise<void> => {
+  await stopAll(log)
+  rmSync(paths.stackJson, { force: true })
+  rmSync(testOwnedMarker, { force: true })
+  const left = serviceNames.filter((n) => runningFromPidFile(join(stackDir, `${n}.pid`)) !== undefined)
+  if (left.length > 0) throw new StackError("down", `still running: ${left.join(", ")}`, "kill them by hand")
+}
+
+// ---------------------------------------------------------------------------------------
+// Test-run leases: several vitest runs on one checkout share one stack; the last one out
+// stops it, and only if a test run (not `npm run stack:up`) started it.
+
+const leasesDir = join(stackDir, "leases")
+const testOwnedMarker = join(stackDir, "started-by-tests")
+
+/** Pids of live processes holding a test-run lease on the stack. */
+export const activeLeases = (): Array<number> => {
+  let names: Array<string>
+  try {
+    names = readdirSync(leasesDir)
+  } catch {
+    return []
+  }
+  return names
+    .map(Number)
+    .filter((pid) => {
+      if (Number.isInteger(pid) && pidAlive(pid)) return true
+      rmSync(join(leasesDir, String(pid)), { force: true })
+      return false
+    })
+}
+
+/** Brings the stack up for a test run and records that this process uses it. */
+export const acquireTestLease = (opts: Options = {}): Promise<UpResult> => {
+  const log = opts.log ?? stderrLog
   return withLock(log, async () => {
-    await stopAll(log)
-    rmSync(paths.stackJson, { force: true })
-    const left = serviceNames.filter((n) => runningFromPidFile(join(stackDir, `${n}.pid`)) !== undefined)
-    if (left.length > 0) throw new StackError("down", `still running: ${left.join(", ")}`, "kill them by hand")
+    const r = await upUnlocked(log)
+    if (r.fresh) writeFileSync(testOwnedMarker, `${process.pid}\n`)
+    mkdirSync(leasesDir, { recursive: true })
+    writeFileSync(join(leasesDir, String(process.pid)), "")
+    return r
   })
 }
+
+/**
+ * Ends this process's lease. Stops the stack when no other live test run holds a lease and a
+ * test run started it; returns what happened.
+ */
+export const releaseTestLease = (opts: Options = {}): Promise<"stopped" | "in use" | "owned by user"> => {
+  const log = opts.log ?? stderrLog
+  return withLock(log, async () => {
+    rmSync(join(leasesDir, String(process.pid)), { force: true })
+    if (activeLeases().length > 0) return "in use"
+    if (!existsSync(testOwnedMarker)) return "owned by user"
+    await downUnlocked(log)
+    return "stopped"
+  })
+}
+
+/** True when the stack was started by a test run (and not adopted by `npm run stack:up`). */
+export const startedByTests = (): boolean => existsSync(testOwnedMarker)
 
 /** Human-readable summary without secrets. */
 export const describeStack = (stack: StackInfo): string =>
@@ -284,7 +362,13 @@ export const describeStack = (stack: StackInfo): string =>
   ].join("\n")
 
 /** Starts one service again (e.g. after `stopService`) and waits until it is ready. */
-export const startService = (name: ServiceName, opts: Options = {}): Promise<void> => startOne(name, opts.log ?? stderrLog)
+export const startService = (name: ServiceName, opts: Options = {}): Promise<void> => {
+  const log = opts.log ?? stderrLog
+  return withLock(log, () => startOne(name, log))
+}
 
 /** Stops one service (e.g. to provoke failures); waits until its process and ports are gone. */
-export const stopService = (name: ServiceName, opts: Options = {}): Promise<void> => stopOne(name, opts.log ?? stderrLog)
+export const stopService = (name: ServiceName, opts: Options = {}): Promise<void> => {
+  const log = opts.log ?? stderrLog
+  return withLock(log, () => stopOne(name, log))
+}

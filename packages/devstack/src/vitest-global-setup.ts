@@ -1,7 +1,7 @@
 // Vitest global setup for the integration projects (root vitest.config.ts): one real stack
-// for the whole run. It is stopped afterwards only if this run started it; a stack that was
-// already up (`npm run stack:up`) is left running.
-import { down, up } from "./stack.ts"
+// for the whole run. Several runs on one checkout share it through leases; the last run out
+// stops it, and only if a test run started it (a stack from `npm run stack:up` is left running).
+import { acquireTestLease, releaseTestLease } from "./stack.ts"
 import { formatMs } from "./util.ts"
 
 const log = (message: string): void => {
@@ -9,13 +9,14 @@ const log = (message: string): void => {
 }
 
 export default async function setup(): Promise<() => Promise<void>> {
-  const r = await up({ log })
+  const r = await acquireTestLease({ log })
   log(
     r.fresh
       ? `stack started for this test run in ${formatMs(r.ms)}`
       : `using the already running stack (re-verified in ${formatMs(r.ms)})`
   )
   return async () => {
-    if (r.fresh) await down({ log })
+    const outcome = await releaseTestLease({ log })
+    if (outcome !== "stopped") log(`stack left running (${outcome})`)
   }
 }

@@ -14,9 +14,11 @@ import {
   LIVEKIT_UDP_PORT,
   SYNAPSE_PORT,
   StackError,
+  activeLeases,
   boundUdpPorts,
   listeningTcpPorts,
   readStack,
+  startedByTests,
   status,
   up
 } from "../../src/index.ts"
@@ -53,13 +55,18 @@ const alive = (pid: number): boolean => {
 const tcpPorts = [SYNAPSE_PORT, LIVEKIT_PORT, LIVEKIT_TCP_PORT, AUTH_PORT]
 
 const wasUp = Object.values(status()).every((pid) => pid !== undefined)
+const wasTestOwned = startedByTests()
+// Other vitest runs on this checkout (not this run's own global setup) that are using the stack
+// right now: taking it down under them would break them, so the lifecycle tests wait for a quiet time.
+const otherRuns = activeLeases().filter((pid) => pid !== process.pid && pid !== process.ppid)
 
 afterAll(async () => {
-  // Leave the stack as we found it: if it was up (global setup or a developer's stack), bring it back.
-  if (wasUp) await up()
+  // Leave the stack as we found it: if it was up (global setup or a developer's stack), bring it
+  // back with the same owner, so the global teardown still stops a stack that a test run started.
+  if (wasUp && otherRuns.length === 0) await up({ owner: wasTestOwned ? "tests" : "user" })
 })
 
-describe("stack lifecycle (CLI)", () => {
+describe.skipIf(otherRuns.length > 0)(`stack lifecycle (CLI)${otherRuns.length > 0 ? ` [skipped: test runs ${otherRuns.join(", ")} are using the stack]` : ""}`, () => {
   let pids: Array<number> = []
 
   it("`up` starts (or finds) the stack and prints where each service is, without secrets", async () => {
