@@ -280,6 +280,12 @@ const joinCall = async (roomIdText: string) => {
         stream.pipe(Stream.runForEach((a) => Effect.sync(() => f(a))), Effect.forkIn(scope))
 
       yield* ui(call.members, renderMembers)
+      // The SFU connection's health, as livekit-client reports it while it reconnects on its own.
+      yield* ui(call.connection.connectionStates, (state) => {
+        if (inCall?.call !== call) return
+        if (state === "connected") setState("in-call", `in call as ${call.connection.identity}`)
+        else $("status").textContent = state === "reconnecting" ? "connection lost, reconnecting…" : state
+      })
       tiles.setSelf(call.connection.identity)
       yield* ui(call.connection.remoteParticipantsChanges, (ps) => tiles.setParticipants(ps.map((p) => p.identity)))
       const media = BrowserLiveKit.browserConnection(call.connection)
