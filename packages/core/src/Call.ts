@@ -77,7 +77,16 @@ export interface Call {
   readonly currentMembers: Effect.Effect<ReadonlyArray<CallMember>>
   /** Leaves now (the same cleanup the scope runs on close; idempotent). */
   readonly leave: Effect.Effect<void>
+  /**
+   * Completes when the call is over: `"Left"` (leave or scope close) or
+   * `"SfuDisconnected"` (the SFU connection ended for good, e.g. kicked or
+   * server shutdown; the membership is then ended right away, so peers do not
+   * see a member without media).
+   */
+  readonly ended: Effect.Effect<CallEnd>
 }
+
+export type CallEnd = "Left" | "SfuDisconnected"
 
 const defaults = {
   delayMs: 8_000,
@@ -187,12 +196,14 @@ export const join: (
 
   const connScope = yield* Scope.make()
   const bgScope = yield* Scope.make()
-  const leaveOnce = yield* once(
+  const ended = yield* Deferred.make<CallEnd>()
+  const endWith = (why: CallEnd) =>
     leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
+      Effect.zipRight(Deferred.succeed(ended, why)),
       Effect.annotateLogs({ roomId }),
-      Effect.withSpan("MatrixRTC.leave", { attributes: { roomId } })
+      Effect.withSpan("MatrixRTC.leave", { attributes: { roomId, why } })
     )
-  )
+  const [leaveOnce, leaveWhenDisconnected] = yield* once(endWith("Left"), endWith("SfuDisconnected"))
   yield* Effect.addFinalizer(() => leaveOnce)
 
   const connect = lk.connect(grant.url, grant.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
@@ -207,10 +218,12 @@ export const join: (
   const [connection] = yield* Effect.all([connect, publish], { concurrency: "unbounded" })
   yield* Effect.logDebug("joined the call").pipe(Effect.annotateLogs({ roomId, identity: connection.identity }))
 
-  // 5. background: member list + re-publish watch, heartbeat, expiry refresh
+  // 5. background: member list + re-publish watch, heartbeat, expiry refresh. Each fiber is made interruptible
+  // explicitly: join may run in an uninterruptible region (e.g. an acquireRelease), and bgScope must still stop them.
   const firstList = yield* Deferred.make<void>()
   yield* watchMembers(mx.callMemberEvents(roomId), own, members, m, firstList).pipe(
     Effect.ensuring(Deferred.succeed(firstList, undefined)),
+    Effect.interruptible,
     Effect.forkIn(bgScope)
   )
   if (support.delayedEvents) {
@@ -220,12 +233,24 @@ export const join: (
     yield* m.heartbeat.pipe(
       Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
       Effect.forever,
+      Effect.interruptible,
       Effect.forkIn(bgScope)
     )
   }
+  // The SFU connection ended without us: end the membership too. In a daemon, because the leave closes bgScope,
+  // which would otherwise interrupt the very fiber running it.
+  yield* connection.connectionStates.pipe(
+    Stream.filter((state) => state === "disconnected"),
+    Stream.runHead,
+    Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
+    Effect.zipRight(Effect.forkDaemon(leaveWhenDisconnected)),
+    Effect.interruptible,
+    Effect.forkIn(bgScope)
+  )
   yield* m.refresh(contentFor).pipe(
     Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
     Effect.forever,
+    Effect.interruptible,
     Effect.forkIn(bgScope)
   )
 
@@ -240,7 +265,8 @@ export const join: (
     membershipChanges: own.changes,
     members: Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes)),
     currentMembers,
-    leave: leaveOnce
+    leave: leaveOnce,
+    ended: Deferred.await(ended)
   } satisfies Call
 })
 
@@ -547,18 +573,23 @@ const leave = (
   })
 
 /**
- * Runs `self` at most once; later callers wait for that run. The run is
- * uninterruptible, so a caller that interrupts `call.leave` cannot leave a
- * half-done cleanup behind for the scope's finalizer.
+ * Two ways into one run: whichever starts first runs, later callers of either
+ * wait for it. The run is uninterruptible, so a caller that interrupts
+ * `call.leave` cannot leave a half-done cleanup behind for the scope's finalizer.
  */
-const once = (self: Effect.Effect<void>): Effect.Effect<Effect.Effect<void>> =>
+const once = (
+  a: Effect.Effect<void>,
+  b: Effect.Effect<void>
+): Effect.Effect<readonly [Effect.Effect<void>, Effect.Effect<void>]> =>
   Effect.map(Deferred.make<void>(), (done) => {
     let started = false
-    return Effect.suspend(() => {
-      if (started) return Deferred.await(done)
-      started = true
-      return Effect.uninterruptible(Effect.ensuring(self, Deferred.succeed(done, undefined)))
-    })
+    const run = (self: Effect.Effect<void>) =>
+      Effect.suspend(() => {
+        if (started) return Deferred.await(done)
+        started = true
+        return Effect.uninterruptible(Effect.ensuring(self, Deferred.succeed(done, undefined)))
+      })
+    return [run(a), run(b)] as const
   })
 
 /**

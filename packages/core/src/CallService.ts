@@ -1,8 +1,8 @@
 /**
  * For apps with one active call: `connect(roomId)` joins (leaving any previous
  * call first), `disconnect` leaves, `activeCall`/`activeCalls` tell which call
- * is on. Each call lives in its own scope, closed on disconnect and when the
- * layer is torn down. Programs that need several calls at once use
+ * is on. Each call lives in its own scope, closed on disconnect, when the call
+ * ends by itself (`Call.ended`), and when the layer is torn down. Programs that need several calls at once use
  * `Call.join` directly, each in its own scope.
  */
 import { Context, Effect, Exit, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
@@ -32,6 +32,7 @@ export class CallService extends Context.Tag("@matrixrtc-effect/core/CallService
 export const make: Effect.Effect<CallServiceService, never, Scope.Scope | MatrixClient | AuthService | LiveKit> = Effect
   .gen(function*() {
     const context = yield* Effect.context<MatrixClient | AuthService | LiveKit>()
+    const layerScope = yield* Effect.scope
     const active = yield* SubscriptionRef.make<Option.Option<{ readonly call: Call; readonly scope: Scope.CloseableScope }>>(
       Option.none()
     )
@@ -59,8 +60,20 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
               yield* Scope.close(scope, exit)
               return yield* exit
             }
-            yield* SubscriptionRef.set(active, Option.some({ call: exit.value, scope }))
-            return exit.value
+            const call = exit.value
+            yield* SubscriptionRef.set(active, Option.some({ call, scope }))
+            // A call can end by itself (the SFU dropped us): then it is no longer the active one.
+            yield* call.ended.pipe(
+              Effect.zipRight(SubscriptionRef.modify(active, (cur) =>
+                Option.isSome(cur) && cur.value.call === call
+                  ? [Scope.close(scope, Exit.void), Option.none()]
+                  : [Effect.void, cur])),
+              Effect.flatten,
+              // forked inside the uninterruptible connect: make the watcher interruptible, or layer teardown waits on it
+              Effect.interruptible,
+              Effect.forkIn(layerScope)
+            )
+            return call
           })
         )
       )

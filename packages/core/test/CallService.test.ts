@@ -62,6 +62,18 @@ describe("CallService", () => {
       Testing.layer({ homeserver: { rooms: [{ roomId, callMemberPowerLevel: 50 }] } })
     ))))
 
+  it.effect("a call dropped by the SFU is no longer active", () =>
+    Effect.gen(function*() {
+      const service = yield* CallService.CallService
+      const sfu = yield* TestLiveKit.TestLiveKit
+      const call = yield* service.connect(roomId)
+      yield* sfu.dropConnection(call.connection.identity, "ParticipantRemoved")
+      yield* call.ended
+      const after = yield* service.activeCalls.pipe(Stream.takeUntil(Option.isNone), Stream.runLast)
+      assert.isTrue(Option.isNone(Option.flatten(after)))
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(withService)))
+
   it.effect("tearing the layer down leaves the active call", () =>
     Effect.gen(function*() {
       yield* Effect.gen(function*() {

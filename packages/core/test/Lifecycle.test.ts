@@ -51,7 +51,7 @@ describe("join details", () => {
       assert.strictEqual(own.stateKey, "@alice:example.org_ALICEDEVICE_m.call")
     }).pipe(Effect.provide(Testing.layer({ homeserver: { rooms: [{ roomId, version: "org.matrix.msc3757.11" }] } }))))
 
-  it.scoped("remote participants and an SFU drop are observable; leave still ends the membership", () =>
+  it.scoped("remote participants are observable; an SFU drop ends the membership and the call", () =>
     Effect.gen(function*() {
       const sfu = yield* TestLiveKit.TestLiveKit
       const hs = yield* TestHomeserver.TestHomeserver
@@ -69,11 +69,29 @@ describe("join details", () => {
       yield* sfu.dropConnection(call.connection.identity, "ServerShutdown")
       assert.strictEqual(yield* call.connection.connectionState, "disconnected")
       assert.deepStrictEqual(yield* Fiber.join(reasons), Option.some("ServerShutdown" as const))
-      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
-      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(yield* call.ended, "SfuDisconnected")
       assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
-      // the SFU had already dropped us: no second disconnect
-      assert.deepStrictEqual((yield* ops).filter((o) => o.startsWith("sfu:d")), ["sfu:drop"])
+      yield* Scope.close(scope, Exit.void)
+      yield* assertNothingLeft
+      // the SFU had already dropped us: no disconnect of ours, one membership end
+      const log = yield* ops
+      assert.deepStrictEqual(log.filter((o) => o.startsWith("sfu:d")), ["sfu:drop"])
+      assert.strictEqual(log.filter((o) => o === "homeserver:delayed.send").length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("joined inside an uninterruptible acquire, the call still stops its heartbeat on leave", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Effect.acquireRelease(Call.join(roomId), () => Effect.void))
+      const before = (yield* ops).length
+      yield* TestClock.adjust(30_000)
+      assert.strictEqual((yield* ops).length, before)
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("ended is Left after a leave", () =>
+    Effect.gen(function*() {
+      const call = yield* Effect.scoped(Call.join(roomId))
+      assert.strictEqual(yield* call.ended, "Left")
     }).pipe(Effect.provide(Testing.layer())))
 
   it.effect("interrupting a running call.leave does not cut the cleanup short", () =>
