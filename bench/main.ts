@@ -15,7 +15,7 @@
  */
 import { dispose as disposeRtcNode } from "@livekit/rtc-node"
 import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
-import { startFaultProxy } from "../packages/devstack/src/fault-proxy/index.ts"
+import { startFaultProxy } from "./lib/faultProxy.ts"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"

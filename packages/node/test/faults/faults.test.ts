@@ -21,7 +21,6 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as readline from "node:readline"
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest"
-import type { RequestMatcher } from "../../../devstack/src/fault-proxy/index.ts"
 import {
   assertClean,
   DELAY_MS,
@@ -98,10 +97,13 @@ const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void
     }
   }, timeoutMs)
 
-const MEMBER_PUT: RequestMatcher = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/[^?]*$/ }
-const DELAYED_PUT: RequestMatcher = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/.*org\.matrix\.msc4140\.delay=/ }
-const SFU_GET: RequestMatcher = { method: "POST", path: /^\/sfu\/get/ }
-const RTC: RequestMatcher = { method: "GET", path: /^\/rtc/ }
+/** method + path: usable both as a fault rule's match and as a request matcher. */
+type Match = { readonly method: string; readonly path: RegExp }
+
+const MEMBER_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/[^?]*$/ }
+const DELAYED_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/.*org\.matrix\.msc4140\.delay=/ }
+const SFU_GET: Match = { method: "POST", path: /^\/sfu\/get/ }
+const RTC: Match = { method: "GET", path: /^\/rtc/ }
 
 const clean = { membershipWithinMs: 0, participantWithinMs: 5_000 }
 const withinDelay = { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 10_000 }
@@ -375,7 +377,7 @@ describe("fault injection: LiveKit", () => {
 })
 
 describe("fault injection: interruption at each step of the join", () => {
-  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: RequestMatcher }> = [
+  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match }> = [
     { step: "session check (whoami)", proxy: "hs", match: { method: "GET", path: /\/account\/whoami/ } },
     { step: "OpenID token", proxy: "hs", match: { method: "POST", path: /\/openid\/request_token/ } },
     { step: "auth-service discovery", proxy: "hs", match: { method: "GET", path: /\/rtc\/transports/ } },

@@ -9,12 +9,12 @@
  * auth proxy rewrites the `/sfu/get` answer's `url` so that LiveKit signalling goes
  * through the LiveKit proxy. Both rewrites have a negative priority: faults win.
  */
-import { Call, type CallError, type Ids } from "@matrixrtc-effect/core"
+import { Call, type CallError, type Ids, type MatrixError } from "@matrixrtc-effect/core"
 import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
 import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import { RoomServiceClient } from "livekit-server-sdk"
-import { type FaultProxy, startFaultProxy } from "../../../devstack/src/fault-proxy/index.ts"
+import { type FaultProxy, startFaultProxy } from "./faultProxy.ts"
 import { type RoomObserver, startRoomObserver } from "./observer.ts"
 
 // ---------------------------------------------------------------------------
@@ -172,15 +172,17 @@ export const joinOptions: Call.JoinOptions = {
   leaveStepTimeoutMs: 3_000
 }
 
-export type Outcome = Exit.Exit<Call.Call, CallError>
+/** MatrixError only if building the layer (login, sync) failed. */
+export type JoinError = CallError | MatrixError
+export type Outcome = Exit.Exit<Call.Call, JoinError>
 
 export interface OurClient {
   readonly creds: Credentials
   /** Joins the call room; the call's scope stays open until `leave()` or `dispose()`. */
   readonly join: (options?: Call.JoinOptions) => Promise<Outcome>
   /** Starts a join in a fiber, for interruption. */
-  readonly forkJoin: (options?: Call.JoinOptions) => Fiber.RuntimeFiber<Call.Call, CallError>
-  readonly interrupt: (fiber: Fiber.RuntimeFiber<Call.Call, CallError>) => Promise<void>
+  readonly forkJoin: (options?: Call.JoinOptions) => Fiber.RuntimeFiber<Call.Call, JoinError>
+  readonly interrupt: (fiber: Fiber.RuntimeFiber<Call.Call, JoinError>) => Promise<void>
   /** Closes the open call scope (the library's leave). */
   readonly leave: () => Promise<void>
   readonly run: <A, E>(eff: Effect.Effect<A, E, never>) => Promise<A>
@@ -234,14 +236,14 @@ export const ourClient = async (s: StackInfo, creds: Credentials, proxies: Proxi
 }
 
 /** The typed failure of a join, or a test failure explaining what happened instead. */
-export const failureOf = (exit: Outcome): CallError => {
+export const failureOf = (exit: Outcome): JoinError => {
   if (Exit.isSuccess(exit)) throw new Error("the join succeeded; a typed failure was expected")
   const f = Cause.failureOption(exit.cause)
   if (Option.isNone(f)) throw new Error(`the join did not fail with a typed error:\n${Cause.pretty(exit.cause)}`)
   return f.value
 }
 
-export const describeError = (e: CallError) =>
+export const describeError = (e: JoinError) =>
   `${e._tag}(${e.reason}${"status" in e && e.status !== undefined ? `, ${e.status}` : ""}${"errcode" in e && e.errcode !== undefined ? `, ${e.errcode}` : ""})`
 
 // ---------------------------------------------------------------------------
