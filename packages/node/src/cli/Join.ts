@@ -16,7 +16,7 @@ import type {
   NotAuthenticated,
   RemoteParticipant
 } from "@matrixrtc-effect/core"
-import { Chunk, Duration, Effect, Layer, Option, Ref, Stream, SubscriptionRef } from "effect"
+import { Chunk, Duration, Effect, Layer, Option, Ref, type Scope, Stream, SubscriptionRef } from "effect"
 import type { AudioFailed } from "../Audio.ts"
 import * as Audio from "../Audio.ts"
 import * as NodeCall from "../NodeCall.ts"
@@ -122,10 +122,11 @@ const publish = (conn: NodeConnection, media: Media, out: Output) => {
 }
 
 /**
- * Background printers, living as long as the join scope: member changes,
- * LiveKit participant changes, and once a second the level of each remote audio track.
+ * Background printers, living as long as the enclosing scope: member changes,
+ * LiveKit participant changes, and once a second the level of each remote audio
+ * track; in human mode a table whenever it changes. Also used by the demo.
  */
-const show = (call: Call.Call, conn: NodeConnection, out: Output) =>
+export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
     const participants = yield* SubscriptionRef.make<ReadonlyArray<RemoteParticipant>>([])
