@@ -454,7 +454,15 @@ const makeMembershipOps = (
         // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
         return yield* armLeave
       }
-      yield* withMatrixRetry(bounded(mx.updateDelayedEvent(o.delayId.value, "restart"))).pipe(
+      // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
+      // a slow request cannot use up the whole delay.
+      const restart = mx.updateDelayedEvent(o.delayId.value, "restart").pipe(
+        Effect.timeoutFail({
+          duration: Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
+          onTimeout: () => new MatrixError({ reason: "Timeout", error: "restart took too long" })
+        })
+      )
+      yield* withMatrixRetry(restart).pipe(
         Effect.catchTag("MatrixError", (e) =>
           isNotFound(e)
             // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is

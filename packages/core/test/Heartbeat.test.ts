@@ -118,6 +118,17 @@ describe("heartbeat", () => {
       assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
+  it.scoped("a hanging restart is given up after a quarter of the delay and retried in time", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joined()
+      yield* hs.injectFault("delayed.restart", hang)
+      yield* TestClock.adjust(9000)
+      // 5000 hangs, given up at 7000, retried 500 ms later: before the leave would fire at 8000
+      assert.deepStrictEqual(yield* restartTimes, [0, 5000, 7500])
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
   it.scoped("re-publishes our membership when someone else deletes it", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver

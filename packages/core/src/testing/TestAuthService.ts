@@ -4,7 +4,7 @@
  * against the `TestHomeserver` that issued it. It hands out JWT-shaped
  * strings that the `TestLiveKit` SFU accepts.
  */
-import { Context, Effect, Layer, Option, Redacted, Ref } from "effect"
+import { Clock, Context, Effect, Layer, Option, Redacted, Ref } from "effect"
 import type { LiveKitClaims, LiveKitGrant } from "../AuthService.ts"
 import { AuthService } from "../AuthService.ts"
 import { JwtFetchFailed } from "../CallError.ts"
@@ -97,16 +97,17 @@ export const make = (options: TestAuthServiceOptions = {}) =>
         const identity = yield* identityFor(verified.value.sub)
         const room = yield* LiveKitNaming.liveKitRoomName(roomId, slotId)
         const n = yield* Ref.updateAndGet(counter, (x) => x + 1)
+        const exp = Math.floor((yield* Clock.currentTimeMillis) / 1000) + jwtLifetimeS
         const claims: LiveKitClaims = {
           identity,
           room,
-          expiresAt: undefined,
+          expiresAt: exp * 1000,
           canPublish: true,
           canSubscribe: true
         }
         const jwt = [
           b64url(JSON.stringify({ alg: "HS256", typ: "JWT" })),
-          b64url(JSON.stringify({ sub: identity, exp: jwtLifetimeS, video: { room, roomJoin: true } })),
+          b64url(JSON.stringify({ sub: identity, exp, video: { room, roomJoin: true } })),
           `jwt_signature_secret_${n}`
         ].join(".")
         yield* Ref.update(issued, (m) => new Map(m).set(jwt, claims))
