@@ -70,13 +70,21 @@ export const ensureSynapse = async (log: Log): Promise<{ readonly installed: boo
   log(`installing matrix-synapse==${SYNAPSE_VERSION} into ${paths.synapseVenv} (log: ${installLog("synapse")})`)
   rmSync(paths.synapseVenv, { recursive: true, force: true })
   const logPath = installLog("synapse")
+  const pipArgs = ["install", "--disable-pip-version-check", "--no-input", `matrix-synapse==${SYNAPSE_VERSION}`]
   try {
-    await runLogged(python, ["-m", "venv", paths.synapseVenv], { logPath })
-    await runLogged(
-      paths.synapsePython,
-      ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", `matrix-synapse==${SYNAPSE_VERSION}`],
-      { logPath }
-    )
+    let venvHasPip = true
+    try {
+      await runLogged(python, ["-m", "venv", paths.synapseVenv], { logPath })
+    } catch {
+      // Debian without python3-venv has no ensurepip: make the venv without pip and drive the
+      // system pip into it (pip >= 22.3 has --python).
+      rmSync(paths.synapseVenv, { recursive: true, force: true })
+      await runLogged(python, ["-m", "venv", "--without-pip", paths.synapseVenv], { logPath })
+      venvHasPip = false
+    }
+    await (venvHasPip
+      ? runLogged(paths.synapsePython, ["-m", "pip", ...pipArgs], { logPath })
+      : runLogged(python, ["-m", "pip", "--python", paths.synapsePython, ...pipArgs], { logPath }))
   } catch (e) {
     throw new StackError(
       "install:synapse",
