@@ -1,0 +1,234 @@
+// The CLI without a stack: usage errors and their exit code, the output format
+// (one JSON object per line with "event"), redaction of secrets, the member
+// diff/table, and doctor's verdicts against a fake deployment on loopback.
+import { assert, describe, it } from "@effect/vitest"
+import { FetchHttpClient } from "@effect/platform"
+import { JwtFetchFailed, NotAuthenticated } from "@matrixrtc-effect/core"
+import type { CallMember } from "@matrixrtc-effect/core"
+import { Console, Effect, Option, Redacted } from "effect"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { exitCodeOf, main } from "../src/cli/Cli.ts"
+import * as Doctor from "../src/cli/Doctor.ts"
+import { ExitCode } from "../src/cli/Main.ts"
+import * as Output from "../src/cli/Output.ts"
+import * as Render from "../src/cli/Render.ts"
+
+/** Runs `effect` with a console that records what it prints. */
+const capture = <A, E>(effect: Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const out: Array<string> = []
+    const err: Array<string> = []
+    const base = yield* Effect.console
+    const recording: Console.Console = {
+      ...base,
+      log: (...args) => Effect.sync(() => void out.push(args.join(" "))),
+      error: (...args) => Effect.sync(() => void err.push(args.join(" ")))
+    }
+    const result = yield* Effect.withConsole(effect, recording)
+    return { result, out, err }
+  })
+
+const argv = (...args: Array<string>) => ["node", "matrixrtc", ...args]
+
+describe("matrixrtc usage errors (exit 2)", () => {
+  it.effect("no credentials", () =>
+    Effect.gen(function*() {
+      const { result, err } = yield* capture(main(argv("join", "--homeserver", "http://127.0.0.1:9", "--room", "!a:b")))
+      assert.strictEqual(result, ExitCode.Usage)
+      assert.deepStrictEqual(err, ["error: give --access-token (or env MATRIXRTC_ACCESS_TOKEN), or --user with --password"])
+    }))
+
+  it.effect("--user without a password, with --json: the error is also one JSON line", () =>
+    Effect.gen(function*() {
+      const { result, out } = yield* capture(
+        main(argv("watch", "--homeserver", "http://127.0.0.1:9", "--room", "!a:b", "--user", "bob", "--json"))
+      )
+      assert.strictEqual(result, ExitCode.Usage)
+      assert.strictEqual(out.length, 1)
+      const line = JSON.parse(out[0]!)
+      assert.strictEqual(line.event, "error")
+      assert.strictEqual(line.error._tag, "UsageError")
+    }))
+
+  it.effect("--tone with --play", () =>
+    Effect.gen(function*() {
+      const { result } = yield* capture(
+        main(argv("join", "--homeserver", "http://h", "--access-token", "tok123456", "--room", "!a:b", "--tone", "440", "--play", "package.json"))
+      )
+      assert.strictEqual(result, ExitCode.Usage)
+    }))
+
+  it.effect("a missing required option and an unknown command", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* capture(main(argv("join", "--room", "!a:b")))).result, ExitCode.Usage)
+      assert.strictEqual((yield* capture(main(argv("bogus")))).result, ExitCode.Usage)
+    }))
+
+  it.effect("an invalid room id is a usage error and is checked before logging in", () =>
+    Effect.gen(function*() {
+      const { result, err } = yield* capture(
+        main(argv("watch", "--homeserver", "http://127.0.0.1:9", "--access-token", "tok123456", "--room", "not-a-room"))
+      )
+      assert.strictEqual(result, ExitCode.Usage)
+      assert.match(err[0]!, /^error: invalid RoomId/)
+    }))
+})
+
+describe("exit codes of the call errors", () => {
+  it("map one to one", () => {
+    assert.strictEqual(exitCodeOf(new NotAuthenticated({ reason: "TokenRejected" })), 3)
+    assert.strictEqual(exitCodeOf(new JwtFetchFailed({ reason: "Unreachable" })), 4)
+    assert.strictEqual(exitCodeOf({ _tag: "ConnectFailed" }), 5)
+    assert.strictEqual(exitCodeOf({ _tag: "MembershipFailed" }), 6)
+    assert.strictEqual(exitCodeOf(new Error("boom")), 1)
+  })
+})
+
+describe("Output", () => {
+  it.effect("never prints a known secret, in human or JSON mode", () =>
+    Effect.gen(function*() {
+      const secret = "syt_very_secret_token"
+      const leaky = new JwtFetchFailed({ reason: "Rejected", error: `bad token ${secret}`, cause: new Error(`url?access_token=${secret}`) })
+      for (const json of [false, true]) {
+        const out = Output.make({ json, secrets: [Redacted.make(secret)] })
+        const printed = yield* capture(Effect.zipRight(out.event("x", { token: secret }, `human ${secret}`), out.error(leaky)))
+        const all = [...printed.out, ...printed.err].join("\n")
+        assert.notInclude(all, secret)
+        assert.include(all, "<redacted>")
+      }
+    }))
+
+  it.effect("JSON mode: one object per line, each with an event field; the error keeps its fields and message", () =>
+    Effect.gen(function*() {
+      const out = Output.make({ json: true, secrets: [] })
+      const { out: lines, err } = yield* capture(
+        Effect.all([out.event("joined", { a: 1 }, "human text"), out.info("only for humans"), out.error(new NotAuthenticated({ reason: "TokenRejected", status: 401, errcode: "M_UNKNOWN_TOKEN" }))])
+      )
+      assert.strictEqual(lines.length, 2)
+      const parsed = lines.map((l) => JSON.parse(l))
+      assert.deepStrictEqual(parsed[0], { event: "joined", a: 1 })
+      assert.strictEqual(parsed[1].event, "error")
+      assert.include(parsed[1].error, { _tag: "NotAuthenticated", status: 401, errcode: "M_UNKNOWN_TOKEN" })
+      assert.match(parsed[1].error.message, /rejected the access token/)
+      // The human line goes to stderr, also in JSON mode, and has no stack trace.
+      assert.deepStrictEqual(err, [`error: ${parsed[1].error.message}`])
+    }))
+})
+
+const member = (userId: string, deviceId: string): CallMember => ({
+  dialect: "session",
+  userId,
+  deviceId,
+  memberId: `${userId}:${deviceId}`,
+  slotId: "m.call#ROOM",
+  application: "m.call",
+  scope: Option.some("m.room"),
+  callIntent: Option.none(),
+  focusSelection: Option.some("multi_sfu"),
+  transports: [{ type: "livekit", livekitServiceUrl: "http://127.0.0.1:8080", raw: {} }],
+  createdTs: 1,
+  expiresAt: Option.some(2),
+  rtcBackendIdentity: `${userId}:${deviceId}`,
+  eventId: `$${deviceId}`,
+  stateKey: `_${userId}_${deviceId}_m.call`
+})
+
+describe("Render", () => {
+  const a = member("@a:x", "A")
+  const b = member("@b:x", "B")
+  const c = member("@c:x", "C")
+
+  it("diff names arrivals and departures", () => {
+    const d = Render.diff([a, b], [b, c])
+    assert.deepStrictEqual(d.joined.map((m) => m.deviceId), ["C"])
+    assert.deepStrictEqual(d.left.map((m) => m.deviceId), ["A"])
+    assert.deepStrictEqual(Render.diffLines(d), ["+ @c:x (C) joined the call", "- @a:x (A) left the call"])
+  })
+
+  it("the table matches members to LiveKit participants by identity and flags participants without a membership", () => {
+    const text = Render.table({
+      members: [a, b],
+      participants: [{ identity: "@b:x:B", tracks: ["audio"] }, { identity: "@ghost:x:G", tracks: [] }],
+      selfIdentity: "@a:x:A",
+      levels: new Map([["@b:x:B", 0.2]])
+    })
+    assert.match(text, /@a:x\s+A\s+you/)
+    assert.match(text, /@b:x\s+B\s+on the SFU \(audio\), audio level 0\.20/)
+    assert.match(text, /@ghost:x:G\s+on the SFU without a call membership/)
+  })
+})
+
+// --- doctor against a fake deployment on loopback ------------------------------------
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+const fakeServer = (handler: Handler) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly url: string; readonly close: () => void }>((resume) => {
+      const server = createServer(handler)
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          close: () => {
+            server.closeAllConnections()
+            server.close()
+          }
+        })))
+    }),
+    (s) => Effect.sync(s.close)
+  )
+
+const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+  res.writeHead(status, { "content-type": "application/json", ...headers })
+  res.end(JSON.stringify(body))
+}
+
+describe("doctor", () => {
+  it.scopedLive("reports a homeserver without MSC4140 and an auth service without CORS, with fixes", () =>
+    Effect.gen(function*() {
+      // An auth service that answers POST but forgets CORS and answers 404 on /sfu/get.
+      const auth = yield* fakeServer((req, res) => (req.method === "OPTIONS" ? json(res, 200, {}) : json(res, 404, {})))
+      const hs = yield* fakeServer((req, res) => {
+        if (req.url === "/_matrix/client/versions") return json(res, 200, { versions: ["v1.11"], unstable_features: {} })
+        if (req.url === "/.well-known/matrix/client") {
+          return json(res, 200, { "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: auth.url }] })
+        }
+        return json(res, 404, { errcode: "M_UNRECOGNIZED" })
+      })
+      const out = Output.make({ json: true, secrets: [] })
+      const { result, out: lines } = yield* capture(
+        Doctor.run({ homeserver: hs.url, accessToken: Option.none(), roomId: Option.none() }, out).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+      )
+      const byName = new Map(result.map((r) => [r.check, r]))
+      assert.strictEqual(byName.get("homeserver")?.status, "pass")
+      assert.strictEqual(byName.get(".well-known rtc_foci")?.status, "pass")
+      assert.strictEqual(byName.get("rtc transports endpoint")?.status, "skip")
+      assert.strictEqual(byName.get("auth service CORS")?.status, "fail")
+      assert.match(byName.get("auth service CORS")!.detail, /Access-Control-Allow-Origin/)
+      assert.strictEqual(byName.get("auth service /sfu/get")?.status, "fail")
+      assert.match(byName.get("auth service /sfu/get")!.fix!, /route/)
+      assert.strictEqual(byName.get("delayed events (MSC4140)")?.status, "fail")
+      assert.match(byName.get("delayed events (MSC4140)")!.fix!, /max_event_delay_duration/)
+      // One JSON line per check.
+      assert.strictEqual(lines.length, result.length)
+      assert.isTrue(lines.every((l) => JSON.parse(l).event === "check"))
+    }))
+
+  it.scopedLive("an unreachable homeserver is one failing line", () =>
+    Effect.gen(function*() {
+      const gone = yield* fakeServer((_req, res) => json(res, 500, {}))
+      gone.close()
+      const out = Output.make({ json: false, secrets: [] })
+      const { result } = yield* capture(
+        Doctor.run({ homeserver: gone.url, accessToken: Option.none(), roomId: Option.none() }, out).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+      )
+      assert.strictEqual(result.length, 1)
+      assert.strictEqual(result[0]!.status, "fail")
+      assert.match(result[0]!.detail, /unreachable/)
+    }))
+})
