@@ -2,5 +2,5 @@
 //
 // @livekit/rtc-node logs to stdout at debug level unless NODE_ENV is "production"
 // (see src/bin.ts), so that is set before anything loads it; hence the dynamic import.
-process.env["NODE_ENV"] ??= "production"
+process.env["NODE_ENV"] = "production"
 await import("./program.ts")

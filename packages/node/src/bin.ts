@@ -3,8 +3,9 @@
 //
 // @livekit/rtc-node logs through its own pino instance straight to stdout (fd 1),
 // at debug level unless NODE_ENV is "production". stdout is ours (JSON lines), so
-// we ask for production before rtc-node is loaded; hence the dynamic import.
-process.env["NODE_ENV"] ??= "production"
+// we set production before rtc-node is loaded (hence the dynamic import), whatever
+// the caller's NODE_ENV: nothing else this program loads reads it.
+process.env["NODE_ENV"] = "production"
 const { main } = await import("./cli/Cli.ts")
 const { runMain } = await import("./cli/Main.ts")
 
