@@ -7,7 +7,7 @@
  * Cleanup is the same for leave, failure and interruption, and is registered
  * before anything it undoes exists: stop the background fibers, disconnect
  * LiveKit, then end the membership (send the scheduled delayed leave, else put
- * `{}`), each step bounded in time (effect-style.md §3).
+ * `{}`), each step withRequestTimeout in time (effect-style.md §3).
  */
 import { Clock, Deferred, Effect, Exit, Fiber, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
@@ -366,7 +366,7 @@ const makeMembershipOps = (
   let createdTs: number | undefined
   let sentAt = 0
 
-  const bounded = <A>(eff: Effect.Effect<A, MatrixError>) =>
+  const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>) =>
     eff.pipe(
       Effect.timeoutFail({
         duration: cfg.requestTimeoutMs,
@@ -392,7 +392,7 @@ const makeMembershipOps = (
             ? Effect.succeed(r.delayId)
             : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
       )
-    return yield* withMatrixRetry(bounded(attempt)).pipe(
+    return yield* withMatrixRetry(withRequestTimeout(attempt)).pipe(
       Effect.catchTag("MatrixError", (e) =>
         Option.match(maxDelayOf(e), {
           onNone: () => Effect.fail(e),
@@ -416,9 +416,9 @@ const makeMembershipOps = (
       written = true
       sentAt = yield* Clock.currentTimeMillis
       const r = o.dialect === "session"
-        ? yield* withMatrixRetry(bounded(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
+        ? yield* withMatrixRetry(withRequestTimeout(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
         : yield* withMatrixRetry(
-          bounded(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
+          withRequestTimeout(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
         )
       lastEventId = r.eventId
       yield* SubscriptionRef.update(own, (x) => ({ ...x, content }))
@@ -489,7 +489,7 @@ const makeMembershipOps = (
       yield* Effect.logInfo("our membership vanished from the room; publishing it again")
       const o = yield* SubscriptionRef.get(own)
       if (Option.isSome(o.delayId)) {
-        yield* mx.updateDelayedEvent(o.delayId.value, "cancel").pipe(bounded, Effect.ignore)
+        yield* mx.updateDelayedEvent(o.delayId.value, "cancel").pipe(withRequestTimeout, Effect.ignore)
         yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId: Option.none() }))
       }
       yield* armLeave
