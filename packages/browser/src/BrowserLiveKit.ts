@@ -263,8 +263,9 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
     const connect = (url: string, jwt: Redacted.Redacted<string>, connectOptions?: ConnectOptions) =>
       Effect.gen(function*() {
         // Listeners are plain callbacks; they feed Effect state through the caller's runtime
-        // (effect-style.md §9.1) rather than a nested Effect.run*.
-        const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+        // (effect-style.md §9.1) rather than a nested Effect.run*. runFork, not runSync: it
+        // runs synchronously as far as it can and never throws if an update has to wait.
+        const run = Runtime.runFork(yield* Effect.runtime<never>())
         const room = new Room({ adaptiveStream: true, dynacast: true, ...options.roomOptions })
 
         const states = yield* SubscriptionRef.make<ConnectionState>(connectionStateOf(room.state))
@@ -276,7 +277,7 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
 
         const refresh = () => {
           const remote = [...room.remoteParticipants.values()]
-          runSync(
+          run(
             Effect.all([
               SubscriptionRef.set(states, connectionStateOf(room.state)),
               SubscriptionRef.set(
@@ -302,7 +303,7 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           )
         }
         const onDisconnected = (reason?: LkDisconnectReason) => {
-          runSync(PubSub.publish(reasons, disconnectReasonOf(reason)))
+          run(PubSub.publish(reasons, disconnectReasonOf(reason)))
         }
 
         // Finalizers run in reverse: the disconnect (registered second) runs while the
@@ -318,7 +319,10 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
               room.off(RoomEvent.Disconnected, onDisconnected)
             })
         )
+        // Also runs as a finalizer, which is uninterruptible: without `interruptible` the
+        // timeout could not cut a hanging disconnect short.
         const disconnect = Effect.tryPromise(() => room.disconnect()).pipe(
+          Effect.interruptible,
           Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
           Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
           Effect.zipRight(Effect.sync(refresh))
