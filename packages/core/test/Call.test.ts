@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
-import { aliceKey, assertBefore, assertNothingLeft, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
+import { aliceKey, assertBefore, assertNothingLeft, awaitLog, entries, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 describe("join", () => {
   it.scoped("happy path: whoami, OpenID, JWT, delayed leave + membership ∥ connect; leave disconnects first", () =>
@@ -182,4 +182,36 @@ describe("join", () => {
       assertBefore(log, "sfu:disconnect", "homeserver:delayed.send")
       assert.isTrue(call.connection.roomName.length === 43)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
+
+  it.effect("429 on the membership send at join waits retry_after, then joins", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("sendState", Testing.TestCallLog.fail({ status: 429, errcode: "M_LIMIT_EXCEEDED", retryAfterMs: 1500 }))
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(Call.join(roomId), Effect.never)))
+      yield* awaitLog((e) => e.op === "sendState")
+      yield* TestClock.adjust(1499)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      yield* TestClock.adjust(1)
+      yield* awaitLog((e) => e.op === "sendState" && e.detail?.startsWith("join") === true)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      yield* Fiber.interrupt(fiber)
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("network errors on the membership send: bounded retries, then MembershipFailed Unreachable", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("sendState", Testing.TestCallLog.fail({}), 100)
+      const fiber = yield* Effect.fork(Effect.scoped(Call.join(roomId)))
+      yield* awaitLog((e) => e.op === "sendState")
+      yield* TestClock.adjust(60_000)
+      const e = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(e._tag === "MembershipFailed" && e.reason, "Unreachable")
+      // 1 try + 5 retries (backoff 0.5, 1, 2, 4, 5 s)
+      const tries = (yield* entries).filter((x) => x.op === "sendState" && x.detail === "fault network")
+      // (the 7th is the cleanup's `{}`: the delayed leave had already fired at 8 s, as nothing restarted it yet)
+      assert.deepStrictEqual(tries.map((x) => x.at), [0, 500, 1500, 3500, 7500, 12500, 12500])
+      yield* hs.clearFaults
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
 })
