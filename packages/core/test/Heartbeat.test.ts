@@ -146,6 +146,20 @@ describe("heartbeat", () => {
       assert.deepStrictEqual(members.map((m) => m.userId), ["@alice:example.org"])
     }).pipe(Effect.provide(Testing.layer())))
 
+  it.scoped("a heartbeat outage longer than the delay: the leave fires, then the membership is re-published", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joined()
+      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+      yield* TestClock.adjust(8000)
+      assert.isTrue((yield* entries).some((e) => e.op === "delayed.fire"))
+      yield* hs.clearFaults
+      yield* TestClock.adjust(15_000)
+      yield* settle
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      assert.strictEqual((yield* hs.scheduledDelayedEvents).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
   it.effect("crash (no more requests reach the server): the delayed leave removes the membership within the delay", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
