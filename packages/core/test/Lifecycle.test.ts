@@ -88,6 +88,31 @@ describe("join details", () => {
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
 
+  it.scoped("members: other people's memberships, oldest first, expired ones dropped when they expire", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* TestClock.adjust(1000)
+      const call = yield* Call.join(roomId)
+      const bob = {
+        application: "m.call",
+        call_id: "",
+        scope: "m.room",
+        device_id: "BOBDEVICE",
+        expires: 10_000,
+        created_ts: 500,
+        focus_active: { type: "livekit", focus_selection: "multi_sfu" },
+        foci_preferred: [{ type: "livekit", livekit_service_url: "https://rtc.example.org/livekit/jwt" }]
+      }
+      yield* hs.setState(roomId, "org.matrix.msc3401.call.member", "_@bob:example.org_BOBDEVICE_m.call", bob, "@bob:example.org")
+      const both = yield* call.members.pipe(Stream.takeUntil((ms) => ms.length === 2), Stream.runLast)
+      assert.deepStrictEqual(Option.getOrThrow(both).map((m) => m.userId), ["@bob:example.org", "@alice:example.org"])
+      yield* TestClock.adjust(9499)
+      assert.strictEqual((yield* call.currentMembers).length, 2)
+      yield* TestClock.adjust(1)
+      yield* settle
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+    }).pipe(Effect.provide(Testing.layer())))
+
   it.effect("ended is Left after a leave", () =>
     Effect.gen(function*() {
       const call = yield* Effect.scoped(Call.join(roomId))
