@@ -1,7 +1,16 @@
 /**
  * In-memory backends for tests: a Matrix homeserver, a MatrixRTC auth service
  * and a LiveKit SFU that share one ordered call log. Swap `layer()` in where
- * the real `MatrixClient`, `AuthService` and `LiveKit` layers would go.
+ * the real `MatrixClient`, `AuthService` and `LiveKit` layers would go:
+ *
+ *     it.scoped("joins", () =>
+ *       Effect.gen(function*() {
+ *         const hs = yield* Testing.TestHomeserver.TestHomeserver
+ *         yield* hs.injectFault("delayed.restart", Testing.TestCallLog.fail({ status: 429, retryAfterMs: 2000 }))
+ *         const call = yield* Call.join(roomId)
+ *         yield* TestClock.adjust(10_000)
+ *         const ops = yield* (yield* Testing.TestCallLog.TestCallLog).ops // ["homeserver:whoami", …]
+ *       }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 4000 } }))))
  */
 import { Layer } from "effect"
 import type { AuthService } from "../AuthService.ts"
