@@ -293,6 +293,16 @@ const joinCall = async (roomIdText: string) => {
         yield* ui(media.value.localTracksChanges, tiles.setLocal)
         yield* ui(media.value.remoteTracksChanges, tiles.setRemote)
         yield* ui(media.value.mediaErrors, (e) => ($("status").textContent = e.message))
+        // Joined without a click (autoJoin): the browser may block playback until the user interacts.
+        if (!(yield* media.value.canPlaybackAudio)) {
+          const button = $("audio-button")
+          button.hidden = false
+          button.onclick = () => {
+            button.hidden = true
+            void runtime?.runPromise(media.value.startAudio)
+          }
+          yield* Scope.addFinalizer(scope, Effect.sync(() => (button.hidden = true)))
+        }
       }
       return call
     })
