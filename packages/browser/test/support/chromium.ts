@@ -66,7 +66,7 @@ export const ensureChromium = async (log: (m: string) => void = (m) => process.s
   try {
     if (existsSync(CHROMIUM)) return
     log("installing chromium: apt-get update && apt-get install -y chromium (takes a minute or two)")
-    const r = await run("sh", ["-c", "apt-get update && apt-get install -y --no-install-recommends chromium"])
+    const r = await run("sh", ["-c", "apt-get update && apt-get install -y chromium"])
     if (r.code !== 0 || !existsSync(CHROMIUM)) {
       throw new Error(
         `installing chromium with apt-get failed (exit ${r.code}); the e2e tests need ${CHROMIUM} ` +
