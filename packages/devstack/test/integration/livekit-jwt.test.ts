@@ -1,7 +1,7 @@
 // (b) A JWT minted by the auth service works on the real livekit-server: a participant
 // connects with it and RoomService sees it in the hashed room under `@user:localhost:DEVICE`.
 import { Room, dispose } from "@livekit/rtc-node"
-import { RoomServiceClient } from "livekit-server-sdk"
+import { AccessToken, RoomServiceClient } from "livekit-server-sdk"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readStack, type StackInfo } from "../../src/index.ts"
 import { hashParts, postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
@@ -43,15 +43,28 @@ describe("JWT from the auth service on the real livekit-server", () => {
 
     const room = new Room()
     try {
-      await room.connect(res.json["url"] as string, res.json["jwt"] as string, { autoSubscribe: false, dynacast: false })
-      expect(room.localParticipant?.identity).toBe(expectedIdentity)
-      expect(room.name).toBe(expectedRoom)
-
+      // Watch RoomService while connecting: the signalling join (which checks the JWT) happens
+      // before ICE, so a failed media connection is reported separately from a refused JWT.
+      const connecting = room
+        .connect(res.json["url"] as string, res.json["jwt"] as string, { autoSubscribe: false, dynacast: false })
+        .then(
+          () => undefined,
+          (e: unknown) => e
+        )
       const seen = await pollFor(async () => {
         const ps = await rooms.listParticipants(expectedRoom)
         return ps.find((p) => p.identity === expectedIdentity)
       }, 15_000)
-      expect(seen?.identity).toBe(expectedIdentity)
+      expect(seen?.identity, "RoomService never listed the participant: livekit-server did not accept the JWT").toBe(expectedIdentity)
+
+      const connectError = await connecting
+      expect(
+        connectError,
+        "livekit-server accepted the JWT, but the WebRTC connection did not complete " +
+          "(seen in a network namespace with only `lo`: the client side needs a non-loopback interface address)"
+      ).toBeUndefined()
+      expect(room.localParticipant?.identity).toBe(expectedIdentity)
+      expect(room.name).toBe(expectedRoom)
     } finally {
       await room.disconnect()
     }
@@ -60,5 +73,28 @@ describe("JWT from the auth service on the real livekit-server", () => {
       return ps.some((p) => p.identity === expectedIdentity) ? undefined : true
     }, 15_000)
     expect(gone).toBe(true)
+  })
+
+  it("refuses a JWT for the same identity and room that is not signed with the stack's secret", async () => {
+    const bob = userAt(stack, 1)
+    const expectedRoom = hashParts([stack.roomId, "m.call#ROOM"])
+    const forged = new AccessToken(stack.livekitApiKey, "not-the-secret-but-at-least-32-characters", {
+      identity: `${bob.userId}:${bob.deviceId}-forged`
+    })
+    forged.addGrant({ roomJoin: true, room: expectedRoom, canPublish: true, canSubscribe: true })
+    const room = new Room()
+    try {
+      const err = await room
+        .connect(stack.livekitUrl, await forged.toJwt(), { autoSubscribe: false, dynacast: false })
+        .then(
+          () => undefined,
+          (e: unknown) => e
+        )
+      expect(err).toBeInstanceOf(Error)
+      const ps = await rooms.listParticipants(expectedRoom).catch(() => [])
+      expect(ps.map((p) => p.identity)).not.toContain(`${bob.userId}:${bob.deviceId}-forged`)
+    } finally {
+      await room.disconnect()
+    }
   })
 })
