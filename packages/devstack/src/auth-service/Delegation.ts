@@ -259,8 +259,8 @@ export const backoff = {
   maxIntervalMs: 60_000
 } as const
 
-/** `interval` with ±50 % jitter. */
-const jitter = (intervalMs: number) => Effect.map(Random.next, (r) => intervalMs * (0.5 + r))
+/** `interval` with ±50 % jitter, in whole milliseconds. */
+const jitter = (intervalMs: number) => Effect.map(Random.next, (r) => Math.round(intervalMs * (0.5 + r)))
 
 /** 80 % of `delay_timeout` between restarts; the waiting phase lasts at most 1 h. */
 export const restartFraction = 0.8
@@ -328,7 +328,9 @@ export const make: Effect.Effect<
         if (now >= untilMs) return "exhausted" as const
         const wait = Option.isSome(result.afterMs) ? result.afterMs.value : yield* jitter(interval)
         yield* Effect.logDebug(`delayed event ${action} failed (${result.why}); retrying`)
-        yield* Effect.sleep(Duration.millis(Math.max(0, Math.min(wait, untilMs - now))))
+        // Whole milliseconds, at least 1: time must advance between attempts (fractional
+        // waits near the deadline could otherwise round to no progress at all).
+        yield* Effect.sleep(Duration.millis(Math.max(1, Math.ceil(Math.min(wait, untilMs - now)))))
         interval = Math.min(interval * backoff.multiplier, backoff.maxIntervalMs)
       }
     })
@@ -400,7 +402,7 @@ export const make: Effect.Effect<
           if (result !== "ok") return result
           const now = yield* Clock.currentTimeMillis
           yield* Ref.set(deadline, now + job.delayTimeoutMs)
-          yield* Effect.sleep(Duration.millis(job.delayTimeoutMs * restartFraction))
+          yield* Effect.sleep(Duration.millis(Math.max(1, Math.round(job.delayTimeoutMs * restartFraction))))
         }
       })
       const outcome = yield* Effect.raceAll([
