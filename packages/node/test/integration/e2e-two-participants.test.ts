@@ -1,24 +1,42 @@
-// Two Node participants (`matrixrtc join` processes, each playing a tone) in the
-// stack's room: each sees the other as a call member, as a LiveKit participant
-// publishing audio, and receives non-silent samples from that track.
+// Two Node participants (`matrixrtc join` processes, one playing a tone, the
+// other a WAV file) in the stack's room: each sees the other as a call member, as
+// a LiveKit participant publishing audio, and receives non-silent samples from it.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as Audio from "../../src/Audio.ts"
 import { type CliEvent, freshDeviceId, legacyIdentity, loginArgs, spawnCli, stack, userAt } from "./e2e-helpers.ts"
 
 const membersOf = (e: CliEvent) => e["members"] as ReadonlyArray<{ userId: string; deviceId: string; rtcBackendIdentity: string }>
 const participantsOf = (e: CliEvent) => e["participants"] as ReadonlyArray<{ identity: string; tracks: ReadonlyArray<string> }>
 
+/** A one-second 660 Hz WAV in a temporary directory, removed with the scope. */
+const wavFixture = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = mkdtempSync(join(tmpdir(), "matrixrtc-e2e-"))
+    const path = join(dir, "tone-660.wav")
+    const sampleRate = 48_000
+    const samples = Audio.toneFrame({ toneHz: 660, sampleRate, channels: 1, samplesPerChannel: sampleRate, offset: 0, amplitude: 0.3 })
+    writeFileSync(path, Audio.encodeWav({ samples, sampleRate, channels: 1 }))
+    return { dir, path }
+  }),
+  ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
 describe("two Node participants on the real stack", () => {
-  it.scopedLive("see each other as members and LiveKit participants, and hear each other's tone", () =>
+  it.scopedLive("see each other as members and LiveKit participants, and hear each other (--tone, --play)", () =>
     Effect.gen(function*() {
       const s = stack()
+      const wav = yield* wavFixture
       const peers = [
-        { user: userAt(s, 0), deviceId: freshDeviceId("two-a"), tone: "440" },
-        { user: userAt(s, 1), deviceId: freshDeviceId("two-b"), tone: "660" }
+        { user: userAt(s, 0), deviceId: freshDeviceId("two-a"), media: ["--tone", "440"] },
+        { user: userAt(s, 1), deviceId: freshDeviceId("two-b"), media: ["--play", wav.path] }
       ]
       const procs = yield* Effect.forEach(peers, (p) => {
         const login = loginArgs(s, p.user, p.deviceId)
-        return spawnCli(["join", ...login.args, "--room", s.roomId, "--tone", p.tone, "--json"], login.env)
+        return spawnCli(["join", ...login.args, "--room", s.roomId, ...p.media, "--json"], login.env)
       })
       const joined = yield* Effect.forEach(procs, (proc) => proc.waitForEvent((e) => e.event === "joined", 30_000, "joined"))
 
