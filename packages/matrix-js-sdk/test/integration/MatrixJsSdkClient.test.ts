@@ -5,7 +5,8 @@ import type { RawCallEvent } from "@matrixrtc-effect/core"
 import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
 import { Context, Effect, Layer, Option, Redacted, Stream } from "effect"
-import { layerLogin, MatrixSdkClient } from "../../src/index.ts"
+import { createClient } from "matrix-js-sdk"
+import { layerFromClient, layerLogin, MatrixSdkClient } from "../../src/index.ts"
 
 const stack = readStack()
 const [alice, bob] = stack.users as unknown as [StackUser, StackUser]
@@ -173,6 +174,21 @@ layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("mat
       assert.isAtMost(event.stickyDurationMs!, 60_000)
     }))
 
+  it.effect("a delayed sticky event (the sticky leave) can be scheduled and cancelled", () =>
+    Effect.gen(function* () {
+      const mx = yield* MatrixClient
+      const memberId = `leave-${run}`
+      const sent = yield* mx.sendStickyEvent(
+        roomId,
+        "org.matrix.msc4143.rtc.member",
+        { msc4354_sticky_key: memberId },
+        { stickyDurationMs: 3_600_000, delayMs: 60_000 }
+      )
+      assert.isUndefined(sent.eventId)
+      assert.isString(sent.delayId)
+      yield* mx.updateDelayedEvent(sent.delayId!, "cancel")
+    }))
+
   it.effect("M_FORBIDDEN in the forbidden room is kept as errcode", () =>
     Effect.gen(function* () {
       // users[0] created the rooms (level 100); Bob is a plain member, below call.member's 50 there.
@@ -189,6 +205,26 @@ layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("mat
 })
 
 describe("logging in", () => {
+  it.live("layerFromClient wraps an app's client; with start it syncs and stops it on scope close", () =>
+    Effect.gen(function* () {
+      const client = createClient({
+        baseUrl: stack.homeserverUrl,
+        accessToken: alice.accessToken,
+        userId: alice.userId,
+        deviceId: alice.deviceId
+      })
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const ctx = yield* Layer.build(layerFromClient(client, { start: { initialSyncLimit: 1 } }))
+          assert.strictEqual(Context.get(ctx, MatrixSdkClient), client)
+          assert.isTrue(client.clientRunning)
+          const version = yield* Context.get(ctx, MatrixClient).roomVersion(roomId)
+          assert.isString(version)
+        })
+      )
+      assert.isFalse(client.clientRunning)
+    }))
+
   it.live("password login creates a working session and stops it on scope close", () =>
     Effect.gen(function* () {
       const sdk = yield* Effect.scoped(

@@ -11,7 +11,10 @@ import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import { Effect, Layer, Option, Redacted, Stream } from "effect"
-import { isSilent, rms } from "../../src/Audio.ts"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { encodeWav, isSilent, rms, toneFrame } from "../../src/Audio.ts"
 import * as NodeLiveKit from "../../src/NodeLiveKit.ts"
 
 const stack = readStack()
@@ -111,6 +114,40 @@ layer(NodeLiveKit.layer(), { timeout: "90 seconds", excludeTestServices: true })
         Stream.runDrain,
         Effect.timeout("15 seconds")
       )
+    }))
+
+  it.scoped("a WAV file plays out once and is heard; a client disconnect is reported as ClientInitiated", () =>
+    Effect.gen(function* () {
+      const lk = yield* NodeLiveKit.NodeLiveKit
+      const [aliceGrant, bobGrant] = yield* Effect.all([grantFor(alice), grantFor(bob)], { concurrency: 2 })
+      const a = yield* lk.connect(aliceGrant.url, aliceGrant.jwt)
+      const b = yield* lk.connect(bobGrant.url, bobGrant.jwt)
+
+      // 1.5 s of 880 Hz, stereo at 44.1 kHz, written as a real file.
+      const dir = yield* Effect.acquireRelease(
+        Effect.promise(() => mkdtemp(join(tmpdir(), "nodelivekit-"))),
+        (d) => Effect.promise(() => rm(d, { recursive: true, force: true }))
+      )
+      const path = join(dir, "tone.wav")
+      const samples = toneFrame({ toneHz: 880, sampleRate: 44_100, channels: 2, samplesPerChannel: 66_150, offset: 0, amplitude: 0.4 })
+      yield* Effect.promise(() => writeFile(path, encodeWav({ samples, sampleRate: 44_100, channels: 2 })))
+
+      const published = yield* a.publishAudio({ _tag: "Wav", path, loop: false }, { name: "wav" })
+      const loud = yield* b.remoteAudio({ participant: a.identity }).pipe(
+        Stream.filter((f) => !isSilent(f.samples)),
+        Stream.take(10),
+        Stream.runCollect,
+        Effect.timeout("20 seconds")
+      )
+      assert.strictEqual(loud.length, 10)
+      yield* published.done.pipe(Effect.timeout("20 seconds"))
+      // 1.5 s in 10 ms frames.
+      assert.strictEqual(yield* published.framesSent, 150)
+
+      const reason = yield* a.disconnectReasons.pipe(Stream.runHead, Effect.fork)
+      yield* Effect.sleep("100 millis")
+      yield* a.disconnect
+      assert.deepStrictEqual(yield* reason.pipe(Effect.timeout("5 seconds")), Option.some("ClientInitiated"))
     }))
 
   it.scoped("NodeLiveKit.connection follows the open connection", () =>
