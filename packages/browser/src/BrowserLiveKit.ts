@@ -363,7 +363,8 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           identity: room.localParticipant.identity,
           roomName: room.name,
           connectionState: SubscriptionRef.get(states),
-          connectionStates: states.changes,
+          // `refresh` runs on many events; report a state once, not once per event.
+          connectionStates: Stream.changes(states.changes),
           remoteParticipants: SubscriptionRef.get(participants),
           remoteParticipantsChanges: participants.changes,
           disconnectReasons: Stream.fromPubSub(reasons),
