@@ -14,8 +14,11 @@ export const UserId = Schema.String.pipe(
 )
 export type UserId = typeof UserId.Type
 
+// Room versions up to 11 carry the server (`!opaque:server`); from room version 12
+// (MSC4291) the id is the hash of the create event, `!` + 43 unpadded url-safe
+// base64 chars, with no server part. Synapse 1.163 creates v12 rooms by default.
 export const RoomId = Schema.String.pipe(
-  Schema.pattern(new RegExp(String.raw`^![^:\s]+:${serverName}$`)),
+  Schema.pattern(new RegExp(String.raw`^!(?:[^:\s]+:${serverName}|[A-Za-z0-9_-]{43})$`)),
   Schema.maxLength(255),
   Schema.brand("RoomId")
 )
