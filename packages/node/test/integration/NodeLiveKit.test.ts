@@ -123,13 +123,13 @@ layer(NodeLiveKit.layer(), { timeout: "90 seconds", excludeTestServices: true })
       const a = yield* lk.connect(aliceGrant.url, aliceGrant.jwt)
       const b = yield* lk.connect(bobGrant.url, bobGrant.jwt)
 
-      // 1.5 s of 880 Hz, stereo at 44.1 kHz, written as a real file.
+      // 3 s of 880 Hz, stereo at 44.1 kHz, written as a real file (long enough to outlast the subscription).
       const dir = yield* Effect.acquireRelease(
         Effect.promise(() => mkdtemp(join(tmpdir(), "nodelivekit-"))),
         (d) => Effect.promise(() => rm(d, { recursive: true, force: true }))
       )
       const path = join(dir, "tone.wav")
-      const samples = toneFrame({ toneHz: 880, sampleRate: 44_100, channels: 2, samplesPerChannel: 66_150, offset: 0, amplitude: 0.4 })
+      const samples = toneFrame({ toneHz: 880, sampleRate: 44_100, channels: 2, samplesPerChannel: 132_300, offset: 0, amplitude: 0.4 })
       yield* Effect.promise(() => writeFile(path, encodeWav({ samples, sampleRate: 44_100, channels: 2 })))
 
       const published = yield* a.publishAudio({ _tag: "Wav", path, loop: false }, { name: "wav" })
@@ -141,8 +141,8 @@ layer(NodeLiveKit.layer(), { timeout: "90 seconds", excludeTestServices: true })
       )
       assert.strictEqual(loud.length, 10)
       yield* published.done.pipe(Effect.timeout("20 seconds"))
-      // 1.5 s in 10 ms frames.
-      assert.strictEqual(yield* published.framesSent, 150)
+      // 3 s in 10 ms frames.
+      assert.strictEqual(yield* published.framesSent, 300)
 
       const reason = yield* a.disconnectReasons.pipe(Stream.runHead, Effect.fork)
       yield* Effect.sleep("100 millis")
