@@ -393,7 +393,12 @@ describe("fault injection: interruption at each step of the join", () => {
         const p = proxies[proxy]
         p.addFault({ ...match, action: { kind: "hang" } })
         const fiber = ours.forkJoin()
-        await p.waitForRequest(match, { timeoutMs: 20_000 })
+        // The step is reached, or the join ended before it (then say how).
+        const ended = ours.run(Fiber.await(fiber)).then((exit) => {
+          throw new Error(`the join ended before reaching ${step}: ${Exit.isSuccess(exit) ? "joined" : describeError(failureOf(exit))}`)
+        })
+        await Promise.race([p.waitForRequest(match, { timeoutMs: 20_000 }), ended])
+        ended.catch(() => undefined)
         // Let the cleanup's own requests through; the held request stays held.
         proxies.clearFaults()
         const t0 = Date.now()
