@@ -1,9 +1,11 @@
 /**
  * matrix-js-sdk logging routed into Effect's logger, so the app's logger and
  * level decide what is shown (the SDK's own default prints debug lines to the
- * console). SDK `info` is chatty (sync state, request lines), so it lands at
- * Debug; `warn`/`error` keep their level. Every argument is scrubbed of
- * credentials before it is logged.
+ * console). The SDK is chatty even at `warn` (e.g. "Adding default global
+ * override push rule" on every start), and every failure that matters reaches
+ * the caller as a typed `MatrixError`, so its lines are diagnostics: trace at
+ * Trace, debug/info/warn at Debug, error at Warning. Every argument is scrubbed
+ * of credentials before it is logged.
  */
 import { Effect, LogLevel, Runtime } from "effect"
 import type { Logger } from "matrix-js-sdk/lib/logger.js"
@@ -31,8 +33,8 @@ export const make = (runtime: Runtime.Runtime<never>, namespace = "matrix-js-sdk
     trace: at(LogLevel.Trace),
     debug: at(LogLevel.Debug),
     info: at(LogLevel.Debug),
-    warn: at(LogLevel.Warning),
-    error: at(LogLevel.Error),
+    warn: at(LogLevel.Debug),
+    error: at(LogLevel.Warning),
     getChild: (child) => make(runtime, `${namespace} ${child}`)
   }
 }
