@@ -38,6 +38,8 @@ import {
   TrackSource
 } from "@livekit/rtc-node"
 import type { RemoteTrack, RemoteTrackPublication, RemoteParticipant as LkRemoteParticipant } from "@livekit/rtc-node"
+import { createRequire } from "node:module"
+import { dirname, join } from "node:path"
 import type { Scope } from "effect"
 import {
   Context,
@@ -144,6 +146,12 @@ export interface NodeLiveKitOptions {
   readonly disconnectTimeoutMs?: number | undefined
   /** Subscribe to remote tracks automatically (needed for `remoteAudio`). Default true. */
   readonly autoSubscribe?: boolean | undefined
+  /**
+   * Level of rtc-node's own logger (pino, JSON lines on **stdout**). rtc-node sets it to
+   * `debug` unless NODE_ENV=production, which would mix JSON log lines into a CLI's
+   * stdout. Process-wide, like the native runtime. Default "warn"; "keep" leaves it alone.
+   */
+  readonly rtcLogLevel?: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent" | "keep" | undefined
 }
 
 // ---------------------------------------------------------------------------------------
@@ -243,6 +251,19 @@ const ffiRuntime = (disposeTimeout: Duration.DurationInput) =>
         )
       })
   )
+
+/**
+ * rtc-node does not export its logger, and its ESM entry re-exports the CJS build,
+ * so the logger module is reached through `require` by file name (the same cached
+ * instance rtc-node uses).
+ */
+const setRtcLogLevel = (level: string) =>
+  Effect.try(() => {
+    const require = createRequire(import.meta.url)
+    const logModule = join(dirname(require.resolve("@livekit/rtc-node")), "log.cjs")
+    const { log } = require(logModule) as { log?: { level: string } }
+    if (log !== undefined) log.level = level
+  }).pipe(Effect.catchAll((e) => Effect.logDebug("could not set rtc-node's log level", e)))
 
 // ---------------------------------------------------------------------------------------
 // Audio
@@ -551,6 +572,7 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
 export const layer = (options: NodeLiveKitOptions = {}): Layer.Layer<NodeLiveKit | LiveKit> =>
   Layer.scopedContext(
     Effect.gen(function* () {
+      if (options.rtcLogLevel !== "keep") yield* setRtcLogLevel(options.rtcLogLevel ?? "warn")
       yield* ffiRuntime(Duration.millis(options.disconnectTimeoutMs ?? 5000))
       const service = yield* make(options)
       return Context.make(NodeLiveKit, service).pipe(Context.add(LiveKit, service))
