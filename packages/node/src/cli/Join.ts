@@ -6,10 +6,9 @@
  * Leaving is core's: closing the join scope disconnects from the SFU first,
  * then ends the membership. `left` is printed only after that has finished.
  */
-import { Call, ConnectFailed } from "@matrixrtc-effect/core"
+import { Call, ConnectFailed, Ids } from "@matrixrtc-effect/core"
 import type {
   CallMember,
-  Ids,
   JwtFetchFailed,
   MatrixError,
   MembershipFailed,
@@ -47,7 +46,7 @@ const LEVEL_EVERY = Duration.seconds(1)
 
 export const run = (options: JoinOptions, out: Output): Effect.Effect<void, JoinError> =>
   Effect.gen(function*() {
-    const roomId = yield* Session.roomIdOf(options.roomId)
+    const roomId = yield* Ids.roomId(options.roomId)
     const services = NodeCall.layer({ matrix: Session.loginOptions(options.homeserver, options.credentials) }).pipe(
       Layer.mapError(Session.toNotAuthenticated)
     )

@@ -3,10 +3,10 @@
  * A homeserver that refuses the token or the password is `NotAuthenticated`
  * (exit 3); other homeserver failures stay `MatrixError`.
  */
-import { Ids, MatrixErrors, NotAuthenticated } from "@matrixrtc-effect/core"
+import { MatrixErrors, NotAuthenticated } from "@matrixrtc-effect/core"
 import type { MatrixClient, MatrixError } from "@matrixrtc-effect/core"
 import { layerLogin, type LoginOptions, type MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
-import { Effect, Layer, Option } from "effect"
+import { Layer, Option } from "effect"
 import type { Credentials } from "./Cli.ts"
 
 export const loginOptions = (homeserver: string, credentials: Credentials, sync = true): LoginOptions => {
@@ -43,15 +43,3 @@ export const layer = (
   credentials: Credentials
 ): Layer.Layer<MatrixClient | MatrixSdkClient, NotAuthenticated | MatrixError> =>
   layerLogin(loginOptions(homeserver, credentials)).pipe(Layer.mapError(toNotAuthenticated))
-
-
-/**
- * `--room` as a RoomId. Room version 12 ids (MSC4291: `!` and 43 unpadded
- * url-safe base64 characters, no server part) are accepted here too, because
- * core's `Ids.RoomId` does not accept them yet and the local stack creates v12 rooms.
- * TODO: drop the fallback once core's RoomId accepts v12 ids.
- */
-export const roomIdOf = (raw: string): Effect.Effect<Ids.RoomId, Ids.InvalidId> =>
-  Ids.roomId(raw).pipe(
-    Effect.catchTag("InvalidId", (e) => (/^![A-Za-z0-9_-]{43}$/.test(raw) ? Effect.succeed(raw as Ids.RoomId) : Effect.fail(e)))
-  )

@@ -2,8 +2,8 @@
  * `matrixrtc watch`: the room's call members as they change, without joining.
  * Runs until Ctrl-C/SIGTERM (or the client stops).
  */
-import { CallMembers, MatrixClient } from "@matrixrtc-effect/core"
-import type { CallMember, Ids, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
+import { CallMembers, Ids, MatrixClient } from "@matrixrtc-effect/core"
+import type { CallMember, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
 import { Effect, Stream } from "effect"
 import type { Credentials } from "./Cli.ts"
 import type { Output } from "./Output.ts"
@@ -18,7 +18,7 @@ export interface WatchOptions {
 
 export const run = (options: WatchOptions, out: Output): Effect.Effect<void, Ids.InvalidId | NotAuthenticated | MatrixError> =>
   Effect.gen(function*() {
-    const roomId = yield* Session.roomIdOf(options.roomId)
+    const roomId = yield* Ids.roomId(options.roomId)
     yield* watch(roomId, out).pipe(Effect.provide(Session.layer(options.homeserver, options.credentials)))
   })
 
