@@ -215,6 +215,12 @@ const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackI
 // ---------------------------------------------------------------------------
 // Scale: K concurrent calls, one process, no media
 
+interface PreviousResults {
+  readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples }
+  readonly scale: Array<ScaleResult>
+  readonly sections: { readonly join: unknown; readonly crash: unknown; readonly scale: unknown }
+}
+
 interface ScaleResult {
   readonly k: number
   readonly joined: number
@@ -229,6 +235,8 @@ interface ScaleResult {
   readonly windowS: number
   readonly leaveAllMs: number
   readonly ghostsAfterLeave: number
+  /** Memberships of the scale device in the K rooms at the end of the window (must be K). */
+  readonly membershipsAtEndOfWindow: number
 }
 
 const createRoom = async (stack: StackInfo, accessToken: string, name: string): Promise<string> => {
@@ -306,6 +314,9 @@ const scale = async (stack: StackInfo, user: StackInfo["users"][number]): Promis
       ).length
       const perMinPerCall = (n: number) => round((n / (wallMs / 60_000)) / k, 2)
       const cpuMs = (cpu.user + cpu.system) / 1000
+      let alive = 0
+      for (const r of rooms.slice(0, k)) alive += await callMembersInState(stack, admin.accessToken, r, creds.deviceId)
+      if (alive !== k) progress(`scale K=${k}: only ${alive} of ${k} memberships still published at the end of the window`)
       const l0 = performance.now()
       await Promise.all(calls.map((c) => c.leave()))
       const leaveAllMs = performance.now() - l0
@@ -324,7 +335,8 @@ const scale = async (stack: StackInfo, user: StackInfo["users"][number]): Promis
         cpuMsPerMinPerCall: round(cpuMs / (wallMs / 60_000) / k, 2),
         windowS,
         leaveAllMs: round(leaveAllMs, 0),
-        ghostsAfterLeave: ghosts
+        ghostsAfterLeave: ghosts,
+        membershipsAtEndOfWindow: alive
       }
       results.push(res)
       progress(`scale K=${k}: ${JSON.stringify(res)}`)
@@ -376,12 +388,33 @@ const main = async () => {
   }
 
   const s = (xs: Array<number> | undefined) => summarize(xs ?? [])
-  const ours = { ...emptySamples(), ...jl?.ours, crashMembership: cr?.ours.crashMembership ?? [], crashSfu: cr?.ours.crashSfu ?? [] }
-  const ref = {
-    ...emptySamples(),
-    ...jl?.reference,
-    crashMembership: cr?.reference.crashMembership ?? [],
-    crashSfu: cr?.reference.crashSfu ?? []
+  // Sections left out with --only keep the samples of the previous results.json, so that one
+  // section can be re-measured without redoing the others; `sections` says when each was taken.
+  const prevPath = join(benchDir, "results.json")
+  const prev = existsSync(prevPath) ? (JSON.parse(readFileSync(prevPath, "utf8")) as Partial<PreviousResults>) : {}
+  const now = new Date().toISOString()
+  const pick = (path: "ours" | "reference"): PathSamples => {
+    const old = { ...emptySamples(), ...prev.samples?.[path] }
+    const fresh = path === "ours" ? { j: jl?.ours, c: cr?.ours } : { j: jl?.reference, c: cr?.reference }
+    const j = fresh.j ?? old
+    const c = fresh.c ?? old
+    return {
+      join: j.join,
+      leave: j.leave,
+      joinReturn: j.joinReturn,
+      joinObserved: j.joinObserved,
+      crashMembership: c.crashMembership,
+      crashSfu: c.crashSfu,
+      failures: [...(fresh.j?.failures ?? []), ...(fresh.c?.failures ?? []), ...(fresh.j === undefined && fresh.c === undefined ? old.failures : [])]
+    }
+  }
+  const ours = pick("ours")
+  const ref = pick("reference")
+  if (sc.length === 0 && !only.has("scale")) sc = prev.scale ?? []
+  const sections = {
+    join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
+    crash: cr !== undefined ? { at: now, runs: crashRuns } : (prev.sections?.crash ?? null),
+    scale: only.has("scale") ? { at: now, ks, windowS } : (prev.sections?.scale ?? null)
   }
   const joinRatio = s(ours.join).median / s(ref.join).median
   const leaveRatio = s(ours.leave).median / s(ref.leave).median
@@ -398,10 +431,11 @@ const main = async () => {
   const ratio = (a: Summary, b: Summary) => (Number.isNaN(a.median / b.median) ? "n/a" : (a.median / b.median).toFixed(2))
   const header = ["metric", "ours median", "ours p95", "ref median", "ref p95", "ours/ref", "n"]
   const tableRows = rows.map(([name, o, r]) => [name, fmtMs(o.median), fmtMs(o.p95), fmtMs(r.median), fmtMs(r.p95), ratio(o, r), `${o.n}/${r.n}`])
-  const scaleHeader = ["K", "joined", "join all", "heap/call", "rss/call", "heartbeats/min/call", "refreshes/min/call", "other HS req/min/call", "CPU % of 1 core", "CPU ms/min/call", "ghosts"]
+  const scaleHeader = ["K", "joined", "alive at end", "join all", "heap/call", "rss/call", "heartbeats/min/call", "refreshes/min/call", "other HS req/min/call", "CPU % of 1 core", "CPU ms/min/call", "ghosts"]
   const scaleRows = sc.map((r) => [
     String(r.k),
     String(r.joined),
+    String(r.membershipsAtEndOfWindow ?? "n/a"),
     fmtMs(r.joinAllMs),
     `${r.heapPerCallKiB} KiB`,
     `${r.rssPerCallKiB} KiB`,
@@ -418,6 +452,7 @@ const main = async () => {
     generatedAt: new Date().toISOString(),
     machine: m,
     options: { quick, runs, crashRuns, ks, windowS, only: [...only] },
+    sections,
     config: {
       ours: { delayedLeaveMs: OUR_DELAY_MS, heartbeatMs: 5_000 },
       reference: { delayedLeaveMs: EC_DELAYED_LEAVE_MS, heartbeatMs: 5_000, matrixJsSdk: "43.0.0", liveKit: "@livekit/rtc-node 1.1.0" }

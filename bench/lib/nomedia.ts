@@ -31,10 +31,11 @@ export const noMediaLiveKit: Layer.Layer<LiveKit> = Layer.succeed(
           identity,
           roomName: room,
           connectionState: Effect.succeed<ConnectionState>("connected"),
-          connectionStates: Stream.make<[ConnectionState]>("connected"),
+          // The current state, then nothing: a stream that ended would mean "the SFU connection ended".
+          connectionStates: Stream.concat(Stream.make<[ConnectionState]>("connected"), Stream.never),
           remoteParticipants: Effect.succeed<ReadonlyArray<RemoteParticipant>>([]),
-          remoteParticipantsChanges: Stream.make<[ReadonlyArray<RemoteParticipant>]>([]),
-          disconnectReasons: Stream.empty,
+          remoteParticipantsChanges: Stream.concat(Stream.make<[ReadonlyArray<RemoteParticipant>]>([]), Stream.never),
+          disconnectReasons: Stream.never,
           disconnect: Effect.void
         }
       })
