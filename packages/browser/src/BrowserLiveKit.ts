@@ -15,7 +15,7 @@
  */
 import type { Scope } from "effect"
 import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Schema, Stream, SubscriptionRef } from "effect"
-import { ConnectFailed, LiveKit } from "@matrixrtc-effect/core"
+import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit } from "@matrixrtc-effect/core"
 import type {
   ConnectionState,
   ConnectOptions,
@@ -151,29 +151,8 @@ export const connectionStateOf = (s: LkConnectionState): ConnectionState => {
   }
 }
 
-export const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason => {
-  switch (r) {
-    case LkDisconnectReason.CLIENT_INITIATED:
-      return "ClientInitiated"
-    case LkDisconnectReason.DUPLICATE_IDENTITY:
-      return "DuplicateIdentity"
-    case LkDisconnectReason.SERVER_SHUTDOWN:
-      return "ServerShutdown"
-    case LkDisconnectReason.PARTICIPANT_REMOVED:
-      return "ParticipantRemoved"
-    case LkDisconnectReason.ROOM_DELETED:
-    case LkDisconnectReason.ROOM_CLOSED:
-      return "RoomDeleted"
-    case LkDisconnectReason.STATE_MISMATCH:
-      return "StateMismatch"
-    case LkDisconnectReason.JOIN_FAILURE:
-      return "JoinFailure"
-    case LkDisconnectReason.SIGNAL_CLOSE:
-      return "SignalClosed"
-    default:
-      return "Unknown"
-  }
-}
+export const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason =>
+  disconnectReasonFromProtocolName(r === undefined ? undefined : LkDisconnectReason[r])
 
 /**
  * livekit-client reports a refused join as `NotAllowed` with the HTTP status of

@@ -60,3 +60,24 @@ export interface LiveKitService {
 }
 
 export class LiveKit extends Context.Tag("@matrixrtc-effect/core/LiveKit")<LiveKit, LiveKitService>() {}
+
+const disconnectReasonByProtocolName: Readonly<Record<string, DisconnectReason>> = {
+  CLIENT_INITIATED: "ClientInitiated",
+  DUPLICATE_IDENTITY: "DuplicateIdentity",
+  SERVER_SHUTDOWN: "ServerShutdown",
+  PARTICIPANT_REMOVED: "ParticipantRemoved",
+  ROOM_DELETED: "RoomDeleted",
+  ROOM_CLOSED: "RoomDeleted",
+  STATE_MISMATCH: "StateMismatch",
+  JOIN_FAILURE: "JoinFailure",
+  SIGNAL_CLOSE: "SignalClosed"
+}
+
+/**
+ * Maps a LiveKit protocol `DisconnectReason` by its enum *name*. livekit-client
+ * and @livekit/rtc-node each ship their own generated copy of that enum, but
+ * both keep the protocol's names, so adapters pass `Enum[value]` here and
+ * share one mapping.
+ */
+export const disconnectReasonFromProtocolName = (name: string | undefined): DisconnectReason =>
+  (name !== undefined ? disconnectReasonByProtocolName[name] : undefined) ?? "Unknown"

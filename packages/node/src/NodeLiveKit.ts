@@ -14,7 +14,7 @@
  * ICE servers are never configured here: rtc-node then uses the ones the SFU
  * sends in its join response, which the local stack limits to a loopback dummy.
  */
-import { ConnectFailed, LiveKit } from "@matrixrtc-effect/core"
+import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit } from "@matrixrtc-effect/core"
 import type {
   ConnectionState,
   ConnectOptions,
@@ -157,29 +157,8 @@ export interface NodeLiveKitOptions {
 // ---------------------------------------------------------------------------------------
 // SDK → port mapping
 
-const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason => {
-  switch (r) {
-    case LkDisconnectReason.CLIENT_INITIATED:
-      return "ClientInitiated"
-    case LkDisconnectReason.DUPLICATE_IDENTITY:
-      return "DuplicateIdentity"
-    case LkDisconnectReason.SERVER_SHUTDOWN:
-      return "ServerShutdown"
-    case LkDisconnectReason.PARTICIPANT_REMOVED:
-      return "ParticipantRemoved"
-    case LkDisconnectReason.ROOM_DELETED:
-    case LkDisconnectReason.ROOM_CLOSED:
-      return "RoomDeleted"
-    case LkDisconnectReason.STATE_MISMATCH:
-      return "StateMismatch"
-    case LkDisconnectReason.JOIN_FAILURE:
-      return "JoinFailure"
-    case LkDisconnectReason.SIGNAL_CLOSE:
-      return "SignalClosed"
-    default:
-      return "Unknown"
-  }
-}
+const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason =>
+  disconnectReasonFromProtocolName(r === undefined ? undefined : LkDisconnectReason[r])
 
 const trackKindOf = (k: TrackKind | undefined): "audio" | "video" | "data" =>
   k === TrackKind.KIND_AUDIO ? "audio" : k === TrackKind.KIND_VIDEO ? "video" : "data"
