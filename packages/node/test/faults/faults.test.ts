@@ -350,6 +350,12 @@ describe("fault injection: LiveKit", () => {
       )
       log(`  ${name}: states ${states.seen.join(" → ")}${gaveUp ? "" : " (rtc-node still reconnecting after 45 s)"}`)
       await states.stop()
+      if (gaveUp) {
+        // The library ends the call by itself once the SFU connection is gone for good.
+        const end = await ours.run(Effect.timeoutFail(call.ended, { duration: "15 seconds", onTimeout: () => new Error("call.ended did not complete") }))
+        expect(end).toBe("SfuDisconnected")
+        await e.observer.waitMember(creds.userId, creds.deviceId, false, 5_000)
+      }
       await ours.leave()
       await assertClean(e, creds, name, { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 45_000 })
     })
