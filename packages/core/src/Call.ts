@@ -128,11 +128,12 @@ export const join: (
   }
   yield* Effect.annotateCurrentSpan({ roomId, dialect })
 
-  // 1. session
-  const session = yield* authenticate(mx)
-
-  // 2. OpenID token ∥ auth-service discovery (∥ the facts the membership needs)
-  const [openId, serviceUrl, support, roomVersion] = yield* Effect.all([
+  // 1. session (local), 2. token check ∥ OpenID token ∥ auth-service discovery ∥ the facts the membership
+  // needs. whoami runs beside the rest rather than before it: a dead token fails the OpenID request the same
+  // way, and both say NotAuthenticated, so checking first would only add a round trip to the join.
+  const session = yield* currentSession(mx)
+  const [, openId, serviceUrl, support, roomVersion] = yield* Effect.all([
+    checkToken(mx),
     openIdToken(mx),
     Discovery.discoverAuthService({ configuredUrl: options.authServiceUrl }).pipe(
       Effect.map((d) => d.livekitServiceUrl),
@@ -150,10 +151,7 @@ export const join: (
     )
   }
 
-  // 3. JWT
-  const grant = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)
-
-  // 4. membership ∥ SFU connect, with cleanup registered first
+  // 3. JWT ∥ the delayed leave, then 4. membership ∥ SFU connect; cleanup is registered before any of it
   const stateKey = dialect === "session"
     ? Membership.sessionStateKey(session.userId, session.deviceId, roomVersion)
     : undefined
@@ -205,6 +203,18 @@ export const join: (
     )
   const [leaveOnce, leaveWhenDisconnected] = yield* once(endWith("Left"), endWith("SfuDisconnected"))
   yield* Effect.addFinalizer(() => leaveOnce)
+
+  // The delayed leave (`{}` after the delay) is invisible to peers, so it can be scheduled while the JWT is
+  // fetched; the membership itself is only sent once the JWT is in hand (as Element Call does), so a failing
+  // auth service never advertises a member without media.
+  // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
+  // may already have accepted, or the cleanup would not know the delay id to cancel.
+  const [jwt, armed] = yield* Effect.all([
+    Effect.either(fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)),
+    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
+  ], { concurrency: "unbounded" })
+  const grant = yield* jwt
+  yield* armed
 
   const connect = lk.connect(grant.url, grant.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
     Scope.extend(connScope),
@@ -274,26 +284,31 @@ export const join: (
 // Steps
 // ---------------------------------------------------------------------------
 
-const authenticate = (mx: MatrixClientService) =>
-  Effect.gen(function*() {
-    const session = yield* mx.session
-    if (Option.isNone(session)) return yield* Effect.fail(new NotAuthenticated({ reason: "NoSession" }))
-    yield* mx.whoami.pipe(
-      Effect.catchTag("MatrixError", (e) =>
-        isTokenRejected(e)
-          ? Effect.fail(
-            new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
-          )
-          // Not a verdict on the token (network, 5xx): the OpenID request will tell.
-          : Effect.logWarning("whoami failed; going on", e.message))
-    )
-    return session.value
-  }).pipe(Effect.withSpan("MatrixRTC.authenticate"))
+const currentSession = (mx: MatrixClientService) =>
+  Effect.flatMap(mx.session, Option.match({
+    onNone: () => Effect.fail(new NotAuthenticated({ reason: "NoSession" })),
+    onSome: Effect.succeed
+  }))
+
+const tokenRejected = (e: MatrixError) =>
+  new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+
+const checkToken = (mx: MatrixClientService) =>
+  mx.whoami.pipe(
+    Effect.catchTag("MatrixError", (e) =>
+      isTokenRejected(e)
+        ? Effect.fail(tokenRejected(e))
+        // Not a verdict on the token (network, 5xx): the OpenID request will tell.
+        : Effect.logWarning("whoami failed; going on", e.message)),
+    Effect.withSpan("MatrixRTC.authenticate")
+  )
 
 const openIdToken = (mx: MatrixClientService) =>
   withMatrixRetry(mx.requestOpenIdToken).pipe(
     Effect.mapError((e) =>
-      new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+      isTokenRejected(e)
+        ? tokenRejected(e)
+        : new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
     ),
     Effect.withSpan("MatrixRTC.openId")
   )
@@ -343,7 +358,9 @@ const refreshEveryMs = (dialect: Dialect, expiryMs: number) => {
 // ---------------------------------------------------------------------------
 
 interface MembershipOps {
-  /** Delayed leave (if supported), then the membership. */
+  /** Schedules the delayed leave (if supported); it is sent ahead of the membership it will end. */
+  readonly arm: Effect.Effect<void, MembershipFailed>
+  /** The membership (after `arm`). */
   readonly publish: Effect.Effect<void, MembershipFailed>
   readonly heartbeat: Effect.Effect<void>
   readonly refresh: (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) => Effect.Effect<void>
@@ -440,12 +457,11 @@ const makeMembershipOps = (
     yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId }))
   })
 
+  const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toMembershipFailed))
+
   const publish = lock.withPermits(1)(
-    Effect.gen(function*() {
-      yield* armLeave
-      yield* send((yield* SubscriptionRef.get(own)).content)
-    }).pipe(Effect.mapError(toMembershipFailed))
-  )
+    Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
+  ).pipe(Effect.mapError(toMembershipFailed))
 
   const heartbeat = lock.withPermits(1)(
     Effect.gen(function*() {
@@ -537,7 +553,7 @@ const makeMembershipOps = (
         )
     })
 
-  return { publish, heartbeat, refresh, republish, observedOwn, end }
+  return { arm, publish, heartbeat, refresh, republish, observedOwn, end }
 }
 
 /** Folds the room's membership events into `members`; re-publishes ours if someone else's event removed it. */

@@ -5,7 +5,7 @@ import * as Testing from "../src/testing/index.ts"
 import { aliceKey, assertBefore, assertNothingLeft, awaitLog, entries, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 describe("join", () => {
-  it.scoped("happy path: whoami, OpenID, JWT, delayed leave + membership ∥ connect; leave disconnects first", () =>
+  it.scoped("happy path: whoami ∥ OpenID, JWT ∥ delayed leave, membership ∥ connect; leave disconnects first", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
       const sfu = yield* TestLiveKit.TestLiveKit
@@ -24,12 +24,15 @@ describe("join", () => {
       const log = yield* ops
       // the facts read in parallel with the OpenID request
       for (const op of ["transports", "serverSupport", "roomVersion"]) assertBefore(log, `homeserver:${op}`, "auth:sfuGet")
+      // the critical path: OpenID → JWT → SFU connect; the delayed leave is scheduled beside the JWT fetch
       assert.deepStrictEqual(
-        log.filter((o) => !/transports|serverSupport|roomVersion/.test(o)).slice(0, 4),
+        log.filter((o) => !/transports|serverSupport|roomVersion|scheduleDelayed/.test(o)).slice(0, 4),
         ["homeserver:whoami", "homeserver:openid", "auth:sfuGet", "sfu:connect"]
       )
+      assertBefore(log, "homeserver:roomVersion", "homeserver:scheduleDelayed")
       assertBefore(log, "homeserver:scheduleDelayed", "homeserver:sendState")
-      assertBefore(log, "auth:sfuGet", "homeserver:scheduleDelayed")
+      // the membership is only advertised once the JWT is in hand (as Element Call does)
+      assertBefore(log, "auth:sfuGet", "homeserver:sendState")
 
       const members = yield* call.currentMembers
       assert.deepStrictEqual(members.map((m) => m.rtcBackendIdentity), ["@alice:example.org:ALICEDEVICE"])

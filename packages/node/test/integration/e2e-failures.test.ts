@@ -2,7 +2,7 @@
 // the error is printed as JSON, and nothing is left behind (no membership, no
 // SFU participant). Stopped services are restarted when each test ends.
 import { LIVEKIT_PORT, type ServiceName, startService, stopService } from "@matrixrtc-effect/devstack"
-import { startFaultProxy } from "../faults/faultProxy.ts"
+import { startFaultProxy } from "@matrixrtc-effect/devstack/fault-proxy"
 import { Effect } from "effect"
 import { LiveKitNaming, Membership } from "@matrixrtc-effect/core"
 import { assert, describe, it } from "@effect/vitest"

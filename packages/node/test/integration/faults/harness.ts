@@ -14,7 +14,7 @@ import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/dev
 import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import { RoomServiceClient } from "livekit-server-sdk"
-import { type FaultProxy, startFaultProxy } from "./faultProxy.ts"
+import { type FaultProxy, startFaultProxy } from "@matrixrtc-effect/devstack/fault-proxy"
 import { type RoomObserver, startRoomObserver } from "./observer.ts"
 
 // ---------------------------------------------------------------------------

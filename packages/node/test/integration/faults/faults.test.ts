@@ -11,8 +11,7 @@
  * participants` at the end.
  *
  * It stops and restarts stack services, so it must not run next to other real-stack
- * tests: it runs only in the `integration` (files one at a time) or `faults` vitest
- * project, or when MATRIXRTC_FAULTS=1 is set; elsewhere it is skipped.
+ * tests: it lives in the root `integration` project, whose files run one at a time.
  */
 import type { Call } from "@matrixrtc-effect/core"
 import { startService, stopService } from "@matrixrtc-effect/devstack"
@@ -20,7 +19,7 @@ import { Effect, Exit, Fiber, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as readline from "node:readline"
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   assertClean,
   DELAY_MS,
@@ -40,8 +39,6 @@ import {
   withScenario
 } from "./harness.ts"
 
-const enabledProjects = new Set(["integration", "faults"])
-const enabled = (ctx: TestContext) => process.env["MATRIXRTC_FAULTS"] === "1" || enabledProjects.has(ctx.task.file.projectName ?? "")
 
 let env: Env | undefined
 const log = (line: string) => {
@@ -67,27 +64,22 @@ const quiet = () => {
 }
 const loud = () => Object.assign(console, original)
 
-beforeAll(async (suite) => {
-  const project = (suite as { file?: { projectName?: string } }).file?.projectName ?? ""
-  if (process.env["MATRIXRTC_FAULTS"] !== "1" && !enabledProjects.has(project)) return
+beforeAll(async () => {
   quiet()
   env = await setupEnv()
 }, 120_000)
 
 afterAll(async () => {
-  if (env === undefined) {
-    console.log("[faults] skipped: runs in the `integration`/`faults` vitest project or with MATRIXRTC_FAULTS=1")
-    return
-  }
+  if (env === undefined) return
   await teardownEnv(env)
   loud()
   console.log([...tally.lines, summaryLine()].join("\n"))
 }, 60_000)
 
-/** A scenario: skipped outside the fault projects; fails on any ghost or leak. */
+/** A scenario: fails on its own assertions, and on any ghost or leak. */
 const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void>) =>
-  it(name, async (ctx) => {
-    if (!enabled(ctx) || env === undefined) return ctx.skip()
+  it(name, async () => {
+    if (env === undefined) throw new Error("the fault-injection environment did not start (see beforeAll)")
     chatter = []
     try {
       await f(env)
