@@ -132,26 +132,35 @@ export const join: (
   // needs. whoami runs beside the rest rather than before it: a dead token fails the OpenID request the same
   // way, and both say NotAuthenticated, so checking first would only add a round trip to the join.
   const session = yield* currentSession(mx)
-  const [, openId, serviceUrl, support, roomVersion] = yield* Effect.all([
+  const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
+  // Only the membership needs these, so they must not hold up the JWT (a child fiber: interrupted with the join).
+  const membershipFacts = yield* Effect.all([
+    serverSupport(mx),
+    dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
+  ], { concurrency: "unbounded" }).pipe(Effect.fork)
+  const [, openId, serviceUrl] = yield* Effect.all([
     checkToken(mx),
     openIdToken(mx),
     Discovery.discoverAuthService({ configuredUrl: options.authServiceUrl }).pipe(
       Effect.map((d) => d.livekitServiceUrl),
       Effect.provideService(MatrixClient, mx),
       Effect.withSpan("MatrixRTC.discover")
-    ),
-    serverSupport(mx),
-    dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
+    )
   ], { concurrency: "unbounded" })
 
-  const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
+  // 3. the JWT starts now; the delayed leave is scheduled beside it below, once cleanup is in place
+  const jwtFiber = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId).pipe(
+    Effect.either,
+    Effect.fork
+  )
+  const [support, roomVersion] = yield* Fiber.join(membershipFacts)
   if (dialect === "sticky" && !support.stickyEvents) {
     return yield* Effect.fail(
       new MembershipFailed({ reason: "Rejected", error: "the homeserver does not support sticky events (org.matrix.msc4354)" })
     )
   }
 
-  // 3. JWT ∥ the delayed leave, then 4. membership ∥ SFU connect; cleanup is registered before any of it
+  // the delayed leave ∥ the JWT, then 4. membership ∥ SFU connect; cleanup is registered before any of it
   const stateKey = dialect === "session"
     ? Membership.sessionStateKey(session.userId, session.deviceId, roomVersion)
     : undefined
@@ -210,7 +219,7 @@ export const join: (
   // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
   // may already have accepted, or the cleanup would not know the delay id to cancel.
   const [jwt, armed] = yield* Effect.all([
-    Effect.either(fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)),
+    Fiber.join(jwtFiber),
     Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
   ], { concurrency: "unbounded" })
   const grant = yield* jwt
