@@ -224,6 +224,18 @@ export const join: (
   ], { concurrency: "unbounded" })
   const grant = yield* jwt
   yield* armed
+  if (support.delayedEvents) {
+    // From the moment the delayed leave exists, not once the join is done: an SFU connect slower than the
+    // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay;
+    // the restarts share the membership lock, so they never race the publish.
+    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
+    yield* m.heartbeat.pipe(
+      Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkIn(bgScope)
+    )
+  }
 
   const connect = lk.connect(grant.url, grant.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
     Scope.extend(connScope),
@@ -245,17 +257,6 @@ export const join: (
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
-  if (support.delayedEvents) {
-    // The first restart right away doubles as a check that writing the state did not cancel the delayed
-    // leave (older Synapse). Then every heartbeatMs, but well inside the delay if the server capped it.
-    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
-    yield* m.heartbeat.pipe(
-      Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
-      Effect.forever,
-      Effect.interruptible,
-      Effect.forkIn(bgScope)
-    )
-  }
   // The SFU connection ended without us: end the membership too. In a daemon, because the leave closes bgScope,
   // which would otherwise interrupt the very fiber running it.
   yield* connection.connectionStates.pipe(

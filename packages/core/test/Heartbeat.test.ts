@@ -4,7 +4,7 @@ import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
-import { aliceKey, awaitLog, entries, memberContent, roomId, settle, TestHomeserver } from "./utils.ts"
+import { aliceKey, awaitLog, entries, memberContent, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 const { fail, hang } = Testing.TestCallLog
 
@@ -32,6 +32,23 @@ describe("heartbeat", () => {
       yield* TestClock.adjust(60_000)
       assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
       assert.strictEqual((yield* hs.scheduledDelayedEvents)[0]?.dueAt, 80_000 + 8000)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("an SFU connect slower than the delay: the heartbeat already runs, the membership never drops", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const sfu = yield* TestLiveKit.TestLiveKit
+      yield* sfu.injectFault("connect", Testing.TestCallLog.delay(12_000))
+      const fiber = yield* Effect.fork(Call.join(roomId))
+      // The membership is written while the connect is still going; the 8 s delayed leave must not fire.
+      for (let t = 1_000; t <= 11_000; t += 1_000) {
+        yield* TestClock.adjust(1_000)
+        assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1, `membership gone at ${t} ms, mid-join`)
+      }
+      assert.isTrue((yield* restartTimes).some((at) => at > 0 && at < 12_000))
+      yield* TestClock.adjust(2_000)
+      yield* Fiber.join(fiber)
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
   it.scoped("404 on restart → a new delayed leave is scheduled", () =>

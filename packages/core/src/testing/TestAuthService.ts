@@ -76,7 +76,9 @@ export const make = (options: TestAuthServiceOptions = {}) =>
         if (baseUrl.replace(/\/+$/, "") !== url) {
           return yield* Effect.fail(new JwtFetchFailed({ reason: "Unreachable", endpoint }))
         }
-        const fault = yield* faults.take(op)
+        const taken = yield* faults.take(op)
+        if (taken?._tag === "Delay") yield* Effect.sleep(taken.ms)
+        const fault = taken?._tag === "Delay" ? undefined : taken
         if (fault?._tag === "Hang") {
           yield* log.append({ actor: "auth", op, roomId, detail: "fault hang" })
           return yield* Effect.never

@@ -61,9 +61,12 @@ export type Fault =
     readonly retryAfterMs?: number | undefined
   }
   | { readonly _tag: "Hang" }
+  /** The operation takes `ms` (on the Effect clock) and then goes ahead normally. */
+  | { readonly _tag: "Delay"; readonly ms: number }
 
 export const fail = (f: Omit<Extract<Fault, { _tag: "Fail" }>, "_tag"> = {}): Fault => ({ _tag: "Fail", ...f })
 export const hang: Fault = { _tag: "Hang" }
+export const delay = (ms: number): Fault => ({ _tag: "Delay", ms })
 
 /** A per-operation queue of faults; each call of the operation consumes one. */
 export interface FaultQueue<Op extends string> {

@@ -191,6 +191,7 @@ export const make = (
     const faulted = (op: HomeserverOp, who: string, roomId?: string, stateKey?: string) =>
       Effect.flatMap(faults.take(op), (fault) => {
         if (fault === undefined) return Effect.void
+        if (fault._tag === "Delay") return Effect.sleep(fault.ms)
         if (fault._tag === "Hang") {
           return Effect.zipRight(log.append({ actor: "homeserver", op, roomId, stateKey, who, detail: "fault hang" }), Effect.never)
         }

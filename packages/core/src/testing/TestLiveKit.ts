@@ -87,7 +87,9 @@ export const make = Effect.gen(function*() {
       const who = Option.getOrUndefined(Option.map(claims, (c) => c.identity))
       const room = Option.getOrUndefined(Option.map(claims, (c) => c.room))
       yield* log.append({ actor: "sfu", op: "connect", roomId: room, who })
-      const fault = yield* faults.take("connect")
+      const taken = yield* faults.take("connect")
+      if (taken?._tag === "Delay") yield* Effect.sleep(taken.ms)
+      const fault = taken?._tag === "Delay" ? undefined : taken
       if (fault?._tag === "Hang") return yield* Effect.never
       if (fault) {
         yield* log.append({ actor: "sfu", op: "connect", roomId: room, who, detail: describeFault(fault) })
