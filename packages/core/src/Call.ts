@@ -226,11 +226,12 @@ export const join: (
   yield* armed
   if (support.delayedEvents) {
     // From the moment the delayed leave exists, not once the join is done: an SFU connect slower than the
-    // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay;
-    // the restarts share the membership lock, so they never race the publish.
+    // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay.
+    // The first restart waits a period too: restarts share the membership lock, and one at once would hold
+    // the membership send back by a round trip.
     const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
-    yield* m.heartbeat.pipe(
-      Effect.zipRight(Effect.flatMap(period, (ms) => Effect.sleep(ms))),
+    yield* Effect.flatMap(period, (ms) => Effect.sleep(ms)).pipe(
+      Effect.zipRight(m.heartbeat),
       Effect.forever,
       Effect.interruptible,
       Effect.forkIn(bgScope)
