@@ -410,6 +410,15 @@ const main = async () => {
   }
   const ours = pick("ours")
   const ref = pick("reference")
+  const summaryOf = (p: PathSamples) => ({
+    join: sum(s(p.join)),
+    joinReturn: sum(s(p.joinReturn)),
+    joinObserved: sum(s(p.joinObserved)),
+    leave: sum(s(p.leave)),
+    crashToAbsence: sum(s(p.crashMembership)),
+    crashToSfuAbsence: sum(s(p.crashSfu)),
+    failures: p.failures
+  })
   if (sc.length === 0 && !only.has("scale")) sc = prev.scale ?? []
   const sections = {
     join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
@@ -461,24 +470,8 @@ const main = async () => {
     leaveRatio: Number.isNaN(leaveRatio) ? null : round(leaveRatio, 3),
     crashRatio: Number.isNaN(crashRatio) ? null : round(crashRatio, 3),
     goal: { joinRatioAtMost: 0.6 },
-    ours: {
-      join: sum(s(ours.join)),
-      joinReturn: sum(s(ours.joinReturn)),
-      joinObserved: sum(s(ours.joinObserved)),
-      leave: sum(s(ours.leave)),
-      crashToAbsence: sum(s(ours.crashMembership)),
-      crashToSfuAbsence: sum(s(ours.crashSfu)),
-      failures: ours.failures
-    },
-    reference: {
-      join: sum(s(ref.join)),
-      joinReturn: sum(s(ref.joinReturn)),
-      joinObserved: sum(s(ref.joinObserved)),
-      leave: sum(s(ref.leave)),
-      crashToAbsence: sum(s(ref.crashMembership)),
-      crashToSfuAbsence: sum(s(ref.crashSfu)),
-      failures: ref.failures
-    },
+    ours: summaryOf(ours),
+    reference: summaryOf(ref),
     samples: { ours, reference: ref },
     scale: sc
   }
