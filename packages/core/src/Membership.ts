@@ -11,7 +11,7 @@
 import { Data, Effect, Either, Option, ParseResult, Schema } from "effect"
 import type { CallMember, Transport } from "./CallMember.ts"
 import { UserId } from "./Ids.ts"
-import { liveKitIdentityHashed } from "./LiveKitNaming.ts"
+import { legacySlotId, liveKitIdentityHashed } from "./LiveKitNaming.ts"
 import type { RawCallEvent } from "./MatrixClient.ts"
 
 export const SessionEventType = "org.matrix.msc3401.call.member"
@@ -21,7 +21,8 @@ export const DefaultExpiresMs = 14_400_000
 /** What JS-SDK asks the server for, and the most it believes from one (`MAX_STICKY_DURATION_MS`). */
 export const StickyDurationMs = 3_600_000
 export const CallApplication = "m.call"
-export const RoomSlotId = "m.call#ROOM"
+// One definition: the auth service hashes the same slot into the LiveKit room name of `/sfu/get`.
+export const RoomSlotId = legacySlotId
 
 // ---------------------------------------------------------------------------
 // Writing
