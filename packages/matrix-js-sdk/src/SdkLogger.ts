@@ -7,10 +7,10 @@
  * Trace, debug/info/warn at Debug, error at Warning. Every argument is scrubbed
  * of credentials before it is logged.
  */
+import { scrubSecrets } from "@matrixrtc-effect/core"
 import { Effect, LogLevel, Runtime } from "effect"
 import type { Logger } from "matrix-js-sdk/lib/logger.js"
 import { logger as sdkRootLogger } from "matrix-js-sdk/lib/logger.js"
-import { scrubSecrets } from "./errors.ts"
 
 const text = (m: unknown): string => {
   if (typeof m === "string") return scrubSecrets(m)

@@ -5,30 +5,8 @@
  * (`layerFromClient`) may have loaded a different copy of matrix-js-sdk, and
  * then the classes are not ours.
  */
-import { MatrixError } from "@matrixrtc-effect/core"
+import { MatrixError, safeCause } from "@matrixrtc-effect/core"
 import { Predicate } from "effect"
-
-/**
- * Strips anything that looks like a credential from a text: `access_token=` query
- * parameters (LiveKit's signal URL carries the JWT that way, and SDK errors echo
- * URLs), bearer values, JWTs and Synapse `syt_` tokens.
- */
-export const scrubSecrets = (text: string): string =>
-  text
-    .replace(/(access_token=)[^&\s)"']+/gi, "$1<redacted>")
-    .replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]+/g, "$1<redacted>")
-    .replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g, "<redacted-jwt>")
-    .replace(/\bsyt_[A-Za-z0-9_]+/g, "<redacted-token>")
-
-/** Keeps the name and a scrubbed message of an SDK error, never the object (it can hold request URLs and headers). */
-export const safeCause = (e: unknown): Error => {
-  if (e instanceof Error) {
-    const out = new Error(scrubSecrets(e.message))
-    out.name = e.name
-    return out
-  }
-  return new Error(scrubSecrets(String(e)))
-}
 
 const numberField = (o: unknown, key: string): number | undefined =>
   Predicate.hasProperty(o, key) && typeof o[key] === "number" && Number.isFinite(o[key]) ? o[key] : undefined
