@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --runs N --crash-runs N --k 10,50,100 --window-s 60 --only join,crash,scale]`
+ * `npm run bench [-- --quick] [-- --runs N --crash-runs N --k 10,50,100 --window-s 60 --rtt-ms 50 --only join,wan,crash,scale]`
  *
  * Our path vs the reference path (Element Call's flow on matrix-js-sdk, see
  * lib/reference.ts), side by side in one run on the local stack:
@@ -7,6 +7,9 @@
  *     client, via sync) sees the membership;
  *   - leave latency: leave() → the observer sees the membership gone AND the SFU no
  *     longer lists the participant;
+ *   - the same join/leave with the clients on an emulated wide-area link (lib/network.ts:
+ *     every client request to the homeserver, the auth service and LiveKit's signalling
+ *     crosses a proxy that adds `--rtt-ms` per round trip);
  *   - crash to absence: SIGKILL of a process in the call → the observer sees the
  *     membership gone (and, reported separately, when the SFU drops the participant);
  *   - scale (our path): K concurrent calls in one process without media.
@@ -16,6 +19,7 @@
 import { dispose as disposeRtcNode } from "@livekit/rtc-node"
 import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
 import { startFaultProxy } from "./lib/faultProxy.ts"
+import { startProxiedStack } from "./lib/network.ts"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
@@ -48,7 +52,8 @@ const runs = Number(opt("runs") ?? (quick ? 5 : 20))
 const crashRuns = Number(opt("crash-runs") ?? (quick ? 1 : 5))
 const ks = (opt("k") ?? (quick ? "10" : "10,50,100")).split(",").map(Number)
 const windowS = Number(opt("window-s") ?? (quick ? 20 : 60))
-const only = new Set((opt("only") ?? "join,crash,scale").split(","))
+const rttMs = Number(opt("rtt-ms") ?? 50)
+const only = new Set((opt("only") ?? "join,wan,crash,scale").split(","))
 const OUR_DELAY_MS = 8_000 // Call.join's default delayed-leave delay
 
 // ---------------------------------------------------------------------------
@@ -102,10 +107,17 @@ const emptySamples = (): PathSamples => ({
 // ---------------------------------------------------------------------------
 // Join + leave, interleaved
 
-const joinLeave = async (stack: StackInfo, observer: Observer, oursCreds: Credentials, refCreds: Credentials) => {
+/** `homeserverUrl`: where both paths reach the homeserver (the stack's, or a proxy's). */
+const joinLeave = async (
+  stack: StackInfo,
+  observer: Observer,
+  oursCreds: Credentials,
+  refCreds: Credentials,
+  homeserverUrl = stack.homeserverUrl
+) => {
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
-  const ours = await startOurs(stack.homeserverUrl, oursCreds)
-  const refClient = await startSyncedClient(stack.homeserverUrl, refCreds)
+  const ours = await startOurs(homeserverUrl, oursCreds)
+  const refClient = await startSyncedClient(homeserverUrl, refCreds)
   const samples = { ours: emptySamples(), reference: emptySamples() }
 
   const one = async (path: "ours" | "reference", i: number) => {
@@ -141,11 +153,27 @@ const joinLeave = async (stack: StackInfo, observer: Observer, oursCreds: Creden
     // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
     const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
     for (const p of order) await one(p, i)
-    progress(`join/leave run ${i + 1}/${runs}`)
+    progress(`join/leave run ${i + 1}/${runs}${homeserverUrl === stack.homeserverUrl ? "" : " (wide-area link)"}`)
   }
   refClient.stopClient()
   await ours.dispose()
   return samples
+}
+
+/**
+ * Join/leave with every client (both paths and the observer) on an emulated wide-area link of
+ * round trip `rttMs`: the observer has its own proxy, as it sits elsewhere on the network.
+ */
+const joinLeaveWan = async (stack: StackInfo, users: { observer: Credentials; ours: Credentials; reference: Credentials }) => {
+  const net = await startProxiedStack(stack, rttMs / 2)
+  const observerLink = await startFaultProxy({ target: stack.homeserverUrl, latencyMs: rttMs / 2 })
+  const observer = await startObserver(observerLink.url, users.observer, stack.roomId)
+  try {
+    return await joinLeave(stack, observer, users.ours, users.reference, net.hs.url)
+  } finally {
+    observer.stop()
+    await Promise.all([net.close(), observerLink.close()])
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -218,7 +246,8 @@ const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackI
 interface PreviousResults {
   readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples }
   readonly scale: Array<ScaleResult>
-  readonly sections: { readonly join: unknown; readonly crash: unknown; readonly scale: unknown }
+  readonly sections: { readonly join: unknown; readonly wan: unknown; readonly crash: unknown; readonly scale: unknown }
+  readonly wan: { readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples } } | null
 }
 
 interface ScaleResult {
@@ -376,10 +405,12 @@ const main = async () => {
   const observer = await startObserver(stack.homeserverUrl, observerCreds, stack.roomId)
 
   let jl: Awaited<ReturnType<typeof joinLeave>> | undefined
+  let wan: Awaited<ReturnType<typeof joinLeave>> | undefined
   let cr: Awaited<ReturnType<typeof crash>> | undefined
   let sc: Array<ScaleResult> = []
   try {
     if (only.has("join")) jl = await joinLeave(stack, observer, oursCreds, refCreds)
+    if (only.has("wan")) wan = await joinLeaveWan(stack, { observer: observerCreds, ours: oursCreds, reference: refCreds })
     if (only.has("crash")) cr = await crash(stack, observer, { ours: alice, reference: bob })
     if (only.has("scale")) sc = await scale(stack, alice)
   } finally {
@@ -420,20 +451,31 @@ const main = async () => {
     failures: p.failures
   })
   if (sc.length === 0 && !only.has("scale")) sc = prev.scale ?? []
+  const wanSamples = wan ?? prev.wan?.samples
+  const wanOurs = { ...emptySamples(), ...wanSamples?.ours }
+  const wanRef = { ...emptySamples(), ...wanSamples?.reference }
   const sections = {
     join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
+    wan: wan !== undefined ? { at: now, runs, rttMs } : (prev.sections?.wan ?? null),
     crash: cr !== undefined ? { at: now, runs: crashRuns } : (prev.sections?.crash ?? null),
     scale: only.has("scale") ? { at: now, ks, windowS } : (prev.sections?.scale ?? null)
   }
   const joinRatio = s(ours.join).median / s(ref.join).median
   const leaveRatio = s(ours.leave).median / s(ref.leave).median
   const crashRatio = s(ours.crashMembership).median / s(ref.crashMembership).median
+  const wanJoinRatio = s(wanOurs.join).median / s(wanRef.join).median
+  const wanLeaveRatio = s(wanOurs.leave).median / s(wanRef.leave).median
+  const wanRtt = (sections.wan as { rttMs?: number } | null)?.rttMs ?? rttMs
 
   const rows: Array<[string, Summary, Summary]> = [
     ["join (LiveKit up + observer sees member)", s(ours.join), s(ref.join)],
     ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
     ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
     ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
+    [`join, clients on a ${wanRtt} ms RTT link`, s(wanOurs.join), s(wanRef.join)],
+    ["  join() returned / LiveKit connected", s(wanOurs.joinReturn), s(wanRef.joinReturn)],
+    ["  observer saw the membership", s(wanOurs.joinObserved), s(wanRef.joinObserved)],
+    [`leave, clients on a ${wanRtt} ms RTT link`, s(wanOurs.leave), s(wanRef.leave)],
     ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
     ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
   ]
@@ -460,7 +502,7 @@ const main = async () => {
   const results = {
     generatedAt: new Date().toISOString(),
     machine: m,
-    options: { quick, runs, crashRuns, ks, windowS, only: [...only] },
+    options: { quick, runs, crashRuns, ks, windowS, rttMs, only: [...only] },
     sections,
     config: {
       ours: { delayedLeaveMs: OUR_DELAY_MS, heartbeatMs: 5_000 },
@@ -469,10 +511,13 @@ const main = async () => {
     joinRatio: Number.isNaN(joinRatio) ? null : round(joinRatio, 3),
     leaveRatio: Number.isNaN(leaveRatio) ? null : round(leaveRatio, 3),
     crashRatio: Number.isNaN(crashRatio) ? null : round(crashRatio, 3),
+    wanJoinRatio: Number.isNaN(wanJoinRatio) ? null : round(wanJoinRatio, 3),
+    wanLeaveRatio: Number.isNaN(wanLeaveRatio) ? null : round(wanLeaveRatio, 3),
     goal: { joinRatioAtMost: 0.6 },
     ours: summaryOf(ours),
     reference: summaryOf(ref),
     samples: { ours, reference: ref },
+    wan: { rttMs: wanRtt, ours: summaryOf(wanOurs), reference: summaryOf(wanRef), samples: { ours: wanOurs, reference: wanRef } },
     scale: sc
   }
   mkdirSync(benchDir, { recursive: true })
@@ -495,13 +540,14 @@ const main = async () => {
   say(textTable(header, tableRows))
   say()
   say(`joinRatio (ours/ref, medians) = ${results.joinRatio ?? "n/a"}  (goal ≤ 0.6)   leaveRatio = ${results.leaveRatio ?? "n/a"}`)
+  say(`on a ${wanRtt} ms RTT link: joinRatio = ${results.wanJoinRatio ?? "n/a"}   leaveRatio = ${results.wanLeaveRatio ?? "n/a"}`)
   say(`delayed leave: ours ${OUR_DELAY_MS} ms, reference ${EC_DELAYED_LEAVE_MS} ms (Element Call's setting)`)
   if (sc.length > 0) {
     say()
     say(`scale: K concurrent calls of our path in one process, no media (LiveKit layer without SFU), ${windowS} s steady-state window`)
     say(textTable(scaleHeader, scaleRows))
   }
-  const failures = [...ours.failures, ...ref.failures]
+  const failures = [...ours.failures, ...ref.failures, ...(wan === undefined ? [] : [...wanOurs.failures, ...wanRef.failures])]
   if (failures.length > 0) {
     say()
     say(`${failures.length} failed runs (see results.json):`)

@@ -9,7 +9,7 @@ const { captureConsole, say } = await import("./lib/log.ts")
 const { loginNewDevice, logout, startSyncedClient } = await import("./lib/matrix.ts")
 const { startOurs } = await import("./lib/ours.ts")
 const { referenceJoin } = await import("./lib/reference.ts")
-const { startFaultProxy } = await import("./lib/faultProxy.ts")
+const { startProxiedStack } = await import("./lib/network.ts")
 const { dispose } = await import("@livekit/rtc-node")
 
 captureConsole(new URL("./.logs/trace.log", import.meta.url).pathname)
@@ -17,22 +17,15 @@ const stack = readStack()
 const [alice, bob] = stack.users
 if (alice === undefined || bob === undefined) throw new Error("need two users")
 
-const proxies = async () => {
-  const hs = await startFaultProxy({ target: stack.homeserverUrl })
-  const auth = await startFaultProxy({ target: stack.authServiceUrl })
-  hs.addFault({
-    method: "GET",
-    path: /\/rtc\/transports/,
-    action: { kind: "replaceBody", body: (b) => b.replaceAll(stack.authServiceUrl, auth.url) }
-  })
-  return { hs, auth }
-}
+const proxies = () => startProxiedStack(stack)
+type Proxies = Awaited<ReturnType<typeof proxies>>
 
-const timeline = (label: string, t0: number, p: Awaited<ReturnType<typeof proxies>>, tEnd: number) => {
+const timeline = (label: string, t0: number, p: Proxies, tEnd: number) => {
   say(`${label} (join took ${(tEnd - t0).toFixed(0)} ms)`)
   const rows = [
     ...p.hs.requests().map((r) => ({ ...r, who: "hs" })),
-    ...p.auth.requests().map((r) => ({ ...r, who: "auth" }))
+    ...p.auth.requests().map((r) => ({ ...r, who: "auth" })),
+    ...p.livekit.requests().map((r) => ({ ...r, who: "sfu" }))
   ]
     .filter((r) => r.receivedAt >= t0 && !r.path.endsWith("/sync"))
     .sort((a, b) => a.receivedAt - b.receivedAt)
@@ -53,7 +46,7 @@ const timeline = (label: string, t0: number, p: Awaited<ReturnType<typeof proxie
   timeline("reference", t0, p, tLk)
   await call.leave()
   client.stopClient()
-  await Promise.all([p.hs.close(), p.auth.close()])
+  await p.close()
   await logout(stack.homeserverUrl, creds.accessToken)
 }
 {
@@ -66,7 +59,7 @@ const timeline = (label: string, t0: number, p: Awaited<ReturnType<typeof proxie
   timeline("ours", t0, p, Date.now())
   await call.leave()
   await ours.dispose()
-  await Promise.all([p.hs.close(), p.auth.close()])
+  await p.close()
   await logout(stack.homeserverUrl, creds.accessToken)
 }
 await dispose()

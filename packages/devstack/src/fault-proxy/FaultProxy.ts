@@ -98,6 +98,14 @@ export interface FaultProxyOptions {
   readonly target: string
   /** Port to listen on; 0 (default) picks a free one. */
   readonly port?: number | undefined
+  /**
+   * One-way latency added to forwarded traffic, in each direction (default 0): an HTTP request
+   * reaches the service `latencyMs` late and its answer the client `latencyMs` late, and every
+   * chunk of a websocket tunnel is held `latencyMs`. Emulates a wide-area link of round-trip
+   * time 2 × `latencyMs` in front of a loopback service. Answers the proxy makes up itself
+   * (`respond`) are not delayed.
+   */
+  readonly latencyMs?: number | undefined
 }
 
 export interface FaultProxy {
@@ -211,6 +219,16 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
     timers.add(t)
   }
 
+  const latencyMs = options.latencyMs ?? 0
+  /** Runs `f` one link latency from now (at once without latency). */
+  const acrossLink = (f: () => void) => (latencyMs > 0 ? later(latencyMs, f) : f())
+  /** `from.pipe(to)`, each chunk held one link latency; timers of equal delay fire in order, so order is kept. */
+  const pipeAcrossLink = (from: Duplex, to: Duplex) => {
+    if (latencyMs === 0) return void from.pipe(to)
+    from.on("data", (chunk: Buffer) => later(latencyMs, () => to.destroyed || to.write(chunk)))
+    from.on("end", () => later(latencyMs, () => to.end()))
+  }
+
   const forward = (
     req: http.IncomingMessage,
     body: Buffer,
@@ -223,12 +241,15 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
       { host: targetHost, port: targetPort, method: req.method, path: req.url, headers, agent },
       (upRes) => {
         if (onResponse === undefined) {
-          res.writeHead(upRes.statusCode ?? 502, upRes.headers)
-          upRes.pipe(res)
+          // The body stays buffered in upRes until piped, so holding the head holds it all.
+          acrossLink(() => {
+            res.writeHead(upRes.statusCode ?? 502, upRes.headers)
+            upRes.pipe(res)
+          })
           return
         }
         readAll(upRes).then(
-          (b) => onResponse(upRes, b),
+          (b) => acrossLink(() => onResponse(upRes, b)),
           () => res.destroy()
         )
       }
@@ -304,7 +325,7 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
       return
     }
     readAll(req).then(
-      (body) => handle(req, res, body, action),
+      (body) => acrossLink(() => handle(req, res, body, action)),
       () => res.destroy()
     )
   })
@@ -336,11 +357,11 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
         }
         up.write(lines.join("\r\n") + "\r\n\r\n")
         if (head.length > 0) up.write(head)
-        up.pipe(socket)
-        socket.pipe(up)
+        pipeAcrossLink(up, socket)
+        pipeAcrossLink(socket, up)
       })
     }
-    if (action === undefined) return tunnel()
+    if (action === undefined) return acrossLink(tunnel)
     switch (action.kind) {
       case "refuse":
         socket.destroy()
@@ -348,7 +369,7 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
       case "hang":
         return
       case "delay":
-        later(action.ms, tunnel)
+        later(action.ms, () => acrossLink(tunnel))
         return
       case "respond": {
         const payload = action.body ?? (action.json === undefined ? "" : JSON.stringify(action.json))

@@ -202,6 +202,37 @@ describe("fault proxy", () => {
     await expect(fetch(`${p.url}/x`)).rejects.toThrow()
   })
 
+  it("latencyMs holds each direction of a request and of a tunnel for one link latency, in order", async () => {
+    const latencyMs = 30
+    const p = await startFaultProxy({ target: upstreamUrl, latencyMs })
+    try {
+      // Lower bounds only: timers never fire early, so a round trip is at least two link latencies.
+      const t0 = performance.now()
+      const res = await fetch(`${p.url}/lat`, { method: "POST", body: "x" })
+      expect(await res.json()).toMatchObject({ method: "POST", url: "/lat", body: "x" })
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(2 * latencyMs - 1)
+
+      const t1 = performance.now()
+      const s = await upgrade(p)
+      expect(performance.now() - t1).toBeGreaterThanOrEqual(2 * latencyMs - 1)
+      let echoed = ""
+      const all = new Promise<void>((resolve) =>
+        s.on("data", (d: Buffer) => {
+          echoed += d.toString()
+          if (echoed.length >= 3) resolve()
+        })
+      )
+      const t2 = performance.now()
+      for (const c of ["a", "b", "c"]) s.write(c)
+      await all
+      expect(echoed).toBe("abc")
+      expect(performance.now() - t2).toBeGreaterThanOrEqual(2 * latencyMs - 1)
+      s.destroy()
+    } finally {
+      await p.close()
+    }
+  })
+
   it("refuses a non-loopback target", async () => {
     await expect(startFaultProxy({ target: "http://example.org" })).rejects.toThrow(/loopback/)
   })
