@@ -333,6 +333,20 @@ const readLegacy = (event: RawCallEvent, entries: ReadonlyArray<unknown>): Decod
  * events, whose liveness counts from when we saw them.
  */
 export const decode = (event: RawCallEvent, receivedAt: number = event.originServerTs): Decoded => {
+  try {
+    return decodeContent(event, receivedAt)
+  } catch (e) {
+    // Contents that JSON.parse cannot build can still reach us from an adapter: Schema's union decoder calls
+    // String() on field values, which throws for an object without a prototype (effect 3.22), and a getter
+    // may throw. Such a content is no membership, so it is rejected like any other malformed one.
+    return Decoded.Rejected({
+      reason: "Malformed",
+      detail: `content could not be read (${e instanceof Error ? e.name : typeof e})`
+    })
+  }
+}
+
+const decodeContent = (event: RawCallEvent, receivedAt: number): Decoded => {
   const isState = event.stateKey !== undefined
   if (!(isState ? event.type === SessionEventType : event.type === StickyEventType)) {
     return Decoded.Rejected({ reason: "UnknownType", detail: `${isState ? "state" : "sticky"} event ${event.type}` })

@@ -378,16 +378,28 @@ describe("membership parser fuzzing", () => {
   })
 
   // Found by this fuzzer: an object without a prototype in a position the schema checks
-  // against a literal (here `m.relates_to.rel_type`) makes `decode` throw
-  // "TypeError: Cannot convert object to primitive value" while the rejection detail is
-  // formatted. JSON.parse never builds such objects, so wire input is safe; anything that
-  // builds contents itself (structuredClone of such objects, Object.create(null)) is not.
-  // Reported to the codecs owner; `it.fails` turns red once decode is total here too.
-  it.fails("KNOWN BUG: decode throws on a null-prototype object inside the content", () => {
-    const relType = Object.create(null) as Record<string, never>
-    const content = { ...(fc.sample(validSticky, { numRuns: 1, seed: 1 })[0] as Obj), "m.relates_to": { rel_type: relType, event_id: "$x" } }
-    const event: RawCallEvent = { type: StickyEventType, stateKey: undefined, sender: SENDER, eventId: "$n", originServerTs: 1, content }
-    expect(() => decode(event)).not.toThrow()
+  // against a literal (here `m.relates_to.rel_type`) made effect's union decoder throw
+  // "Cannot convert object to primitive value". JSON.parse never builds such objects, but
+  // anything that builds contents itself (Object.create(null), structuredClone of one) can;
+  // so can a content with a throwing getter. Both are malformed contents, not crashes.
+  it("objects JSON cannot produce (null prototype, throwing getter) are rejected as malformed, not thrown", () => {
+    const valid = fc.sample(validSticky, { numRuns: 1, seed: 1 })[0] as Obj
+    const sticky = (content: unknown): RawCallEvent =>
+      ({ type: StickyEventType, stateKey: undefined, sender: SENDER, eventId: "$n", originServerTs: 1, content })
+    const nullProto = sticky({ ...valid, "m.relates_to": { rel_type: Object.create(null), event_id: "$x" } })
+    const getter = sticky(Object.defineProperty({ ...valid }, "versions", {
+      enumerable: true,
+      get: () => {
+        throw new Error("boom")
+      }
+    }))
+    for (const event of [nullProto, getter]) {
+      const d = decode(event)
+      expect(d._tag).toBe("Rejected")
+      expect(d._tag === "Rejected" && d.reason).toBe("Malformed")
+    }
+    // The same content with a plain object in that place is a member: only the odd value made the difference.
+    expect(decode(sticky({ ...valid, "m.relates_to": { rel_type: "m.reference", event_id: "$x" } }))._tag).toBe("Member")
   })
 
   it("left contents: {} and {msc4354_sticky_key} only", () => {
