@@ -161,6 +161,24 @@ describe("auth service delegation", () => {
       assert.deepStrictEqual(hs.calls, [`POST ${base}/restart`])
     }))
 
+  // The race seen on the real stack: the delegating /sfu/get lands after LiveKit
+  // listed the participant but before its participant_joined webhook arrived.
+  // The late join webhook must not count as a disconnect.
+  it.scoped("a join webhook arriving after polling connected the job is no disconnect", () =>
+    Effect.gen(function*() {
+      const { hs, rooms, service } = yield* setup()
+      rooms.participants.add(JSON.stringify([job.room, job.identity]))
+      yield* service.register(job)
+      yield* settle
+      assert.deepStrictEqual(hs.calls, [`POST ${base}/restart`])
+      yield* webhook(service, "participant_joined")
+      assert.deepStrictEqual(hs.calls, [`POST ${base}/restart`], "no send on a join webhook")
+      yield* advance(8_000)
+      assert.deepStrictEqual(hs.calls, [`POST ${base}/restart`, `POST ${base}/restart`], "still restarting")
+      yield* webhook(service, "participant_left", "CLIENT_INITIATED")
+      assert.deepStrictEqual(hs.calls.slice(2), [`POST ${base}/send`])
+    }))
+
   it.scoped("restart 404 aborts: nothing is sent on leave", () =>
     Effect.gen(function*() {
       const { hs, service } = yield* setup()

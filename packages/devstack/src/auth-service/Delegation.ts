@@ -406,7 +406,9 @@ export const make: Effect.Effect<
         }
       })
       const outcome = yield* Effect.raceAll([
-        nextEvent(queue, () => "disconnected" as const),
+        // Only a leave counts: a join webhook also reaches a job that polling already
+        // connected (the webhook can arrive after GetParticipant listed the participant).
+        nextEvent(queue, (e) => e === "joined" ? undefined : "disconnected" as const),
         sanityCheck(job),
         restartLoop
       ])
