@@ -421,20 +421,17 @@ const makeMembershipOps = (
             : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
       )
     return yield* withMatrixRetry(withRequestTimeout(attempt)).pipe(
-      Effect.catchTag("MatrixError", (e) =>
-        Option.match(maxDelayOf(e), {
-          onNone: () => Effect.fail(e),
-          onSome: (max) =>
-            max > 0 && max < o.delayMs
-              ? Effect.zipRight(
-                Effect.zipRight(
-                  Effect.logInfo(`the server caps delayed events at ${max} ms; lowering the delayed leave`),
-                  SubscriptionRef.update(own, (x) => ({ ...x, delayMs: max }))
-                ),
-                scheduleLeave
-              )
-              : Effect.fail(e)
-        }))
+      Effect.catchTag("MatrixError", (e) => {
+        const kind = MatrixErrors.classify(e)
+        const max = kind._tag === "MaxDelayExceeded" ? Option.getOrElse(kind.maxDelayMs, () => 0) : 0
+        // Only a lower maximum helps; without one (or with one we already use) trying again would loop.
+        return max > 0 && max < o.delayMs
+          ? Effect.logInfo(`the server caps delayed events at ${max} ms; lowering the delayed leave`).pipe(
+            Effect.zipRight(SubscriptionRef.update(own, (x) => ({ ...x, delayMs: max }))),
+            Effect.zipRight(scheduleLeave)
+          )
+          : Effect.fail(e)
+      })
     )
   })
 
@@ -458,7 +455,7 @@ const makeMembershipOps = (
     const delayId = yield* scheduleLeave.pipe(
       Effect.map(Option.some),
       Effect.catchTag("MatrixError", (e) =>
-        isForbidden(e)
+        MatrixErrors.classify(e)._tag === "Forbidden"
           ? Effect.fail(e)
           : Effect.as(
             Effect.logWarning("could not schedule the delayed leave; going on without one", e.message),
@@ -491,7 +488,7 @@ const makeMembershipOps = (
       )
       yield* withMatrixRetry(restart).pipe(
         Effect.catchTag("MatrixError", (e) =>
-          isNotFound(e)
+          MatrixErrors.classify(e)._tag === "NotFound"
             // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is
             // re-sent only once the room shows it gone (watchMembers).
             ? Effect.zipRight(Effect.logInfo("delayed leave not found; scheduling a new one"), armLeave)
@@ -649,11 +646,7 @@ const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option
 // Matrix error classification and retries
 // ---------------------------------------------------------------------------
 
-const isTokenRejected = MatrixErrors.isUnknownToken
-const isForbidden = MatrixErrors.isForbidden
-const isNotFound = MatrixErrors.isNotFound
-const maxDelayOf = (e: MatrixError): Option.Option<number> =>
-  Option.flatMap(MatrixErrors.maxDelayExceeded(e), (x) => x.maxDelayMs)
+const isTokenRejected = (e: MatrixError) => MatrixErrors.classify(e)._tag === "UnknownToken"
 
 /** 429 waits `retry_after` (up to 10 times); network errors and 5xx back off (up to 5 times); others are final. */
 const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Effect<A, MatrixError, R> => {
@@ -678,17 +671,23 @@ const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Ef
   return loop(0, 0)
 }
 
+const membershipFailure = (e: MatrixError): MembershipFailed["reason"] => {
+  switch (MatrixErrors.classify(e)._tag) {
+    case "Forbidden":
+      return "Forbidden"
+    case "RateLimited":
+      return "RateLimited"
+    case "Transient":
+      // 5xx are transient too, but the server did answer: those stay "Rejected".
+      return e.reason === "Timeout" ? "Timeout" : e.reason === "Transport" ? "Unreachable" : "Rejected"
+    default:
+      return "Rejected"
+  }
+}
+
 const toMembershipFailed = (e: MatrixError) =>
   new MembershipFailed({
-    reason: isForbidden(e)
-      ? "Forbidden"
-      : MatrixErrors.isRateLimited(e)
-      ? "RateLimited"
-      : e.reason === "Timeout"
-      ? "Timeout"
-      : e.reason === "Transport"
-      ? "Unreachable"
-      : "Rejected",
+    reason: membershipFailure(e),
     status: e.status,
     errcode: e.errcode,
     error: e.error,

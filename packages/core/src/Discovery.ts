@@ -59,13 +59,12 @@ export interface DiscoveryConfig {
 
 /** Retries 429s like EC's discovery does; any other failure ends the step. */
 const withRateLimitRetry = <A>(request: Effect.Effect<A, MatrixError>, retries: number): Effect.Effect<A, MatrixError> =>
-  Effect.catchTag(request, "MatrixError", (e) =>
-    retries > 0 && MatrixErrors.isRateLimited(e)
-      ? Effect.zipRight(
-        Effect.sleep(Duration.millis(MatrixErrors.rateLimitWaitMs(e))),
-        withRateLimitRetry(request, retries - 1)
-      )
-      : Effect.fail(e))
+  Effect.catchTag(request, "MatrixError", (e) => {
+    const kind = MatrixErrors.classify(e)
+    return retries > 0 && kind._tag === "RateLimited"
+      ? Effect.zipRight(Effect.sleep(Duration.millis(kind.waitMs)), withRateLimitRetry(request, retries - 1))
+      : Effect.fail(e)
+  })
 
 const step = (
   source: DiscoverySource,

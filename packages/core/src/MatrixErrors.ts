@@ -1,6 +1,8 @@
 /**
  * What a failed homeserver request means for the call lifecycle
  * (matrixrtc-protocol.md §3.1, §3.5). Pure: the lifecycle decides what to do.
+ * One entry point, `classify`: callers match on the kind it returns, so an
+ * error is read once however many cases a caller tells apart.
  *
  * Order matters: MSC4140's "delay too long" comes as 400 or 403 and under
  * `M_UNKNOWN`, so it is recognised before the generic status rules.
@@ -35,12 +37,16 @@ const decodeBody = Schema.decodeUnknownOption(Body)
 const decodeString = Schema.decodeUnknownOption(Schema.String)
 const decodeDelay = Schema.decodeUnknownOption(Schema.NonNegative)
 
-const bodyField = <A>(error: MatrixError, key: string, decode: (u: unknown) => Option.Option<A>): Option.Option<A> =>
-  Option.flatMap(decodeBody(error.body), (body) => (key in body ? decode(body[key]) : Option.none()))
+/** What `classify` reads of an error, each part once. */
+interface Parts {
+  readonly error: MatrixError
+  readonly body: Readonly<Record<string, unknown>>
+  /** From the parsed field or, failing that, from the raw body. */
+  readonly errcode: string | undefined
+}
 
-/** The errcode, from the parsed field or, failing that, from the raw body. */
-export const errcode = (error: MatrixError): Option.Option<string> =>
-  Option.orElse(Option.fromNullable(error.errcode), () => bodyField(error, "errcode", decodeString))
+const field = <A>(body: Parts["body"], key: string, decode: (u: unknown) => Option.Option<A>): Option.Option<A> =>
+  key in body ? decode(body[key]) : Option.none()
 
 const maxDelayErrcodes = new Set(["M_MAX_DELAY_EXCEEDED", "ORG.MATRIX.MSC4140_MAX_DELAY_EXCEEDED"])
 
@@ -49,39 +55,33 @@ const maxDelayErrcodes = new Set(["M_MAX_DELAY_EXCEEDED", "ORG.MATRIX.MSC4140_MA
  * - `M_UNKNOWN` + `org.matrix.msc4140.errcode: M_MAX_DELAY_EXCEEDED` + `org.matrix.msc4140.max_delay`;
  * - `ORG.MATRIX.MSC4140_MAX_DELAY_EXCEEDED` + `org.matrix.msc4140.max_delay` (unstable MSC text);
  * - `M_MAX_DELAY_EXCEEDED` + `max_delay` (stable MSC text).
- * Returns the server maximum in ms when it names one.
  */
-export const maxDelayExceeded = (error: MatrixError): Option.Option<{ readonly maxDelayMs: Option.Option<number> }> => {
-  const code = errcode(error)
-  const unstableCode = bodyField(error, "org.matrix.msc4140.errcode", decodeString)
-  const matches = Option.exists(code, (c) => maxDelayErrcodes.has(c)) ||
-    Option.exists(unstableCode, (c) => maxDelayErrcodes.has(c))
-  if (!matches) return Option.none()
-  const maxDelayMs = Option.orElse(
-    bodyField(error, "org.matrix.msc4140.max_delay", decodeDelay),
-    () => bodyField(error, "max_delay", decodeDelay)
-  )
-  return Option.some({ maxDelayMs })
-}
+const isMaxDelayExceeded = ({ body, errcode }: Parts): boolean =>
+  (errcode !== undefined && maxDelayErrcodes.has(errcode)) ||
+  Option.exists(field(body, "org.matrix.msc4140.errcode", decodeString), (c) => maxDelayErrcodes.has(c))
 
-export const isRateLimited = (error: MatrixError): boolean =>
-  error.status === 429 || Option.contains(errcode(error), "M_LIMIT_EXCEEDED")
+/** The server maximum in ms, when the max-delay error names one. */
+const maxDelayMs = ({ body }: Parts): Option.Option<number> =>
+  Option.orElse(field(body, "org.matrix.msc4140.max_delay", decodeDelay), () => field(body, "max_delay", decodeDelay))
 
 /** `retryAfterMs` (header-merged by the adapter), else body `retry_after_ms`, else 5 000 ms. */
-export const rateLimitWaitMs = (error: MatrixError): number =>
+const rateLimitWaitMs = ({ body, error }: Parts): number =>
   Option.getOrElse(
     Option.orElse(
       Option.flatMap(Option.fromNullable(error.retryAfterMs), decodeDelay),
-      () => bodyField(error, "retry_after_ms", decodeDelay)
+      () => field(body, "retry_after_ms", decodeDelay)
     ),
     () => DefaultRateLimitWaitMs
   )
 
 export const classify = (error: MatrixError): MatrixErrorKind => {
-  const maxDelay = maxDelayExceeded(error)
-  if (Option.isSome(maxDelay)) return MatrixErrorKind.MaxDelayExceeded(maxDelay.value)
-  if (isRateLimited(error)) return MatrixErrorKind.RateLimited({ waitMs: rateLimitWaitMs(error) })
-  const code = Option.getOrUndefined(errcode(error))
+  const body = Option.getOrElse(decodeBody(error.body), () => ({}))
+  const code = error.errcode ?? Option.getOrUndefined(field(body, "errcode", decodeString))
+  const parts: Parts = { error, body, errcode: code }
+  if (isMaxDelayExceeded(parts)) return MatrixErrorKind.MaxDelayExceeded({ maxDelayMs: maxDelayMs(parts) })
+  if (error.status === 429 || code === "M_LIMIT_EXCEEDED") {
+    return MatrixErrorKind.RateLimited({ waitMs: rateLimitWaitMs(parts) })
+  }
   if (error.reason === "Unsupported" || code === "M_UNRECOGNIZED") return MatrixErrorKind.Unsupported()
   if (error.reason === "Transport" || error.reason === "Timeout") return MatrixErrorKind.Transient()
   if (code === "M_UNKNOWN_TOKEN" || code === "M_MISSING_TOKEN" || error.status === 401) {
@@ -92,8 +92,3 @@ export const classify = (error: MatrixError): MatrixErrorKind => {
   if (error.status !== undefined && error.status >= 500) return MatrixErrorKind.Transient()
   return MatrixErrorKind.Other()
 }
-
-export const isNotFound = (error: MatrixError): boolean => classify(error)._tag === "NotFound"
-export const isTransient = (error: MatrixError): boolean => classify(error)._tag === "Transient"
-export const isUnknownToken = (error: MatrixError): boolean => classify(error)._tag === "UnknownToken"
-export const isForbidden = (error: MatrixError): boolean => classify(error)._tag === "Forbidden"
