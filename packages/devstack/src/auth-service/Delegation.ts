@@ -8,8 +8,6 @@
  *   restart the delayed event every 80 % of `delay_timeout`; on leave they
  *   send it. Homeserver calls are unauthenticated
  *   `POST <cs>/_matrix/client/unstable/org.matrix.msc4140/delayed_events/<id>/<restart|send>`.
- * - `layerMinimal`: accepts jobs without acting on them (the client relies on
- *   its own heartbeats); webhooks are verified and logged.
  * - `makeMemory`/`layerMemory`: records jobs, for HTTP-level tests.
  */
 import { HttpBody, HttpClient, HttpClientResponse } from "@effect/platform"
@@ -25,14 +23,13 @@ import {
   Option,
   Queue,
   Random,
-  Redacted,
   Ref,
   Schema,
   type Scope
 } from "effect"
-import { createHash, createHmac, timingSafeEqual } from "node:crypto"
 import { LiveKitRooms } from "./LiveKitRooms.ts"
 import { AuthServiceSettings } from "./Settings.ts"
+import * as Webhook from "./Webhook.ts"
 
 export class CsApiUnresolvable extends Data.TaggedError("CsApiUnresolvable")<{ readonly serverName: string }> {}
 export class ShuttingDown extends Data.TaggedError("ShuttingDown")<{}> {}
@@ -86,104 +83,6 @@ export const makeCsApiResolver = Effect.gen(function*() {
     })
 })
 
-export interface WebhookEvent {
-  readonly event: string
-  readonly room: string
-  readonly identity: string
-  /** Protobuf enum name, e.g. `CLIENT_INITIATED` (numbers are mapped for 1 only). */
-  readonly disconnectReason: string
-}
-
-const WebhookBody = Schema.parseJson(Schema.Struct({
-  event: Schema.optional(Schema.String),
-  room: Schema.optional(Schema.NullOr(Schema.Struct({ name: Schema.optional(Schema.String) }))),
-  participant: Schema.optional(Schema.NullOr(Schema.Struct({
-    identity: Schema.optional(Schema.String),
-    disconnectReason: Schema.optional(Schema.Union(Schema.String, Schema.Number))
-  })))
-}))
-const WebhookClaims = Schema.parseJson(Schema.Struct({
-  iss: Schema.String,
-  sha256: Schema.String,
-  nbf: Schema.optional(Schema.Number),
-  exp: Schema.optional(Schema.Number)
-}))
-const decodeWebhookBody = Schema.decodeUnknownEither(WebhookBody)
-const decodeWebhookClaims = Schema.decodeUnknownEither(WebhookClaims)
-
-/** Clock skew accepted on the webhook token's `nbf`/`exp`. */
-const webhookLeewaySeconds = 60
-
-/**
- * LiveKit's webhook scheme: `Authorization` is a raw HS256 JWT by the API key
- * (`iss`), whose `sha256` claim is the padded standard base64 SHA-256 of the body.
- */
-export const makeWebhookVerifier = Effect.gen(function*() {
-  const settings = yield* AuthServiceSettings
-  const secret = settings.apiSecret
-  return (body: string, authorization: Option.Option<string>): Effect.Effect<WebhookEvent, string> =>
-    Effect.gen(function*() {
-      const jwt = yield* Option.match(authorization, {
-        onNone: () => Effect.fail("authorization header is empty"),
-        onSome: (a) => Effect.succeed(a.trim())
-      })
-      const [h, p, sig] = jwt.split(".")
-      if (h === undefined || p === undefined || sig === undefined) return yield* Effect.fail("malformed JWT")
-      const header = yield* Effect.try({
-        try: () => JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as { alg?: unknown },
-        catch: () => "malformed JWT header"
-      })
-      if (header.alg !== "HS256") return yield* Effect.fail("unexpected JWT alg")
-      const expected = createHmac("sha256", Redacted.value(secret)).update(`${h}.${p}`).digest()
-      const given = Buffer.from(sig, "base64url")
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-        return yield* Effect.fail("bad signature")
-      }
-      const claims = yield* Either.match(decodeWebhookClaims(Buffer.from(p, "base64url").toString("utf8")), {
-        onLeft: () => Effect.fail("malformed claims"),
-        onRight: Effect.succeed
-      })
-      if (claims.iss !== settings.apiKey) return yield* Effect.fail("unexpected issuer")
-      const now = (yield* Clock.currentTimeMillis) / 1000
-      if (claims.nbf !== undefined && claims.nbf > now + webhookLeewaySeconds) return yield* Effect.fail("token not yet valid")
-      if (claims.exp !== undefined && claims.exp < now - webhookLeewaySeconds) return yield* Effect.fail("token expired")
-      if (claims.sha256 !== createHash("sha256").update(body, "utf8").digest("base64")) {
-        return yield* Effect.fail("sha256 checksum of body does not match")
-      }
-      const ev = yield* Either.match(decodeWebhookBody(body), {
-        onLeft: () => Effect.fail("malformed body"),
-        onRight: Effect.succeed
-      })
-      const reason = ev.participant?.disconnectReason
-      return {
-        event: ev.event ?? "",
-        room: ev.room?.name ?? "",
-        identity: ev.participant?.identity ?? "",
-        disconnectReason: reason === 1 ? "CLIENT_INITIATED" : String(reason ?? "")
-      }
-    })
-})
-
-export const layerMinimal: Layer.Layer<Delegation, never, AuthServiceSettings | HttpClient.HttpClient> = Layer.effect(
-  Delegation,
-  Effect.gen(function*() {
-    const resolveCsApi = yield* makeCsApiResolver
-    const verify = yield* makeWebhookVerifier
-    return Delegation.of({
-      resolveCsApi,
-      register: (job) =>
-        Effect.logInfo("delayed leave accepted; delegation is not implemented, nothing will be sent").pipe(
-          Effect.annotateLogs({ room: job.room, identity: job.identity, delayTimeoutMs: job.delayTimeoutMs })
-        ),
-      webhook: (body, authorization) =>
-        verify(body, authorization).pipe(
-          Effect.flatMap((ev) => Effect.logDebug("sfu webhook").pipe(Effect.annotateLogs({ ...ev }))),
-          Effect.catchAll((reason) => Effect.logWarning("sfu webhook rejected", reason))
-        )
-    })
-  })
-)
-
 /** In-memory delegation for tests: records jobs and webhook deliveries. */
 export interface Memory {
   readonly jobs: Array<Job>
@@ -222,10 +121,13 @@ export const layerMemory = (memory: Memory): Layer.Layer<Delegation> => Layer.su
 // ---------------------------------------------------------------------------
 // The real delegation
 
+/** Jobs and their webhook events meet on (LiveKit room, identity) (auth-service.md §3.1). */
+const jobKey = (room: string, identity: string) => JSON.stringify([room, identity])
+
 /** What a webhook means for a job. */
 type JobEvent = "joined" | "leftIntentionally" | "aborted"
 
-const jobEventOf = (ev: WebhookEvent): JobEvent | undefined => {
+const jobEventOf = (ev: Webhook.WebhookEvent): JobEvent | undefined => {
   switch (ev.event) {
     case "participant_joined":
       return "joined"
@@ -275,7 +177,7 @@ export const make: Effect.Effect<
   const client = yield* HttpClient.HttpClient
   const rooms = yield* LiveKitRooms
   const resolveCsApi = yield* makeCsApiResolver
-  const verify = yield* makeWebhookVerifier
+  const verify = yield* Webhook.makeVerifier
   const fibers = yield* FiberMap.make<string>()
   const queues = new Map<string, { readonly id: number; readonly queue: Queue.Queue<JobEvent> }>()
   const closing = yield* Ref.make(false)
@@ -425,7 +327,7 @@ export const make: Effect.Effect<
     register: (job) =>
       Effect.gen(function*() {
         if (yield* Ref.get(closing)) return yield* Effect.fail(new ShuttingDown())
-        const key = JSON.stringify([job.room, job.identity])
+        const key = jobKey(job.room, job.identity)
         const id = nextId++
         const queue = yield* Queue.unbounded<JobEvent>()
         queues.set(key, { id, queue })
@@ -446,7 +348,7 @@ export const make: Effect.Effect<
       verify(body, authorization).pipe(
         Effect.flatMap((ev) => {
           const jobEvent = jobEventOf(ev)
-          const entry = queues.get(JSON.stringify([ev.room, ev.identity]))
+          const entry = queues.get(jobKey(ev.room, ev.identity))
           return jobEvent === undefined || entry === undefined
             ? Effect.logDebug("sfu webhook").pipe(Effect.annotateLogs({ ...ev }))
             : Effect.logDebug("sfu webhook for a delegation job").pipe(

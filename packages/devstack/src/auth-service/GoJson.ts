@@ -38,6 +38,16 @@ class JsonFailure {
 const maxDepth = 10000
 const numberPattern = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y
 const hexPattern = /^[0-9a-fA-F]{4}$/
+const simpleEscapes: Readonly<Record<string, string>> = {
+  "\"": "\"",
+  "\\": "\\",
+  "/": "/",
+  b: "\b",
+  f: "\f",
+  n: "\n",
+  r: "\r",
+  t: "\t"
+}
 
 const parseFirstValue = (text: string): Value => {
   let pos = 0
@@ -73,55 +83,50 @@ const parseFirstValue = (text: string): Value => {
       }
       const e = text[pos + 1]
       pos += 2
-      switch (e) {
-        case "\"":
-          out += "\""
-          break
-        case "\\":
-          out += "\\"
-          break
-        case "/":
-          out += "/"
-          break
-        case "b":
-          out += "\b"
-          break
-        case "f":
-          out += "\f"
-          break
-        case "n":
-          out += "\n"
-          break
-        case "r":
-          out += "\r"
-          break
-        case "t":
-          out += "\t"
-          break
-        case "u": {
-          const hex = text.slice(pos, pos + 4)
-          if (!hexPattern.test(hex)) return fail("invalid \\u escape")
-          pos += 4
-          let unit = parseInt(hex, 16)
-          if (unit >= 0xd800 && unit < 0xdc00) {
-            // Go pairs a high surrogate with a following \u low surrogate, else U+FFFD
-            const next = text.slice(pos, pos + 6)
-            const low = next.startsWith("\\u") && hexPattern.test(next.slice(2)) ? parseInt(next.slice(2), 16) : -1
-            if (low >= 0xdc00 && low < 0xe000) {
-              pos += 6
-              out += String.fromCharCode(unit, low)
-              break
-            }
-            unit = 0xfffd
-          } else if (unit >= 0xdc00 && unit < 0xe000) {
-            unit = 0xfffd
-          }
-          out += String.fromCharCode(unit)
-          break
-        }
-        default:
-          return fail("invalid escape")
+      const simple = e === undefined ? undefined : simpleEscapes[e]
+      if (simple !== undefined) {
+        out += simple
+        continue
       }
+      if (e !== "u") return fail("invalid escape")
+      const hex = text.slice(pos, pos + 4)
+      if (!hexPattern.test(hex)) return fail("invalid \\u escape")
+      pos += 4
+      const unit = parseInt(hex, 16)
+      if (unit >= 0xd800 && unit < 0xdc00) {
+        // Go pairs a high surrogate with a following \u low surrogate, else U+FFFD
+        const next = text.slice(pos, pos + 6)
+        const low = next.startsWith("\\u") && hexPattern.test(next.slice(2)) ? parseInt(next.slice(2), 16) : -1
+        if (low >= 0xdc00 && low < 0xe000) {
+          pos += 6
+          out += String.fromCharCode(unit, low)
+          continue
+        }
+      }
+      out += unit >= 0xd800 && unit < 0xe000 ? "\uFFFD" : String.fromCharCode(unit)
+    }
+  }
+  /** The items of an object or array, from its opening bracket to `close`. */
+  const parseSequence = <A>(close: "}" | "]", item: () => A): Array<A> => {
+    pos++
+    const items: Array<A> = []
+    skipSpace()
+    if (text[pos] === close) {
+      pos++
+      return items
+    }
+    for (;;) {
+      items.push(item())
+      skipSpace()
+      if (text[pos] === ",") {
+        pos++
+        continue
+      }
+      if (text[pos] === close) {
+        pos++
+        return items
+      }
+      return fail(`expected ',' or '${close}'`)
     }
   }
   const parseValue = (depth: number): Value => {
@@ -130,56 +135,21 @@ const parseFirstValue = (text: string): Value => {
     if (pos >= text.length) return fail("unexpected end of JSON input")
     const c = text[pos]
     switch (c) {
-      case "{": {
-        pos++
-        const entries: Array<readonly [string, Value]> = []
-        skipSpace()
-        if (text[pos] === "}") {
-          pos++
-          return { _tag: "object", entries }
-        }
-        for (;;) {
-          skipSpace()
-          if (text[pos] !== "\"") return fail("expected object key")
-          const key = parseString()
-          skipSpace()
-          if (text[pos] !== ":") return fail("expected ':'")
-          pos++
-          entries.push([key, parseValue(depth + 1)])
-          skipSpace()
-          if (text[pos] === ",") {
+      case "{":
+        return {
+          _tag: "object",
+          entries: parseSequence("}", () => {
+            skipSpace()
+            if (text[pos] !== "\"") return fail("expected object key")
+            const key = parseString()
+            skipSpace()
+            if (text[pos] !== ":") return fail("expected ':'")
             pos++
-            continue
-          }
-          if (text[pos] === "}") {
-            pos++
-            return { _tag: "object", entries }
-          }
-          return fail("expected ',' or '}'")
+            return [key, parseValue(depth + 1)] as const
+          })
         }
-      }
-      case "[": {
-        pos++
-        const items: Array<Value> = []
-        skipSpace()
-        if (text[pos] === "]") {
-          pos++
-          return { _tag: "array", items }
-        }
-        for (;;) {
-          items.push(parseValue(depth + 1))
-          skipSpace()
-          if (text[pos] === ",") {
-            pos++
-            continue
-          }
-          if (text[pos] === "]") {
-            pos++
-            return { _tag: "array", items }
-          }
-          return fail("expected ',' or ']'")
-        }
-      }
+      case "[":
+        return { _tag: "array", items: parseSequence("]", () => parseValue(depth + 1)) }
       case "\"":
         return { _tag: "string", value: parseString() }
       case "t":

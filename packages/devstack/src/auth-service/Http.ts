@@ -38,6 +38,8 @@ export const unauthorised = () =>
 const notJson = () => new MatrixError({ status: 400, errcode: "M_NOT_JSON", error: "Error reading request" })
 const badJson = (error: string) => new MatrixError({ status: 400, errcode: "M_BAD_JSON", error })
 const delegationRestricted = "Delegation of delayed events is only supported for full access users"
+const csApiUnresolvable = () => badJson("Unable to resolve client-server API")
+const shuttingDown = () => new MatrixError({ status: 503, errcode: "M_UNKNOWN", error: "Service is shutting down" })
 
 const encoder = new TextEncoder()
 
@@ -146,6 +148,37 @@ export const makeApp: Effect.Effect<
         Effect.zipRight(Effect.fail(unauthorised()))
       )
 
+  /**
+   * Decode, validate, verify, check `claimed_user_id`: the steps `/get_token` and delegate share.
+   * Gives the LiveKit room and hashed identity.
+   */
+  const memberRequest = (bytes: Uint8Array, validator: (r: Requests.SfuRequest) => Option.Option<string>) =>
+    Effect.gen(function*() {
+      const r = yield* decode(Requests.SfuRequest, bytes)
+      yield* validate(validator(r))
+      const serverName = r.openid_token.matrix_server_name
+      const sub = yield* verify(serverName, r.openid_token.access_token)
+      yield* checkClaimedUser(r.member.claimed_user_id, sub)
+      return {
+        serverName,
+        room: yield* LiveKitNaming.liveKitRoomName(r.room_id, r.slot_id),
+        identity: yield* LiveKitNaming.liveKitIdentityHashed(sub, r.member.claimed_device_id, r.member.id),
+        delayId: r.delay_id,
+        delayTimeoutMs: r.delay_timeout
+      } satisfies Issue
+    })
+
+  const resolveCsApi = (serverName: string) => delegation.resolveCsApi(serverName).pipe(Effect.mapError(csApiUnresolvable))
+
+  const register = (i: Issue, csApiUrl: string) =>
+    delegation.register({
+      room: i.room,
+      identity: i.identity,
+      delayId: i.delayId,
+      delayTimeoutMs: i.delayTimeoutMs,
+      csApiUrl
+    }).pipe(Effect.mapError(shuttingDown))
+
   /** `/get_token` and `/sfu/get` steps 9–12. */
   const issue = (i: Issue) =>
     Effect.gen(function*() {
@@ -165,26 +198,12 @@ export const makeApp: Effect.Effect<
         catch: () => new MatrixError({ status: 500, errcode: "M_UNKNOWN", error: "Internal Server Error" })
       })
       if (fullAccess) {
-        const csApiUrl = delegating
-          ? yield* delegation.resolveCsApi(i.serverName).pipe(
-            Effect.mapError(() => badJson("Unable to resolve client-server API"))
-          )
-          : ""
+        const csApiUrl = delegating ? yield* resolveCsApi(i.serverName) : ""
         yield* rooms.createRoom(i.room).pipe(
           Effect.tapError((e) => Effect.logWarning("CreateRoom failed", e.cause).pipe(Effect.annotateLogs({ room: i.room }))),
           Effect.mapError(() => new MatrixError({ status: 500, errcode: "M_UNKNOWN", error: "Unable to create room on SFU" }))
         )
-        if (delegating) {
-          yield* delegation.register({
-            room: i.room,
-            identity: i.identity,
-            delayId: i.delayId,
-            delayTimeoutMs: i.delayTimeoutMs,
-            csApiUrl
-          }).pipe(
-            Effect.mapError(() => new MatrixError({ status: 503, errcode: "M_UNKNOWN", error: "Service is shutting down" }))
-          )
-        }
+        if (delegating) yield* register(i, csApiUrl)
       }
       yield* Effect.logInfo("issued LiveKit token").pipe(
         Effect.annotateLogs({ room: i.room, identity: i.identity, fullAccess, delegating })
@@ -192,21 +211,7 @@ export const makeApp: Effect.Effect<
       return jsonResponse(200, { url: settings.liveKitUrl, jwt: Redacted.value(jwt) })
     })
 
-  const getToken = (bytes: Uint8Array) =>
-    Effect.gen(function*() {
-      const r = yield* decode(Requests.SfuRequest, bytes)
-      yield* validate(Requests.validateGetToken(r))
-      const serverName = r.openid_token.matrix_server_name
-      const sub = yield* verify(serverName, r.openid_token.access_token)
-      yield* checkClaimedUser(r.member.claimed_user_id, sub)
-      return yield* issue({
-        serverName,
-        room: yield* LiveKitNaming.liveKitRoomName(r.room_id, r.slot_id),
-        identity: yield* LiveKitNaming.liveKitIdentityHashed(sub, r.member.claimed_device_id, r.member.id),
-        delayId: r.delay_id,
-        delayTimeoutMs: r.delay_timeout
-      })
-    })
+  const getToken = (bytes: Uint8Array) => memberRequest(bytes, Requests.validateGetToken).pipe(Effect.flatMap(issue))
 
   const sfuGet = (bytes: Uint8Array) =>
     Effect.gen(function*() {
@@ -225,22 +230,11 @@ export const makeApp: Effect.Effect<
 
   const delegate = (bytes: Uint8Array) =>
     Effect.gen(function*() {
-      const r = yield* decode(Requests.SfuRequest, bytes)
-      yield* validate(Requests.validateDelegate(r))
-      const serverName = r.openid_token.matrix_server_name
-      const sub = yield* verify(serverName, r.openid_token.access_token)
-      yield* checkClaimedUser(r.member.claimed_user_id, sub)
-      if (!isFullAccess(settings, serverName)) {
+      const m = yield* memberRequest(bytes, Requests.validateDelegate)
+      if (!isFullAccess(settings, m.serverName)) {
         return yield* Effect.fail(new MatrixError({ status: 403, errcode: "M_FORBIDDEN", error: delegationRestricted }))
       }
-      const csApiUrl = yield* delegation.resolveCsApi(serverName).pipe(
-        Effect.mapError(() => badJson("Unable to resolve client-server API"))
-      )
-      const room = yield* LiveKitNaming.liveKitRoomName(r.room_id, r.slot_id)
-      const identity = yield* LiveKitNaming.liveKitIdentityHashed(sub, r.member.claimed_device_id, r.member.id)
-      yield* delegation.register({ room, identity, delayId: r.delay_id, delayTimeoutMs: r.delay_timeout, csApiUrl }).pipe(
-        Effect.mapError(() => new MatrixError({ status: 503, errcode: "M_UNKNOWN", error: "Service is shutting down" }))
-      )
+      yield* register(m, yield* resolveCsApi(m.serverName))
       return jsonResponse(200, {})
     })
 

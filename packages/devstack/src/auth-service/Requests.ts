@@ -46,31 +46,31 @@ const missingRoomSlot = "The request body is missing `room_id` or `slot_id`"
 const halfDelayPair = (r: { readonly delay_id: string; readonly delay_timeout: number }) =>
   (r.delay_id !== "") !== (r.delay_timeout > 0)
 
-/** `/get_token` validation; `Some(message)` is a 400 `M_BAD_JSON`. */
-export const validateGetToken = (r: SfuRequest): Option.Option<string> => {
+/**
+ * The checks `/get_token` and delegate share. Their texts differ only in an "a":
+ * "missing a \`id\`" on `/get_token`, "missing \`id\`" on delegate.
+ */
+const validateMember = (r: SfuRequest, a: "a " | ""): Option.Option<string> => {
   if (r.room_id === "" || r.slot_id === "") return Option.some(missingRoomSlot)
   if (r.member.id === "" || r.member.claimed_user_id === "" || r.member.claimed_device_id === "") {
-    return Option.some("The request body `member` is missing a `id`, `claimed_user_id` or `claimed_device_id`")
+    return Option.some(`The request body \`member\` is missing ${a}\`id\`, \`claimed_user_id\` or \`claimed_device_id\``)
   }
   if (r.openid_token.access_token === "" || r.openid_token.matrix_server_name === "") {
-    return Option.some("The request body `openid_token` is missing a `access_token` or `matrix_server_name`")
+    return Option.some(`The request body \`openid_token\` is missing ${a}\`access_token\` or \`matrix_server_name\``)
   }
-  if (halfDelayPair(r)) return Option.some(missingDelay)
   return Option.none()
 }
 
-/** `/delegate_delayed_leave` validation (note: no "a" in the member/token texts; delay pair mandatory). */
-export const validateDelegate = (r: SfuRequest): Option.Option<string> => {
-  if (r.room_id === "" || r.slot_id === "") return Option.some(missingRoomSlot)
-  if (r.member.id === "" || r.member.claimed_user_id === "" || r.member.claimed_device_id === "") {
-    return Option.some("The request body `member` is missing `id`, `claimed_user_id` or `claimed_device_id`")
-  }
-  if (r.openid_token.access_token === "" || r.openid_token.matrix_server_name === "") {
-    return Option.some("The request body `openid_token` is missing `access_token` or `matrix_server_name`")
-  }
-  if (r.delay_id === "" || r.delay_timeout <= 0) return Option.some(missingDelay)
-  return Option.none()
-}
+/** `/get_token` validation; `Some(message)` is a 400 `M_BAD_JSON`. */
+export const validateGetToken = (r: SfuRequest): Option.Option<string> =>
+  Option.orElse(validateMember(r, "a "), () => halfDelayPair(r) ? Option.some(missingDelay) : Option.none())
+
+/** `/delegate_delayed_leave` validation: the delay pair is mandatory. */
+export const validateDelegate = (r: SfuRequest): Option.Option<string> =>
+  Option.orElse(
+    validateMember(r, ""),
+    () => r.delay_id === "" || r.delay_timeout <= 0 ? Option.some(missingDelay) : Option.none()
+  )
 
 /** Legacy `/sfu/get` validation; `device_id` is deliberately not checked. */
 export const validateLegacy = (r: LegacySfuRequest): Option.Option<string> => {
