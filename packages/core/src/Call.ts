@@ -9,7 +9,7 @@
  * LiveKit, then end the membership (send the scheduled delayed leave, else put
  * `{}`), each step withRequestTimeout in time (effect-style.md §3).
  */
-import { Clock, Deferred, Effect, Exit, Fiber, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
 import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
@@ -45,6 +45,32 @@ export interface JoinOptions {
   readonly leaveStepTimeoutMs?: number | undefined
   /** Upper bound of one homeserver request of the membership/heartbeat (ms, default 10 000). */
   readonly requestTimeoutMs?: number | undefined
+  /**
+   * The result of an earlier `prepare` for this room: the join then starts at the membership and the SFU
+   * connect. Ignored (with a log line) when it is for another room, dialect or session, older than 4 min,
+   * or its JWT is about to expire.
+   */
+  readonly prepared?: PreparedJoin | undefined
+}
+
+export type PrepareOptions = Pick<JoinOptions, "dialect" | "authServiceUrl">
+
+/**
+ * Everything a join needs before it publishes anything: the auth service, a LiveKit JWT and what the
+ * server supports. Made by `prepare` while nothing is visible to others yet (e.g. while the user is
+ * in a lobby), then handed to `join` through `JoinOptions.prepared`.
+ */
+export interface PreparedJoin {
+  readonly roomId: RoomId
+  readonly dialect: Dialect
+  readonly session: Session
+  readonly memberId: string
+  readonly authServiceUrl: string
+  readonly grant: LiveKitGrant
+  readonly support: ServerSupport
+  readonly roomVersion: string
+  /** Clock time (ms) when the grant was in hand. */
+  readonly preparedAt: number
 }
 
 /** Our own membership as last written. */
@@ -128,37 +154,17 @@ export const join: (
   }
   yield* Effect.annotateCurrentSpan({ roomId, dialect })
 
-  // 1. session (local), 2. token check ∥ OpenID token ∥ auth-service discovery ∥ the facts the membership
-  // needs. whoami runs beside the rest rather than before it: a dead token fails the OpenID request the same
-  // way, and both say NotAuthenticated, so checking first would only add a round trip to the join.
+  // 1. session (local); then a usable prepared join, or steps 2–3 from the start (the JWT request runs on
+  // while the delayed leave is scheduled below, once cleanup is in place)
   const session = yield* currentSession(mx)
-  const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
-  // Only the membership needs these, so they must not hold up the JWT (a child fiber: interrupted with the join).
-  const membershipFacts = yield* Effect.all([
-    serverSupport(mx),
-    dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
-  ], { concurrency: "unbounded" }).pipe(Effect.fork)
-  const [, openId, serviceUrl] = yield* Effect.all([
-    checkToken(mx),
-    openIdToken(mx),
-    Discovery.discoverAuthService({ configuredUrl: options.authServiceUrl }).pipe(
-      Effect.map((d) => d.livekitServiceUrl),
-      Effect.provideService(MatrixClient, mx),
-      Effect.withSpan("MatrixRTC.discover")
-    )
-  ], { concurrency: "unbounded" })
-
-  // 3. the JWT starts now; the delayed leave is scheduled beside it below, once cleanup is in place
-  const jwtFiber = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId).pipe(
-    Effect.either,
-    Effect.fork
-  )
-  const [support, roomVersion] = yield* Fiber.join(membershipFacts)
-  if (dialect === "sticky" && !support.stickyEvents) {
-    return yield* Effect.fail(
-      new MembershipFailed({ reason: "Rejected", error: "the homeserver does not support sticky events (org.matrix.msc4354)" })
-    )
-  }
+  const prepared = yield* usablePrepared(options.prepared, roomId, dialect, session)
+  const started = Option.isSome(prepared)
+    ? fromPrepared(prepared.value)
+    : yield* start(mx, auth, roomId, dialect, session, options.authServiceUrl)
+  const { memberId, serviceUrl } = started
+  yield* Effect.annotateCurrentSpan("prepared", Option.isSome(prepared))
+  const [support, roomVersion] = yield* started.facts
+  yield* requireStickySupport(dialect, support)
 
   // the delayed leave ∥ the JWT, then 4. membership ∥ SFU connect; cleanup is registered before any of it
   const stateKey = dialect === "session"
@@ -219,7 +225,7 @@ export const join: (
   // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
   // may already have accepted, or the cleanup would not know the delay id to cancel.
   const [jwt, armed] = yield* Effect.all([
-    Fiber.join(jwtFiber),
+    started.grant,
     Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
   ], { concurrency: "unbounded" })
   const grant = yield* jwt
@@ -238,13 +244,26 @@ export const join: (
     )
   }
 
-  const connect = lk.connect(grant.url, grant.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
-    Scope.extend(connScope),
-    Effect.timeoutFail({
-      duration: cfg.connectTimeoutMs,
-      onTimeout: () => new ConnectFailed({ reason: "Timeout", url: grant.url })
-    }),
-    Effect.withSpan("MatrixRTC.connect", { attributes: { url: grant.url, identity: grant.claims.identity } })
+  const connectWith = (g: LiveKitGrant) =>
+    lk.connect(g.url, g.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
+      Scope.extend(connScope),
+      Effect.timeoutFail({
+        duration: cfg.connectTimeoutMs,
+        onTimeout: () => new ConnectFailed({ reason: "Timeout", url: g.url })
+      }),
+      Effect.withSpan("MatrixRTC.connect", { attributes: { url: g.url, identity: g.claims.identity } })
+    )
+  // A prepared grant can be stale in ways only the SFU knows (the room it was issued for has been closed, the
+  // token revoked): one fresh JWT, then the same connect. Other failures would not change with a new JWT.
+  const connect = Option.isNone(prepared) ? connectWith(grant) : connectWith(grant).pipe(
+    Effect.catchTag("ConnectFailed", (e) =>
+      e.reason === "RoomNotFound" || e.reason === "Rejected"
+        ? Effect.logInfo("the SFU refused the prepared grant; fetching a fresh one", e.message).pipe(
+          Effect.zipRight(openIdToken(mx)),
+          Effect.flatMap((openId) => fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)),
+          Effect.flatMap(connectWith)
+        )
+        : Effect.fail(e))
   )
   const publish = m.publish.pipe(Effect.withSpan("MatrixRTC.membership", { attributes: { stateKey: stateKey ?? "" } }))
   const [connection] = yield* Effect.all([connect, publish], { concurrency: "unbounded" })
@@ -291,9 +310,135 @@ export const join: (
   } satisfies Call
 })
 
+/**
+ * Steps 1–3 of a join ahead of time: the session, the auth service, the OpenID token and the LiveKit JWT,
+ * plus what the server supports. Nothing is published and nothing needs cleaning up; pass the result to
+ * `join` as `prepared` to start the join at the membership and the SFU connect.
+ */
+export const prepare: (
+  roomId: RoomId,
+  options?: PrepareOptions
+) => Effect.Effect<PreparedJoin, NotAuthenticated | JwtFetchFailed | MembershipFailed, MatrixClient | AuthService> = Effect.fn(
+  "MatrixRTC.prepare"
+)(function*(roomId: RoomId, options: PrepareOptions = {}) {
+  const mx = yield* MatrixClient
+  const auth = yield* AuthService
+  const dialect = options.dialect ?? "session"
+  const session = yield* currentSession(mx)
+  const started = yield* start(mx, auth, roomId, dialect, session, options.authServiceUrl)
+  const [support, roomVersion] = yield* started.facts
+  yield* requireStickySupport(dialect, support)
+  const grant = yield* Effect.flatten(started.grant)
+  return {
+    roomId,
+    dialect,
+    session,
+    memberId: started.memberId,
+    authServiceUrl: started.serviceUrl,
+    grant,
+    support,
+    roomVersion,
+    preparedAt: yield* Clock.currentTimeMillis
+  } satisfies PreparedJoin
+})
+
 // ---------------------------------------------------------------------------
 // Steps
 // ---------------------------------------------------------------------------
+
+/** Steps 2–3 under way: the JWT request and the membership facts as effects to await. */
+interface Started {
+  readonly memberId: string
+  readonly serviceUrl: string
+  /** An Either, so that a failed JWT request can wait for the delayed leave scheduled beside it. */
+  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed>>
+  /** What the membership needs: server support and the room version. */
+  readonly facts: Effect.Effect<readonly [ServerSupport, string]>
+}
+
+/**
+ * 2. token check ∥ OpenID token ∥ auth-service discovery ∥ the facts the membership needs, then 3. the JWT
+ * request, left running. whoami runs beside the rest rather than before it: a dead token fails the OpenID
+ * request the same way, and both say NotAuthenticated, so checking first would only add a round trip.
+ * The forked fibers are children of the caller, so they are interrupted with it.
+ */
+const start = (
+  mx: MatrixClientService,
+  auth: AuthService["Type"],
+  roomId: RoomId,
+  dialect: Dialect,
+  session: Session,
+  configuredUrl: string | undefined
+): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
+  Effect.gen(function*() {
+    const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
+    // Only the membership needs these, so they must not hold up the JWT.
+    const facts = yield* Effect.all([
+      serverSupport(mx),
+      dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
+    ], { concurrency: "unbounded" }).pipe(Effect.fork)
+    const [, openId, serviceUrl] = yield* Effect.all([
+      checkToken(mx),
+      openIdToken(mx),
+      Discovery.discoverAuthService({ configuredUrl }).pipe(
+        Effect.map((d) => d.livekitServiceUrl),
+        Effect.provideService(MatrixClient, mx),
+        Effect.withSpan("MatrixRTC.discover")
+      )
+    ], { concurrency: "unbounded" })
+    const jwt = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId).pipe(
+      Effect.either,
+      Effect.fork
+    )
+    return { memberId, serviceUrl, grant: Fiber.join(jwt), facts: Fiber.join(facts) }
+  })
+
+const fromPrepared = (p: PreparedJoin): Started => ({
+  memberId: p.memberId,
+  serviceUrl: p.authServiceUrl,
+  grant: Effect.succeed(Either.right(p.grant)),
+  facts: Effect.succeed([p.support, p.roomVersion] as const)
+})
+
+// lk-jwt-service creates the SFU room when it issues the JWT, and LiveKit closes a room nobody has joined
+// after its empty timeout (300 s): an older grant would most likely be refused.
+const preparedMaxAgeMs = 240_000
+// Room for the connect itself: a JWT that lapses on the way to the SFU is refused.
+const preparedGrantMarginMs = 30_000
+
+const usablePrepared = (
+  p: PreparedJoin | undefined,
+  roomId: RoomId,
+  dialect: Dialect,
+  session: Session
+): Effect.Effect<Option.Option<PreparedJoin>> =>
+  Effect.gen(function*() {
+    if (p === undefined) return Option.none()
+    const now = yield* Clock.currentTimeMillis
+    const expiresAt = p.grant.claims.expiresAt
+    const unusable = p.roomId !== roomId
+      ? "it is for another room"
+      : p.dialect !== dialect
+      ? "it is for another dialect"
+      : p.session.userId !== session.userId || p.session.deviceId !== session.deviceId ||
+          p.session.homeserverUrl !== session.homeserverUrl
+      ? "it is for another session"
+      : now - p.preparedAt > preparedMaxAgeMs
+      ? "it is older than 4 minutes"
+      : expiresAt !== undefined && expiresAt - now < preparedGrantMarginMs
+      ? "its JWT is about to expire"
+      : undefined
+    if (unusable === undefined) return Option.some(p)
+    yield* Effect.logInfo(`not using the prepared join: ${unusable}; joining from the start`)
+    return Option.none()
+  })
+
+const requireStickySupport = (dialect: Dialect, support: ServerSupport) =>
+  dialect === "sticky" && !support.stickyEvents
+    ? Effect.fail(
+      new MembershipFailed({ reason: "Rejected", error: "the homeserver does not support sticky events (org.matrix.msc4354)" })
+    )
+    : Effect.void
 
 const currentSession = (mx: MatrixClientService) =>
   Effect.flatMap(mx.session, Option.match({
