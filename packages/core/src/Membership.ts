@@ -104,6 +104,13 @@ export const stickyContent = (input: StickyMembershipInput): Record<string, unkn
 
 export const stickyLeaveContent = (memberId: string): Record<string, unknown> => ({ msc4354_sticky_key: memberId })
 
+/**
+ * A leave in either dialect: `{}`, or nothing but the sticky key (JS-SDK's quick filter reads both as
+ * "this device left"). Only says something about JSON objects; `decode` rejects anything else.
+ */
+export const isLeaveContent = (content: Readonly<Record<string, unknown>>): boolean =>
+  Object.keys(content).every((k) => k === "msc4354_sticky_key")
+
 // ---------------------------------------------------------------------------
 // Reading
 // ---------------------------------------------------------------------------
@@ -355,8 +362,8 @@ const decodeContent = (event: RawCallEvent, receivedAt: number): Decoded => {
   if (Either.isLeft(object)) return Decoded.Rejected({ reason: "NotAnObject", detail: "content is not a JSON object" })
   const content = object.right
   // JS-SDK quick filter (MatrixRTCSession quickFilterNonRelevantContents).
+  if (isLeaveContent(content)) return Decoded.Left({ stickyKey: stickyKeyOf(content) })
   const keys = Object.keys(content).filter((k) => k !== "msc4354_sticky_key")
-  if (keys.length === 0) return Decoded.Left({ stickyKey: stickyKeyOf(content) })
   if (keys.length === 1 && keys[0] === "memberships") {
     if (!isState) return Decoded.Rejected({ reason: "NoApplication", detail: "memberships array in a sticky event" })
     const memberships = content["memberships"]

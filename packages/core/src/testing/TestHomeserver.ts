@@ -16,11 +16,9 @@ import type {
   Session
 } from "../MatrixClient.ts"
 import { MatrixClient, MatrixError } from "../MatrixClient.ts"
+import * as Membership from "../Membership.ts"
 import type { Fault, FaultQueue } from "./TestCallLog.ts"
 import { describeFault, makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
-
-export const callMemberType = "org.matrix.msc3401.call.member"
-export const rtcMemberType = "org.matrix.msc4143.rtc.member"
 
 export type HomeserverOp =
   | "whoami"
@@ -141,9 +139,7 @@ interface Room {
 const stateId = (type: string, stateKey: string) => `${type}\u0000${stateKey}`
 
 const summarize = (content: Readonly<Record<string, unknown>>): string => {
-  const keys = Object.keys(content)
-  if (keys.length === 0) return "leave"
-  if (keys.length === 1 && keys[0] === "msc4354_sticky_key") return "leave"
+  if (Membership.isLeaveContent(content)) return "leave"
   const parts = ["join"]
   if (typeof content["expires"] === "number") parts.push(`expires=${content["expires"]}`)
   if (typeof content["created_ts"] === "number") parts.push(`created_ts=${content["created_ts"]}`)
@@ -220,7 +216,7 @@ export const make = (
           const r = m.get(roomId)!
           return new Map(m).set(roomId, { ...r, state: new Map(r.state).set(stateId(type, stateKey), entry) })
         })
-        if (type === callMemberType) {
+        if (type === Membership.SessionEventType) {
           yield* PubSub.publish(changes, { roomId, event: toRaw(entry) })
         }
         return eventId
@@ -228,7 +224,7 @@ export const make = (
 
     const checkPower = (roomId: string, type: string, sender: string, stateKey: string) =>
       Effect.flatMap(room(roomId), (r) => {
-        const needed = type === callMemberType ? r.callMemberPowerLevel : 0
+        const needed = type === Membership.SessionEventType ? r.callMemberPowerLevel : 0
         return (r.users[sender] ?? 0) >= needed
           ? Effect.void
           : Effect.zipRight(
@@ -282,7 +278,7 @@ export const make = (
           detail: summarize(d.content)
         })
         if (d.stateKey !== undefined) yield* writeState(d.roomId, d.type, d.stateKey, d.content, d.sender)
-        else yield* publishSticky(d.roomId, d.type, d.content, d.sender, 3_600_000)
+        else yield* publishSticky(d.roomId, d.type, d.content, d.sender, Membership.StickyDurationMs)
       })
 
     const arm = (delayId: string, delayMs: number) =>
@@ -322,7 +318,7 @@ export const make = (
       Effect.gen(function*() {
         const cfg = yield* Ref.get(config)
         if (!cfg.delayedEvents) {
-          yield* log.append({ actor: "homeserver", op, roomId, stateKey, who: sender, detail: "404 M_UNRECOGNIZED" })
+          yield* log.append({ actor: "homeserver", op, roomId, stateKey, who: sender, detail: "400 M_UNRECOGNIZED" })
           return yield* Effect.fail(
             new MatrixError({ reason: "Http", status: 400, errcode: "M_UNRECOGNIZED", error: "Unrecognized request" })
           )
@@ -355,7 +351,7 @@ export const make = (
           const r = yield* room(roomId)
           const now = yield* Clock.currentTimeMillis
           const snapshot: Array<RawCallEvent> = [
-            ...[...r.state.values()].filter((e) => e.type === callMemberType).map(toRaw),
+            ...[...r.state.values()].filter((e) => e.type === Membership.SessionEventType).map(toRaw),
             ...r.sticky.filter((e) => e.expiresAt > now)
           ]
           return Stream.concat(
@@ -523,7 +519,7 @@ export const make = (
       activeMemberships: (roomId) =>
         Effect.map(Ref.get(rooms), (m) =>
           [...(m.get(roomId)?.state.values() ?? [])].filter((e) =>
-            e.type === callMemberType && Object.keys(e.content).length > 0
+            e.type === Membership.SessionEventType && !Membership.isLeaveContent(e.content)
           )),
       setState: (roomId, type, stateKey, content, sender = `@admin:${serverName}`) =>
         Effect.zipRight(
