@@ -7,7 +7,7 @@
  *     client, via sync) sees the membership;
  *   - leave latency: leave() → the observer sees the membership gone AND the SFU no
  *     longer lists the participant;
- *   - the same join/leave with the clients on an emulated wide-area link (lib/network.ts:
+ *   - the same join/leave with the clients on an emulated wide-area link (devstack's startProxiedStack:
  *     every client request to the homeserver, the auth service and LiveKit's signalling
  *     crosses a proxy that adds `--rtt-ms` per round trip);
  *   - crash to absence: SIGKILL of a process in the call → the observer sees the
@@ -18,8 +18,7 @@
  */
 import { dispose as disposeRtcNode } from "@livekit/rtc-node"
 import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
-import { startFaultProxy } from "./lib/faultProxy.ts"
-import { startProxiedStack } from "./lib/network.ts"
+import { startFaultProxy, startProxiedStack } from "./lib/faultProxy.ts"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
@@ -165,7 +164,7 @@ const joinLeave = async (
  * round trip `rttMs`: the observer has its own proxy, as it sits elsewhere on the network.
  */
 const joinLeaveWan = async (stack: StackInfo, users: { observer: Credentials; ours: Credentials; reference: Credentials }) => {
-  const net = await startProxiedStack(stack, rttMs / 2)
+  const net = await startProxiedStack(stack, { latencyMs: rttMs / 2 })
   const observerLink = await startFaultProxy({ target: stack.homeserverUrl, latencyMs: rttMs / 2 })
   const observer = await startObserver(observerLink.url, users.observer, stack.roomId)
   try {

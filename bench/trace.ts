@@ -9,7 +9,7 @@ const { captureConsole, say } = await import("./lib/log.ts")
 const { loginNewDevice, logout, startSyncedClient } = await import("./lib/matrix.ts")
 const { startOurs } = await import("./lib/ours.ts")
 const { referenceJoin } = await import("./lib/reference.ts")
-const { startProxiedStack } = await import("./lib/network.ts")
+const { startProxiedStack } = await import("./lib/faultProxy.ts")
 const { dispose } = await import("@livekit/rtc-node")
 
 captureConsole(new URL("./.logs/trace.log", import.meta.url).pathname)
@@ -25,7 +25,7 @@ const timeline = (label: string, t0: number, p: Proxies, tEnd: number) => {
   const rows = [
     ...p.hs.requests().map((r) => ({ ...r, who: "hs" })),
     ...p.auth.requests().map((r) => ({ ...r, who: "auth" })),
-    ...p.livekit.requests().map((r) => ({ ...r, who: "sfu" }))
+    ...p.lk.requests().map((r) => ({ ...r, who: "sfu" }))
   ]
     .filter((r) => r.receivedAt >= t0 && !r.path.endsWith("/sync"))
     .sort((a, b) => a.receivedAt - b.receivedAt)

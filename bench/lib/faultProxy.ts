@@ -6,8 +6,9 @@
  */
 import type * as FaultProxyModule from "../../packages/devstack/src/fault-proxy/index.js"
 
-export type { FaultProxy, RequestMatcher } from "../../packages/devstack/src/fault-proxy/index.js"
+export type { FaultProxy, ProxiedStack, RequestMatcher } from "../../packages/devstack/src/fault-proxy/index.js"
 
 const mod = (await import(new URL("../../packages/devstack/src/fault-proxy/index.ts", import.meta.url).href)) as typeof FaultProxyModule
 
 export const startFaultProxy: typeof FaultProxyModule.startFaultProxy = mod.startFaultProxy
+export const startProxiedStack: typeof FaultProxyModule.startProxiedStack = mod.startProxiedStack

@@ -4,17 +4,16 @@
  * independent checks every scenario ends with (no ghost membership, no leaked
  * LiveKit participant).
  *
- * Routing through the proxies: the homeserver proxy rewrites the transports
- * discovery answer so that the auth service is reached through its proxy, and the
- * auth proxy rewrites the `/sfu/get` answer's `url` so that LiveKit signalling goes
- * through the LiveKit proxy. Both rewrites have a negative priority: faults win.
+ * Routing through the proxies is devstack's `startProxiedStack` (discovery and JWT
+ * answers rewritten so that every service is reached through its proxy; faults win
+ * over the rewrites).
  */
 import { Call, type CallError, type Ids, type MatrixError } from "@matrixrtc-effect/core"
 import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
 import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import { RoomServiceClient } from "livekit-server-sdk"
-import { type FaultProxy, startFaultProxy } from "@matrixrtc-effect/devstack/fault-proxy"
+import { type ProxiedStack, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
 import { type RoomObserver, startRoomObserver } from "./observer.ts"
 
 // ---------------------------------------------------------------------------
@@ -96,68 +95,9 @@ export const teardownEnv = async (env: Env) => {
 // ---------------------------------------------------------------------------
 // Proxies
 
-export interface Proxies {
-  readonly hs: FaultProxy
-  readonly auth: FaultProxy
-  readonly lk: FaultProxy
-  readonly clearFaults: () => void
-  readonly close: () => Promise<void>
-}
+export type Proxies = ProxiedStack
 
-const rewriteJson = (f: (o: Record<string, unknown>) => void) => (body: string) => {
-  try {
-    const o = JSON.parse(body) as Record<string, unknown>
-    f(o)
-    return JSON.stringify(o)
-  } catch {
-    return body
-  }
-}
-
-const installRewrites = (p: { hs: FaultProxy; auth: FaultProxy; lk: FaultProxy }) => {
-  const toAuth = (t: unknown) => {
-    if (typeof t === "object" && t !== null && "livekit_service_url" in t) (t as Record<string, unknown>)["livekit_service_url"] = p.auth.url
-  }
-  p.hs.addFault({
-    method: "GET",
-    path: /\/org\.matrix\.msc4143\/rtc\/transports/,
-    priority: -1,
-    action: { kind: "replaceBody", body: rewriteJson((o) => (o["rtc_transports"] as Array<unknown> | undefined)?.forEach(toAuth)) }
-  })
-  p.hs.addFault({
-    method: "GET",
-    path: /^\/\.well-known\/matrix\/client/,
-    priority: -1,
-    action: { kind: "replaceBody", body: rewriteJson((o) => (o["org.matrix.msc4143.rtc_foci"] as Array<unknown> | undefined)?.forEach(toAuth)) }
-  })
-  p.auth.addFault({
-    method: "POST",
-    path: /^\/(sfu\/get|get_token)/,
-    priority: -1,
-    action: { kind: "replaceBody", body: rewriteJson((o) => {
-      if (typeof o["url"] === "string") o["url"] = p.lk.wsUrl
-    }) }
-  })
-}
-
-export const startProxies = async (s: StackInfo): Promise<Proxies> => {
-  const hs = await startFaultProxy({ target: s.homeserverUrl })
-  const auth = await startFaultProxy({ target: s.authServiceUrl })
-  const lk = await startFaultProxy({ target: s.livekitUrl })
-  installRewrites({ hs, auth, lk })
-  return {
-    hs,
-    auth,
-    lk,
-    clearFaults: () => {
-      for (const p of [hs, auth, lk]) p.clearFaults()
-      installRewrites({ hs, auth, lk })
-    },
-    close: async () => {
-      await Promise.all([hs.close(), auth.close(), lk.close()])
-    }
-  }
-}
+export const startProxies = (s: StackInfo): Promise<Proxies> => startProxiedStack(s)
 
 // ---------------------------------------------------------------------------
 // Our call
