@@ -11,15 +11,15 @@
 // The stack keeps running afterwards (`npm run stack:down` stops it).
 //
 // Started by demo.ts, which sets up the environment before this module loads.
-import { Call, type Ids } from "@matrixrtc-effect/core"
+import type { Call, Ids } from "@matrixrtc-effect/core"
 import { describeStack, matrixRequest, type StackInfo, type StackUser, up } from "@matrixrtc-effect/devstack"
-import { Console, Deferred, Duration, Effect, Fiber, Option, Redacted } from "effect"
+import { Console, Deferred, Duration, Effect, Fiber, Redacted } from "effect"
 import { parseArgs } from "node:util"
 import * as Join from "../src/cli/Join.ts"
 import { runMain } from "../src/cli/Main.ts"
 import * as Output from "../src/cli/Output.ts"
 import * as NodeCall from "../src/NodeCall.ts"
-import { type NodeConnection, NodeLiveKit } from "../src/NodeLiveKit.ts"
+import type { NodeConnection } from "../src/NodeLiveKit.ts"
 import * as Web from "./web.ts"
 
 const { values } = parseArgs({
@@ -44,7 +44,7 @@ interface Joined {
   readonly name: string
   readonly call: Call.Call
   readonly conn: NodeConnection
-  readonly membership: Call.OwnMembership
+  readonly own: Call.OwnMembership
 }
 
 /**
@@ -56,15 +56,15 @@ const participant = (
   stack: StackInfo,
   user: StackUser,
   options: { readonly name: string; readonly toneHz?: number },
+  out: Output.Output,
   ready: Deferred.Deferred<Joined, unknown>,
   stop: Deferred.Deferred<void>
 ) =>
   Effect.scoped(
     Effect.gen(function*() {
-      const call = yield* Call.join(stack.roomId as Ids.RoomId)
-      const conn = Option.getOrThrow(yield* (yield* NodeLiveKit).connection)
-      if (options.toneHz !== undefined) yield* conn.publishAudio({ _tag: "Tone", toneHz: options.toneHz }, { name: "tone" })
-      yield* Deferred.succeed(ready, { name: options.name, call, conn, membership: yield* call.membership })
+      const { call, conn, own } = yield* Join.joinCall(stack.roomId as Ids.RoomId)
+      if (options.toneHz !== undefined) yield* Join.publish(conn, { _tag: "Tone", frequencyHz: options.toneHz }, out)
+      yield* Deferred.succeed(ready, { name: options.name, call, conn, own })
       yield* Deferred.await(stop)
     })
   ).pipe(
@@ -87,19 +87,19 @@ const showMembershipsGone = (stack: StackInfo, joined: ReadonlyArray<Joined>) =>
   Effect.gen(function*() {
     const observer = userAt(stack, 3)
     for (const j of joined) {
-      const key = j.membership.stateKey ?? ""
+      const key = j.own.stateKey ?? ""
       const content = yield* Effect.tryPromise({
         try: () =>
           matrixRequest<Record<string, unknown>>(
           "GET",
-          `/_matrix/client/v3/rooms/${encodeURIComponent(stack.roomId)}/state/${j.membership.eventType}/${encodeURIComponent(key)}`,
+          `/_matrix/client/v3/rooms/${encodeURIComponent(stack.roomId)}/state/${j.own.eventType}/${encodeURIComponent(key)}`,
             { accessToken: observer.accessToken }
           ),
         catch: (e) => e
       }).pipe(Effect.catchAll((e) => Effect.succeed({ unreadable: Output.errorMessage(e) })))
       const gone = Object.keys(content).length === 0
       yield* Console.log(
-        `  ${j.name}: ${j.membership.eventType} state "${key}" is ${JSON.stringify(content)} → ${gone ? "membership gone" : "STILL PRESENT"}`
+        `  ${j.name}: ${j.own.eventType} state "${key}" is ${JSON.stringify(content)} → ${gone ? "membership gone" : "STILL PRESENT"}`
       )
     }
   })
@@ -124,8 +124,8 @@ const program = Effect.gen(function*() {
   yield* Effect.scoped(
     Effect.gen(function*() {
       const fibers = [
-        yield* Effect.forkScoped(participant(stack, alice, { name: "alice", toneHz: 440 }, readyA, stop)),
-        yield* Effect.forkScoped(participant(stack, bob, { name: "bob" }, readyB, stop))
+        yield* Effect.forkScoped(participant(stack, alice, { name: "alice", toneHz: 440 }, out, readyA, stop)),
+        yield* Effect.forkScoped(participant(stack, bob, { name: "bob" }, out, readyB, stop))
       ]
       for (const ready of [readyA, readyB]) {
         const j = yield* Deferred.await(ready)

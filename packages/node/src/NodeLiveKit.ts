@@ -14,7 +14,7 @@
  * ICE servers are never configured here: rtc-node then uses the ones the SFU
  * sends in its join response, which the local stack limits to a loopback dummy.
  */
-import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit } from "@matrixrtc-effect/core"
+import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit, safeCause } from "@matrixrtc-effect/core"
 import type {
   ConnectionState,
   ConnectOptions,
@@ -56,7 +56,6 @@ import {
   Stream,
   SubscriptionRef
 } from "effect"
-import { safeCause } from "@matrixrtc-effect/matrix-js-sdk"
 import { AudioFailed, readWav, toneFrame } from "./Audio.ts"
 import type { Pcm } from "./Audio.ts"
 
@@ -249,11 +248,15 @@ const setRtcLogLevel = (level: string) =>
 
 const FRAME_MS = 10
 
+/**
+ * The 10 ms frames of an input. `fill` writes the next frame into the feed
+ * loop's one buffer; false at the end of a non-looping input.
+ */
 interface FrameSource {
   readonly sampleRate: number
   readonly channels: number
-  /** The next 10 ms frame, or none at the end of a non-looping input. */
-  readonly next: () => Int16Array | undefined
+  readonly samplesPerChannel: number
+  readonly fill: (into: Int16Array) => boolean
 }
 
 const frameSourceOf = (input: AudioInput): Effect.Effect<FrameSource, AudioFailed> => {
@@ -261,24 +264,16 @@ const frameSourceOf = (input: AudioInput): Effect.Effect<FrameSource, AudioFaile
     case "Tone": {
       const sampleRate = input.sampleRate ?? 48_000
       const channels = input.channels ?? 1
-      const samplesPerChannel = (sampleRate * FRAME_MS) / 1000
-      let offset = 0
-      return Effect.succeed({
+      // The tone's phase starts over every whole second, so one second of it, computed once, loops.
+      const second = toneFrame({
+        toneHz: input.toneHz,
         sampleRate,
         channels,
-        next: () => {
-          const frame = toneFrame({
-            toneHz: input.toneHz,
-            sampleRate,
-            channels,
-            samplesPerChannel,
-            offset,
-            amplitude: input.amplitude ?? 0.3
-          })
-          offset = (offset + samplesPerChannel) % sampleRate // whole seconds keep the phase exact
-          return frame
-        }
+        samplesPerChannel: sampleRate,
+        offset: 0,
+        amplitude: input.amplitude ?? 0.3
       })
+      return Effect.succeed(pcmFrames({ samples: second, sampleRate, channels }, true))
     }
     case "Wav":
       return readWav(input.path).pipe(Effect.map((pcm) => pcmFrames(pcm, input.loop ?? true)))
@@ -288,21 +283,24 @@ const frameSourceOf = (input: AudioInput): Effect.Effect<FrameSource, AudioFaile
 }
 
 const pcmFrames = (pcm: Pcm, loop: boolean): FrameSource => {
-  const frameLength = Math.max(1, Math.floor((pcm.sampleRate * FRAME_MS) / 1000)) * pcm.channels
+  const samplesPerChannel = Math.max(1, Math.floor((pcm.sampleRate * FRAME_MS) / 1000))
+  const frameLength = samplesPerChannel * pcm.channels
   let at = 0
   return {
     sampleRate: pcm.sampleRate,
     channels: pcm.channels,
-    next: () => {
-      if (pcm.samples.length === 0) return undefined
+    samplesPerChannel,
+    fill: (into) => {
+      if (pcm.samples.length === 0) return false
       if (at >= pcm.samples.length) {
-        if (!loop) return undefined
+        if (!loop) return false
         at = 0
       }
-      const frame = new Int16Array(frameLength) // the last frame is padded with silence
-      frame.set(pcm.samples.subarray(at, Math.min(at + frameLength, pcm.samples.length)))
+      const chunk = pcm.samples.subarray(at, at + frameLength)
+      into.set(chunk)
+      into.fill(0, chunk.length) // the last frame is padded with silence
       at += frameLength
-      return frame
+      return true
     }
   }
 }
@@ -439,16 +437,21 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
             )
             const sent = yield* Ref.make(0)
             const done = yield* Deferred.make<void, AudioFailed>()
-            const samplesPerChannel = (frames.sampleRate * FRAME_MS) / 1000
+            // One frame object over one buffer for the whole track, refilled every 10 ms: captureFrame
+            // resolves only after the native side has taken the samples. The buffer must be an
+            // array of its own, not a view: rtc-node hands `data.buffer` from its start to the FFI.
+            const buffer = new Int16Array(frames.samplesPerChannel * frames.channels)
+            const frame = new AudioFrame(buffer, frames.sampleRate, frames.channels, frames.samplesPerChannel)
+            const capture = Effect.tryPromise({
+              try: () => source.captureFrame(frame),
+              catch: (cause) => new AudioFailed({ reason: "Publish", detail: "captureFrame failed", cause })
+            })
+            const count = Ref.update(sent, (n) => n + 1)
             // captureFrame resolves once the source's queue has room, which paces the loop in real time.
             const feed = Effect.gen(function* () {
-              for (let data = frames.next(); data !== undefined; data = frames.next()) {
-                const frame = new AudioFrame(data, frames.sampleRate, frames.channels, samplesPerChannel)
-                yield* Effect.tryPromise({
-                  try: () => source.captureFrame(frame),
-                  catch: (cause) => new AudioFailed({ reason: "Publish", detail: "captureFrame failed", cause })
-                })
-                yield* Ref.update(sent, (n) => n + 1)
+              while (frames.fill(buffer)) {
+                yield* capture
+                yield* count
               }
               yield* Effect.promise(() => source.waitForPlayout())
             }).pipe(Effect.exit, Effect.flatMap((exit) => Deferred.done(done, exit)))

@@ -43,20 +43,19 @@ export const exitCodeOf = (error: unknown): number => {
 const homeserver = Options.text("homeserver").pipe(
   Options.withDescription("Client-server API base URL of the homeserver, e.g. https://matrix.example.org")
 )
-const accessToken = Options.redacted("access-token").pipe(
-  Options.withFallbackConfig(Config.redacted("MATRIXRTC_ACCESS_TOKEN")),
-  Options.withDescription("Matrix access token (or env MATRIXRTC_ACCESS_TOKEN)"),
-  Options.optional
-)
+/** An optional secret, also read from the environment variable `env`. */
+const secretOption = (name: string, env: string, description: string) =>
+  Options.redacted(name).pipe(
+    Options.withFallbackConfig(Config.redacted(env)),
+    Options.withDescription(`${description} (or env ${env})`),
+    Options.optional
+  )
+const accessToken = secretOption("access-token", "MATRIXRTC_ACCESS_TOKEN", "Matrix access token")
 const user = Options.text("user").pipe(
   Options.withDescription("User id or localpart to log in with a password"),
   Options.optional
 )
-const password = Options.redacted("password").pipe(
-  Options.withFallbackConfig(Config.redacted("MATRIXRTC_PASSWORD")),
-  Options.withDescription("Password for --user (or env MATRIXRTC_PASSWORD)"),
-  Options.optional
-)
+const password = secretOption("password", "MATRIXRTC_PASSWORD", "Password for --user")
 const deviceId = Options.text("device-id").pipe(
   Options.withDescription("Device id to use (password login reuses it; with a token it must match the token's device)"),
   Options.optional

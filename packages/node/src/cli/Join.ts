@@ -53,20 +53,29 @@ export const run = (options: JoinOptions, out: Output): Effect.Effect<void, Join
     yield* inCall(roomId, options, out).pipe(Effect.provide(services))
   })
 
+/**
+ * Joins the call; gives it with its node SFU connection (for audio) and the own
+ * membership. Leaving is the closing of the scope. Also used by the demo.
+ */
+export const joinCall = (roomId: Ids.RoomId) =>
+  Effect.gen(function*() {
+    const call = yield* Call.join(roomId)
+    const conn = yield* (yield* NodeLiveKit).connection.pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "the SFU connection closed right after joining" })),
+        onSome: Effect.succeed
+      }))
+    )
+    return { call, conn, own: yield* call.membership }
+  })
+
 /** Joins, shows the call until it should end, leaves; prints `left` once the leave is complete. */
 const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
   Effect.gen(function*() {
     const joined = yield* Ref.make(false)
     yield* Effect.scoped(
       Effect.gen(function*() {
-        const call = yield* Call.join(roomId)
-        const conn = yield* (yield* NodeLiveKit).connection.pipe(
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "the SFU connection closed right after joining" })),
-            onSome: Effect.succeed
-          }))
-        )
-        const own = yield* call.membership
+        const { call, conn, own } = yield* joinCall(roomId)
         yield* Ref.set(joined, true)
         yield* out.event(
           "joined",
@@ -103,7 +112,8 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
     )
   })
 
-const publish = (conn: NodeConnection, media: Media, out: Output) => {
+/** Publishes the media as a track of the connection (until the scope closes) and says so. Also used by the demo. */
+export const publish = (conn: NodeConnection, media: Media, out: Output): Effect.Effect<void, AudioFailed, Scope.Scope> => {
   switch (media._tag) {
     case "None":
       return Effect.void
