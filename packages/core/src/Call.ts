@@ -9,7 +9,7 @@
  * LiveKit, then end the membership (send the scheduled delayed leave, else put
  * `{}`), each step withRequestTimeout in time (effect-style.md §3).
  */
-import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Random, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
 import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
@@ -98,8 +98,13 @@ export interface Call {
   readonly membership: Effect.Effect<OwnMembership>
   /** The current membership, then every change (delay id, refreshed content). */
   readonly membershipChanges: Stream.Stream<OwnMembership>
-  /** The call's members (parsed, expired dropped, oldest first): the current list, then every change. */
+  /**
+   * The call's members (parsed, expired dropped, oldest first): the current list, then every change. The
+   * first list is the first one that shows our own membership: a client's view of the room can lag behind
+   * our send (matrix-js-sdk learns of it with the next sync), and a list without us is not the call we joined.
+   */
   readonly members: Stream.Stream<ReadonlyArray<CallMember>>
+  /** The current member list, once the room shows our own membership (see `members`). */
   readonly currentMembers: Effect.Effect<ReadonlyArray<CallMember>>
   /** Leaves now (the same cleanup the scope runs on close; idempotent). */
   readonly leave: Effect.Effect<void>
@@ -272,7 +277,7 @@ export const join: (
   // 5. background: member list + re-publish watch, heartbeat, expiry refresh. Each fiber is made interruptible
   // explicitly: join may run in an uninterruptible region (e.g. an acquireRelease), and bgScope must still stop them.
   const firstList = yield* Deferred.make<void>()
-  yield* watchMembers(mx.callMemberEvents(roomId), own, members, m, firstList).pipe(
+  yield* watchMembers(mx.callMemberEvents(roomId), session, own, members, m, firstList).pipe(
     Effect.ensuring(Deferred.succeed(firstList, undefined)),
     Effect.interruptible,
     Effect.forkIn(bgScope)
@@ -294,7 +299,7 @@ export const join: (
     Effect.forkIn(bgScope)
   )
 
-  // Nothing to tell before the room's current memberships have been read once (they include ours).
+  // Nothing to tell before the room shows our own membership, or the watch has ended (then: what it last saw).
   const currentMembers = Effect.zipRight(Deferred.await(firstList), SubscriptionRef.get(members))
   return {
     roomId,
@@ -520,8 +525,10 @@ interface MembershipOps {
   readonly publish: Effect.Effect<void, MembershipFailed>
   readonly heartbeat: Effect.Effect<void>
   readonly refresh: (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) => Effect.Effect<void>
-  readonly republish: Effect.Effect<void>
-  /** Remembers the `origin_server_ts` of our first join event, the base of `expires`. */
+  /**
+   * An event on our own state key, as the room shows it: remembers the `origin_server_ts` of our join event
+   * (the base of `expires`), and re-publishes when an event after ours ended our membership.
+   */
   readonly observedOwn: (event: RawCallEvent) => Effect.Effect<void>
   readonly end: (timeoutMs: number) => Effect.Effect<void>
 }
@@ -538,6 +545,13 @@ const makeMembershipOps = (
   let lastEventId: string | undefined
   let createdTs: number | undefined
   let sentAt = 0
+  // The events we wrote, and every event seen on our state key (id → its created_ts or origin_server_ts). Until
+  // the room has shown one of ours, its view of our state key predates this join (matrix-js-sdk learns of our send
+  // with the next sync, which can also come before the send's answer), so a `{}` there is an earlier session's
+  // leave, not someone ending this membership.
+  const sentIds = new Set<string>()
+  const seenOnKey = new Map<string, number>()
+  let shown = false
 
   const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>) =>
     eff.pipe(
@@ -590,6 +604,14 @@ const makeMembershipOps = (
         : yield* withMatrixRetry(
           withRequestTimeout(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
         )
+      if (r.eventId !== undefined) {
+        sentIds.add(r.eventId)
+        const seen = seenOnKey.get(r.eventId)
+        if (seen !== undefined) {
+          shown = true
+          createdTs ??= seen
+        }
+      }
       lastEventId = r.eventId
       yield* SubscriptionRef.update(own, (x) => ({ ...x, content }))
     })
@@ -653,7 +675,7 @@ const makeMembershipOps = (
       }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("membership refresh failed", e.message)))
     )
 
-  const republish = lock.withPermits(1)(
+  const republish: Effect.Effect<void> = lock.withPermits(1)(
     Effect.gen(function*() {
       yield* Effect.logInfo("our membership vanished from the room; publishing it again")
       const o = yield* SubscriptionRef.get(own)
@@ -669,11 +691,16 @@ const makeMembershipOps = (
   )
 
   const observedOwn = (event: RawCallEvent) =>
-    Effect.sync(() => {
-      if (event.eventId === lastEventId && createdTs === undefined) {
-        const c = event.content as Record<string, unknown>
-        createdTs = typeof c["created_ts"] === "number" ? c["created_ts"] : event.originServerTs
+    Effect.suspend(() => {
+      const content = Predicate.isRecord(event.content) ? event.content : undefined
+      const created = typeof content?.["created_ts"] === "number" ? content["created_ts"] : event.originServerTs
+      seenOnKey.set(event.eventId, created)
+      if (sentIds.has(event.eventId)) {
+        shown = true
+        if (event.eventId === lastEventId) createdTs ??= created
+        return Effect.void
       }
+      return shown && (content === undefined || Membership.isLeaveContent(content)) ? republish : Effect.void
     })
 
   const end = (timeoutMs: number) =>
@@ -706,12 +733,16 @@ const makeMembershipOps = (
         )
     })
 
-  return { arm, publish, heartbeat, refresh, republish, observedOwn, end }
+  return { arm, publish, heartbeat, refresh, observedOwn, end }
 }
 
-/** Folds the room's membership events into `members`; re-publishes ours if someone else's event removed it. */
+/**
+ * Folds the room's membership events into `members`, and completes `firstList` once a list shows our own
+ * membership; hands events on our state key to `observedOwn` (which re-publishes ours if someone removed it).
+ */
 const watchMembers = (
   events: Stream.Stream<RawCallEvent, MatrixError>,
+  self: Session,
   own: SubscriptionRef.SubscriptionRef<OwnMembership>,
   members: SubscriptionRef.SubscriptionRef<ReadonlyArray<CallMember>>,
   m: MembershipOps,
@@ -723,13 +754,17 @@ const watchMembers = (
         const o = yield* SubscriptionRef.get(own)
         if (o.dialect !== "session" || event.type !== o.eventType || event.stateKey !== o.stateKey) return
         yield* m.observedOwn(event)
-        const content = event.content
-        const empty = typeof content !== "object" || content === null || Object.keys(content).length === 0
-        if (empty) yield* m.republish
       })
     ),
     (s) => CallMembers.changes(s),
-    Stream.runForEach((list) => Effect.zipRight(SubscriptionRef.set(members, list), Deferred.succeed(firstList, undefined))),
+    Stream.runForEach((list) =>
+      Effect.gen(function*() {
+        yield* SubscriptionRef.set(members, list)
+        const o = yield* SubscriptionRef.get(own)
+        const ours = list.some((x) => x.memberId === o.memberId && x.userId === self.userId && x.deviceId === self.deviceId)
+        if (ours) yield* Deferred.succeed(firstList, undefined)
+      })
+    ),
     Effect.catchTag("MatrixError", (e) => Effect.logWarning("the member stream ended", e.message))
   )
 
