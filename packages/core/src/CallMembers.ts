@@ -4,7 +4,8 @@
  *
  * The fold itself is pure (`empty` / `apply` / `members`); `changes` drives it
  * from `MatrixClient.callMemberEvents` and re-evaluates when the soonest expiry
- * passes, reading time only through `Clock` so TestClock controls it.
+ * passes, reading time only through `Clock` so TestClock controls it. An event
+ * is decoded once, when it arrives, and each member's identity is resolved once.
  *
  * Not modelled here: JS-SDK's "sender is currently joined to the room" check;
  * the event stream does not carry room membership.
@@ -25,11 +26,27 @@ interface StickyEntry extends Entry {
   readonly expiresAt: number
 }
 
+/** One member an entry announces, with what `members` filters it by. */
+interface Candidate {
+  readonly member: Membership.ParsedMember
+  /** From the legacy `memberships` array. */
+  readonly legacy: boolean
+  /** The state key of a state entry: a live sticky event with that sticky key hides it. */
+  readonly stateKey: string | undefined
+}
+
 export interface State {
   /** Current state events, keyed by (type, state_key). */
   readonly state: HashMap.HashMap<string, Entry>
   /** Live sticky events, keyed by (type, sender, sticky key); unkeyed ones by event id. */
   readonly sticky: HashMap.HashMap<string, StickyEntry>
+  /**
+   * Every member the entries announce, oldest first, kept sorted as events come in: an event costs a
+   * binary search and an array copy, and reading `members` is one filtering pass, never a sort.
+   */
+  readonly sorted: ReadonlyArray<Candidate>
+  /** The soonest expiry among `sticky`: expired sticky entries are dropped once it has passed, not on every event. */
+  readonly stickyPruneAt: number
 }
 
 export interface MembersOptions {
@@ -39,27 +56,94 @@ export interface MembersOptions {
   readonly includeLegacy?: boolean | undefined
 }
 
-export const empty: State = { state: HashMap.empty(), sticky: HashMap.empty() }
+export const empty: State = { state: HashMap.empty(), sticky: HashMap.empty(), sorted: [], stickyPruneAt: Infinity }
 
 const key = (parts: ReadonlyArray<string>) => JSON.stringify(parts)
+
+// Ties are broken by ids so every reader of the same events picks the same "oldest" member.
+const oldestFirst = (a: Membership.ParsedMember, b: Membership.ParsedMember): number =>
+  a.createdTs - b.createdTs || compare(a.userId, b.userId) || compare(a.deviceId, b.deviceId) ||
+  compare(a.eventId, b.eventId)
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+/** The first index whose member does not sort before `m`. */
+const lowerBound = (sorted: ReadonlyArray<Candidate>, m: Membership.ParsedMember): number => {
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (oldestFirst(sorted[mid]!.member, m) < 0) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+const candidatesOf = (entry: Entry): ReadonlyArray<Candidate> => {
+  const { decoded, event } = entry
+  const stateKey = event.stateKey
+  return decoded._tag === "Member"
+    ? [{ member: decoded.member, legacy: false, stateKey }]
+    : decoded._tag === "Legacy"
+    ? decoded.members.map((member) => ({ member, legacy: true, stateKey }))
+    : []
+}
+
+const insert = (sorted: ReadonlyArray<Candidate>, entry: Entry): ReadonlyArray<Candidate> =>
+  candidatesOf(entry).reduce((acc, c) => {
+    const i = lowerBound(acc, c.member)
+    return [...acc.slice(0, i), c, ...acc.slice(i)]
+  }, sorted)
+
+/** Takes out the very candidates `insert` put in for `entry` (members that sort equal are told apart by identity). */
+const remove = (sorted: ReadonlyArray<Candidate>, entry: Entry): ReadonlyArray<Candidate> =>
+  candidatesOf(entry).reduce((acc, c) => {
+    for (let i = lowerBound(acc, c.member); i < acc.length && oldestFirst(acc[i]!.member, c.member) === 0; i++) {
+      if (acc[i]!.member === c.member) return [...acc.slice(0, i), ...acc.slice(i + 1)]
+    }
+    return acc
+  }, sorted)
+
+const replace = (sorted: ReadonlyArray<Candidate>, old: Option.Option<Entry>, next: Entry | undefined) => {
+  const without = Option.match(old, { onNone: () => sorted, onSome: (e) => remove(sorted, e) })
+  return next === undefined ? without : insert(without, next)
+}
+
+/** Drops sticky entries that have expired by `now`, once the soonest expiry has passed. */
+const pruneSticky = (s: State, now: number): State => {
+  if (now < s.stickyPruneAt) return s
+  let sorted = s.sorted
+  let sticky = s.sticky
+  let stickyPruneAt = Infinity
+  for (const [k, e] of s.sticky) {
+    if (e.expiresAt > now) stickyPruneAt = Math.min(stickyPruneAt, e.expiresAt)
+    else {
+      sticky = HashMap.remove(sticky, k)
+      sorted = remove(sorted, e)
+    }
+  }
+  return { ...s, sticky, sorted, stickyPruneAt }
+}
 
 /**
  * Add one event received at local time `receivedAt`. State events replace the
  * previous content of their key (`{}` or an invalid content removes it); for
  * sticky events the one that expires last wins, as in JS-SDK's sticky map.
  */
-export const apply = (s: State, event: RawCallEvent, receivedAt: number): State => {
-  const sticky = HashMap.filter(s.sticky, (e) => e.expiresAt > receivedAt)
+export const apply = (before: State, event: RawCallEvent, receivedAt: number): State => {
+  const s = pruneSticky(before, receivedAt)
   if (event.stateKey !== undefined) {
-    if (event.type !== Membership.SessionEventType) return { ...s, sticky }
+    if (event.type !== Membership.SessionEventType) return s
     const decoded = Membership.decode(event, receivedAt)
     const k = key([event.type, event.stateKey])
-    const state = decoded._tag === "Member" || decoded._tag === "Legacy"
-      ? HashMap.set(s.state, k, { event, decoded })
-      : HashMap.remove(s.state, k)
-    return { state, sticky }
+    const entry = decoded._tag === "Member" || decoded._tag === "Legacy" ? { event, decoded } : undefined
+    return {
+      ...s,
+      state: entry === undefined ? HashMap.remove(s.state, k) : HashMap.set(s.state, k, entry),
+      sorted: replace(s.sorted, HashMap.get(s.state, k), entry)
+    }
   }
-  if (event.type !== Membership.StickyEventType) return { ...s, sticky }
+  if (event.type !== Membership.StickyEventType) return s
   const stickyKey = Membership.stickyKeyOf(event.content)
   const k = Option.match(stickyKey, {
     onNone: () => key(["event", event.eventId]),
@@ -71,19 +155,19 @@ export const apply = (s: State, event: RawCallEvent, receivedAt: number): State 
     stickyKey,
     expiresAt: Membership.stickyExpiresAt(event, receivedAt)
   }
-  const current = HashMap.get(sticky, k)
-  if (Option.isSome(current) && current.value.expiresAt > entry.expiresAt) return { ...s, sticky }
-  return { ...s, sticky: HashMap.set(sticky, k, entry) }
+  const current = HashMap.get(s.sticky, k)
+  if (Option.isSome(current) && current.value.expiresAt > entry.expiresAt) return s
+  return {
+    ...s,
+    sticky: HashMap.set(s.sticky, k, entry),
+    sorted: replace(s.sorted, current, entry),
+    stickyPruneAt: Math.min(s.stickyPruneAt, entry.expiresAt)
+  }
 }
 
 /** Fold a batch of events all received at `receivedAt`. */
 export const applyAll = (s: State, events: Iterable<RawCallEvent>, receivedAt: number): State =>
   Arr.reduce(Arr.fromIterable(events), s, (acc, e) => apply(acc, e, receivedAt))
-
-const liveSticky = (s: State, now: number) => Arr.filter(Arr.fromIterable(HashMap.values(s.sticky)), (e) => e.expiresAt - now > 0)
-
-const membersOf = (decoded: Membership.Decoded, includeLegacy: boolean): ReadonlyArray<Membership.ParsedMember> =>
-  decoded._tag === "Member" ? [decoded.member] : decoded._tag === "Legacy" && includeLegacy ? decoded.members : []
 
 /**
  * The call's members at `now`: the slot matches and the membership has not
@@ -98,33 +182,30 @@ export const members = (
 ): ReadonlyArray<Membership.ParsedMember> => {
   const slotId = options?.slotId ?? Membership.RoomSlotId
   const includeLegacy = options?.includeLegacy ?? false
-  const sticky = liveSticky(s, now)
-  const masked = new Set(Arr.getSomes(sticky.map((e) => e.stickyKey)))
-  const fromState = Arr.fromIterable(HashMap.values(s.state))
-    .filter((e) => e.event.stateKey === undefined || !masked.has(e.event.stateKey))
-    .flatMap((e) => membersOf(e.decoded, includeLegacy))
-  const fromSticky = sticky.flatMap((e) => membersOf(e.decoded, false))
-  return [...fromState, ...fromSticky]
-    .filter((m) => m.slotId === slotId && !Membership.isExpired(m, now))
-    .sort(oldestFirst)
+  const masked = new Set<string>()
+  for (const e of HashMap.values(s.sticky)) {
+    if (e.expiresAt - now > 0 && Option.isSome(e.stickyKey)) masked.add(e.stickyKey.value)
+  }
+  const out: Array<Membership.ParsedMember> = []
+  for (const c of s.sorted) {
+    if (c.legacy && !includeLegacy) continue
+    if (c.stateKey !== undefined && masked.has(c.stateKey)) continue
+    // A sticky member's expiry is its entry's sticky TTL, so this also drops expired sticky events.
+    if (c.member.slotId === slotId && !Membership.isExpired(c.member, now)) out.push(c.member)
+  }
+  return out
 }
-
-// Ties are broken by ids so every reader of the same events picks the same "oldest" member.
-const oldestFirst = (a: Membership.ParsedMember, b: Membership.ParsedMember): number =>
-  a.createdTs - b.createdTs || compare(a.userId, b.userId) || compare(a.deviceId, b.deviceId) ||
-  compare(a.eventId, b.eventId)
-
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
 /** The soonest instant after `now` at which `members` can change without a new event. */
 export const nextExpiry = (s: State, now: number): Option.Option<number> => {
-  const times = [
-    ...Arr.fromIterable(HashMap.values(s.sticky)).map((e) => e.expiresAt),
-    ...Arr.fromIterable(HashMap.values(s.state)).flatMap((e) =>
-      membersOf(e.decoded, true).flatMap((m) => Option.toArray(m.expiresAt))
-    )
-  ].filter((t) => t > now)
-  return Arr.isNonEmptyReadonlyArray(times) ? Option.some(Math.min(...times)) : Option.none()
+  let soonest = Infinity
+  for (const c of s.sorted) {
+    const at = Option.getOrElse(c.member.expiresAt, () => Infinity)
+    if (at > now && at < soonest) soonest = at
+  }
+  // A sticky leave announces no member, but its expiry ends the mask it puts on a state key.
+  for (const e of HashMap.values(s.sticky)) if (e.expiresAt > now && e.expiresAt < soonest) soonest = e.expiresAt
+  return soonest === Infinity ? Option.none() : Option.some(soonest)
 }
 
 /** Our own membership among `members`, by (user, device). */
@@ -161,14 +242,24 @@ export const changes = <E, R>(
   events: StreamT.Stream<RawCallEvent, E, R>,
   options?: MembersOptions | undefined
 ): StreamT.Stream<ReadonlyArray<CallMember>, E, R> =>
-  events.pipe(
-    Stream.mapEffect((event) => Effect.map(Clock.currentTimeMillis, (now) => [event, now] as const)),
-    Stream.mapAccum(empty, (s, [event, now]) => {
-      const next = apply(s, event, now)
-      return [next, next] as const
-    }),
-    // A newer state supersedes the pending expiry timer of the older one.
-    Stream.flatMap((s) => evaluations(s, options), { switch: true }),
-    Stream.changesWith(sameMembers),
-    Stream.mapEffect((list) => Effect.forEach(list, Membership.toCallMember))
-  )
+  Stream.suspend(() => {
+    // A member's LiveKit identity is worked out (hashed, for sticky ones) once, not again in every list it is in.
+    const resolved = new WeakMap<Membership.ParsedMember, CallMember>()
+    const toCallMember = (parsed: Membership.ParsedMember) => {
+      const known = resolved.get(parsed)
+      return known !== undefined
+        ? Effect.succeed(known)
+        : Effect.tap(Membership.toCallMember(parsed), (m) => Effect.sync(() => resolved.set(parsed, m)))
+    }
+    return events.pipe(
+      Stream.mapEffect((event) => Effect.map(Clock.currentTimeMillis, (now) => [event, now] as const)),
+      Stream.mapAccum(empty, (s, [event, now]) => {
+        const next = apply(s, event, now)
+        return [next, next] as const
+      }),
+      // A newer state supersedes the pending expiry timer of the older one.
+      Stream.flatMap((s) => evaluations(s, options), { switch: true }),
+      Stream.changesWith(sameMembers),
+      Stream.mapEffect((list) => Effect.forEach(list, toCallMember))
+    )
+  })

@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Option, Queue, Ref, Stream, TestClock } from "effect"
+import * as fc from "fast-check"
+import { vi } from "vitest"
+import { Chunk, Effect, Fiber, HashMap, Option, Queue, Ref, Stream, TestClock } from "effect"
 import * as CallMembers from "../src/CallMembers.ts"
 import type { CallMember } from "../src/CallMember.ts"
 import type { RawCallEvent } from "../src/MatrixClient.ts"
@@ -11,7 +13,7 @@ const room = "!abc:example.org"
 const join = (
   user: string,
   device: string,
-  opts: { ts?: number; createdTs?: number; expiresMs?: number; id?: string; stateKey?: string } = {}
+  opts: { ts?: number; createdTs?: number | undefined; expiresMs?: number; id?: string; stateKey?: string } = {}
 ): RawCallEvent => ({
   type: Membership.SessionEventType,
   stateKey: opts.stateKey ?? Membership.sessionStateKey(user, device, "11"),
@@ -215,5 +217,134 @@ describe("CallMembers.changes", () => {
         last.map((m) => m.rtcBackendIdentity),
         ["vYVt8NUMTb0rAawkFqilcAtxKgY26U3Ab7R9INviNnU", `${bob}:B`]
       )
+    }))
+})
+
+// ---------------------------------------------------------------------------
+// The fold keeps its member list sorted as events come in; this checks it against the plain definition
+// (keep the latest entry per key, then filter and sort everything on every read) over random histories.
+// ---------------------------------------------------------------------------
+
+type Ref = { readonly decoded: Membership.Decoded; readonly stateKey?: string | undefined }
+type StickyRef = Ref & { readonly stickyKey: Option.Option<string>; readonly expiresAt: number }
+
+const reference = () => {
+  const state = new Map<string, Ref>()
+  const stickies = new Map<string, StickyRef>()
+  const parsed = (r: Ref, legacy: boolean) =>
+    r.decoded._tag === "Member" ? [r.decoded.member] : r.decoded._tag === "Legacy" && legacy ? r.decoded.members : []
+  return {
+    apply: (event: RawCallEvent, receivedAt: number) => {
+      for (const [k, e] of stickies) if (e.expiresAt <= receivedAt) stickies.delete(k)
+      const decoded = Membership.decode(event, receivedAt)
+      if (event.stateKey !== undefined) {
+        if (event.type !== Membership.SessionEventType) return
+        const k = `${event.type}|${event.stateKey}`
+        if (decoded._tag === "Member" || decoded._tag === "Legacy") state.set(k, { decoded, stateKey: event.stateKey })
+        else state.delete(k)
+        return
+      }
+      if (event.type !== Membership.StickyEventType) return
+      const stickyKey = Membership.stickyKeyOf(event.content)
+      const k = Option.isSome(stickyKey) ? `${event.sender}|${stickyKey.value}` : `event|${event.eventId}`
+      const entry = { decoded, stickyKey, expiresAt: Membership.stickyExpiresAt(event, receivedAt) }
+      const current = stickies.get(k)
+      if (current === undefined || current.expiresAt <= entry.expiresAt) stickies.set(k, entry)
+    },
+    members: (now: number, includeLegacy: boolean) => {
+      const live = [...stickies.values()].filter((e) => e.expiresAt > now)
+      const masked = new Set(live.flatMap((e) => Option.toArray(e.stickyKey)))
+      return [
+        ...[...state.values()].filter((e) => !masked.has(e.stateKey!)).flatMap((e) => parsed(e, includeLegacy)),
+        ...live.flatMap((e) => parsed(e, false))
+      ]
+        .filter((m) => m.slotId === Membership.RoomSlotId && !Membership.isExpired(m, now))
+        .sort((a, b) =>
+          a.createdTs - b.createdTs || byCodeUnits(a.userId, b.userId) || byCodeUnits(a.deviceId, b.deviceId) ||
+          byCodeUnits(a.eventId, b.eventId)
+        )
+    },
+    nextExpiry: (now: number) => {
+      const times = [
+        ...[...state.values()].flatMap((e) => parsed(e, true)).flatMap((m) => Option.toArray(m.expiresAt)),
+        ...[...stickies.values()].map((e) => e.expiresAt)
+      ].filter((t) => t > now)
+      return times.length === 0 ? Option.none() : Option.some(Math.min(...times))
+    }
+  }
+}
+
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
+
+const anyEvent = (n: number): fc.Arbitrary<RawCallEvent> => {
+  const user = fc.constantFrom(alice, bob)
+  const device = fc.constantFrom("A", "B")
+  const ts = fc.integer({ min: 0, max: 20_000 })
+  // State keys may equal a sticky key ("m1"), so that sticky events mask state ones.
+  const stateKey = fc.constantFrom("m1", "k2", "k3")
+  return fc.oneof(
+    fc.record({ u: user, d: device, ts, sk: stateKey, exp: fc.integer({ min: 1, max: 30_000 }), created: fc.option(ts, { nil: undefined }) })
+      .map(({ created, d, exp, sk, ts, u }) => join(u, d, { ts, stateKey: sk, expiresMs: exp, createdTs: created, id: `$j${n}/${ts}` })),
+    fc.record({ u: user, sk: stateKey, ts }).map(({ sk, ts, u }): RawCallEvent => ({ ...leave(u, "A", ts), stateKey: sk, eventId: `$l${n}/${ts}` })),
+    fc.record({ u: user, sk: stateKey, ts, devices: fc.uniqueArray(fc.constantFrom("L1", "L2", "L3"), { maxLength: 3 }) })
+      .map(({ devices, sk, ts, u }): RawCallEvent => ({
+        type: Membership.SessionEventType,
+        stateKey: sk,
+        sender: u,
+        eventId: `$legacy${n}/${ts}`,
+        originServerTs: ts,
+        content: {
+          memberships: devices.map((d) => ({ application: "m.call", call_id: "", scope: "m.room", device_id: d, membershipID: d, expires: 10_000 }))
+        }
+      })),
+    fc.record({ u: user, d: device, m: fc.constantFrom("m1", "m2"), ts, dur: fc.integer({ min: 1, max: 20_000 }), left: fc.boolean() })
+      .map(({ d, dur, left, m, ts, u }) => ({ ...sticky(u, d, m, { ts, durationMs: dur, left }), eventId: `$s${n}/${ts}/${left}` }))
+  )
+}
+
+describe("CallMembers fold against the plain definition", () => {
+  it("same members, in the same order, and the same next expiry after every event of random histories", () => {
+    const history = fc.array(fc.tuple(fc.nat({ max: 5_000 }), fc.nat({ max: 3 })), { minLength: 1, maxLength: 40 })
+      .chain((steps) =>
+        fc.tuple(...steps.map(([gap], i) => anyEvent(i).map((event) => ({ gap, event })))).map((events) => events)
+      )
+    fc.assert(
+      fc.property(history, (steps) => {
+        const ref = reference()
+        let s = CallMembers.empty
+        let now = 0
+        for (const { event, gap } of steps) {
+          now += gap
+          s = CallMembers.apply(s, event, now)
+          ref.apply(event, now)
+          // Expired sticky events are not kept around (only the one just added may end right now).
+          for (const e of HashMap.values(s.sticky)) assert.isTrue(e.expiresAt > now || e.event === event)
+          for (const at of [now, now + 3_000, now + 15_000]) {
+            for (const includeLegacy of [false, true]) {
+              const got = CallMembers.members(s, at, { includeLegacy }).map((m) => `${m.eventId} ${m.userId} ${m.deviceId}`)
+              const want = ref.members(at, includeLegacy).map((m) => `${m.eventId} ${m.userId} ${m.deviceId}`)
+              assert.deepStrictEqual(got, want, `at ${at} after ${JSON.stringify(event)}`)
+            }
+            assert.deepStrictEqual(CallMembers.nextExpiry(s, at), ref.nextExpiry(at))
+          }
+        }
+      }),
+      { numRuns: 400 }
+    )
+  })
+})
+
+describe("CallMembers.changes: work per event", () => {
+  it.effect("a sticky member's identity is hashed once, however many lists it is in", () =>
+    Effect.gen(function*() {
+      const digest = vi.spyOn(globalThis.crypto.subtle, "digest")
+      try {
+        const events = [sticky(alice, "A", "m1", { durationMs: 3_600_000 }), ...["B", "C", "D", "E"].map((d, i) => join(bob, d, { ts: i + 1 }))]
+        const lists = yield* CallMembers.changes(Stream.fromIterable(events)).pipe(Stream.take(5), Stream.runCollect)
+        assert.deepStrictEqual(Chunk.toReadonlyArray(lists).map((l) => l.length), [1, 2, 3, 4, 5])
+        assert.strictEqual(digest.mock.calls.length, 1)
+      } finally {
+        digest.mockRestore()
+      }
     }))
 })
