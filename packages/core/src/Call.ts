@@ -7,7 +7,7 @@
  * Cleanup is the same for leave, failure and interruption, and is registered
  * before anything it undoes exists: stop the background fibers, disconnect
  * LiveKit, then end the membership (send the scheduled delayed leave, else put
- * `{}`), each step withRequestTimeout in time (effect-style.md §3).
+ * `{}`), each step bounded in time (effect-style.md §3).
  */
 import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
@@ -96,12 +96,13 @@ export interface Call {
   /** The LiveKit connection (identity, room, state, remote participants). */
   readonly connection: LiveKitConnection
   readonly membership: Effect.Effect<OwnMembership>
-  /** The current membership, then every change (delay id, refreshed content). */
+  /** The current membership, then every change (delay id, refreshed content); ends when the call has ended. */
   readonly membershipChanges: Stream.Stream<OwnMembership>
   /**
-   * The call's members (parsed, expired dropped, oldest first): the current list, then every change. The
-   * first list is the first one that shows our own membership: a client's view of the room can lag behind
-   * our send (matrix-js-sdk learns of it with the next sync), and a list without us is not the call we joined.
+   * The call's members (parsed, expired dropped, oldest first): the current list, then every change, until
+   * the call has ended. The first list is the first one that shows our own membership: a client's view of the
+   * room can lag behind our send (matrix-js-sdk learns of it with the next sync), and a list without us is not
+   * the call we joined.
    */
   readonly members: Stream.Stream<ReadonlyArray<CallMember>>
   /** The current member list, once the room shows our own membership (see `members`). */
@@ -301,14 +302,16 @@ export const join: (
 
   // Nothing to tell before the room shows our own membership, or the watch has ended (then: what it last saw).
   const currentMembers = Effect.zipRight(Deferred.await(firstList), SubscriptionRef.get(members))
+  // Nothing changes once the call has ended, so a reader waiting for the next change would wait forever.
+  const untilEnded = <A>(changes: Stream.Stream<A>) => Stream.interruptWhen(changes, Deferred.await(ended))
   return {
     roomId,
     session,
     authServiceUrl: serviceUrl,
     connection,
     membership: SubscriptionRef.get(own),
-    membershipChanges: own.changes,
-    members: Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes)),
+    membershipChanges: untilEnded(own.changes),
+    members: untilEnded(Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes))),
     currentMembers,
     leave: leaveOnce,
     ended: Deferred.await(ended)

@@ -1,11 +1,12 @@
 /**
- * `Call.members` / `currentMembers` and the re-publish watch when the client's view of the room lags
- * behind our own send, as matrix-js-sdk's does: it learns of the membership we just wrote only through
- * the next sync, so the room it shows first is the one from before our join, possibly with the `{}`
- * an earlier session of this device left on our state key.
+ * What a call tells about its members: `members` / `currentMembers` and the re-publish watch when the
+ * client's view of the room lags behind our own send, as matrix-js-sdk's does (it learns of the membership
+ * we just wrote only through the next sync, so the room it shows first is the one from before our join,
+ * possibly with the `{}` an earlier session of this device left on our state key); and the change streams
+ * ending with the call.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Chunk, Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
 import * as Call from "../src/Call.ts"
 import type { RawCallEvent } from "../src/MatrixClient.ts"
 import { MatrixClient } from "../src/MatrixClient.ts"
@@ -70,4 +71,36 @@ describe("Call.members with a room view that lags behind our send", () => {
         ])
       }).pipe(Effect.scoped, Effect.provide(lagging(synced)))
     }))
+})
+
+describe("Call.members and membershipChanges after the call", () => {
+  // Each reader is forked while the call runs; without an end they would wait for a change that never comes.
+  const readers = (call: Call.Call) =>
+    Effect.all([
+      Effect.fork(Stream.runCollect(call.members)),
+      Effect.fork(Stream.runCollect(call.membershipChanges))
+    ])
+
+  it.scoped("end once the call has been left, after the last list", () =>
+    Effect.gen(function*() {
+      const call = yield* Call.join(roomId)
+      const [members, changes] = yield* readers(call)
+      yield* settle
+      yield* call.leave
+      const lists = Chunk.toReadonlyArray(yield* Fiber.join(members))
+      assert.deepStrictEqual(lists.map((l) => l.map((m) => m.userId)).at(0), ["@alice:example.org"])
+      assert.isAbove(Chunk.size(yield* Fiber.join(changes)), 0)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("end when the SFU drops us", () =>
+    Effect.gen(function*() {
+      const sfu = yield* Testing.TestLiveKit.TestLiveKit
+      const call = yield* Call.join(roomId)
+      const [members, changes] = yield* readers(call)
+      yield* settle
+      yield* sfu.dropConnection(call.connection.identity, "ParticipantRemoved")
+      assert.strictEqual(yield* call.ended, "SfuDisconnected")
+      yield* Fiber.join(members)
+      yield* Fiber.join(changes)
+    }).pipe(Effect.provide(Testing.layer())))
 })
