@@ -210,7 +210,7 @@ export const join: (
     delayId: Option.none(),
     delayMs: initialDelay
   })
-  const m: MembershipOps = makeMembershipOps(mx, own, cfg, support)
+  const m: MembershipOps = makeMembershipOps(mx, own, contentFor, cfg, support)
   const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
 
   const connScope = yield* Scope.make()
@@ -293,7 +293,7 @@ export const join: (
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
-  yield* m.refresh(contentFor).pipe(
+  yield* m.refresh.pipe(
     Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
     Effect.forever,
     Effect.interruptible,
@@ -527,7 +527,8 @@ interface MembershipOps {
   /** The membership (after `arm`). */
   readonly publish: Effect.Effect<void, MembershipFailed>
   readonly heartbeat: Effect.Effect<void>
-  readonly refresh: (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) => Effect.Effect<void>
+  /** Re-sends the membership before it expires, `expires` extended by the time elapsed since our join. */
+  readonly refresh: Effect.Effect<void>
   /**
    * An event on our own state key, as the room shows it: remembers the `origin_server_ts` of our join event
    * (the base of `expires`), and re-publishes when an event after ours ended our membership.
@@ -539,6 +540,8 @@ interface MembershipOps {
 const makeMembershipOps = (
   mx: MatrixClientService,
   own: SubscriptionRef.SubscriptionRef<OwnMembership>,
+  /** Our membership content, given the `created_ts` to carry (none on a join) and `expires`. */
+  content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>,
   cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
   support: ServerSupport
 ): MembershipOps => {
@@ -667,16 +670,15 @@ const makeMembershipOps = (
     }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
   )
 
-  const refresh = (content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>) =>
-    lock.withPermits(1)(
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const base = createdTs ?? sentAt
-        // `expires` counts from created_ts: extend it by what has elapsed, so validity stays ≈ membershipExpiryMs
-        // after each refresh instead of growing by n × expiry (js-sdk#5522).
-        yield* send(content(base, now - base + cfg.membershipExpiryMs))
-      }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("membership refresh failed", e.message)))
-    )
+  const refresh = lock.withPermits(1)(
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const base = createdTs ?? sentAt
+      // `expires` counts from created_ts: extend it by what has elapsed, so validity stays ≈ membershipExpiryMs
+      // after each refresh instead of growing by n × expiry (js-sdk#5522).
+      yield* send(content(base, now - base + cfg.membershipExpiryMs))
+    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("membership refresh failed", e.message)))
+  )
 
   const republish: Effect.Effect<void> = lock.withPermits(1)(
     Effect.gen(function*() {
@@ -687,9 +689,10 @@ const makeMembershipOps = (
         yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId: Option.none() }))
       }
       yield* armLeave
-      // A new participation: the server stamps a new origin_server_ts, so created_ts starts over.
+      // A new participation: the server stamps a new origin_server_ts, so created_ts starts over, and `expires`
+      // counts from it again (a refreshed one also covers the time since the first join).
       createdTs = undefined
-      yield* send(Object.fromEntries(Object.entries(o.content).filter(([k]) => k !== "created_ts")))
+      yield* send(content(undefined, cfg.membershipExpiryMs))
     }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("re-publishing the membership failed", e.message)))
   )
 

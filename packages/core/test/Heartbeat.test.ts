@@ -218,6 +218,21 @@ describe("expiry refresh", () => {
       assert.strictEqual(refreshes, 1 + Math.floor(300_000 / 55_000))
     }).pipe(Effect.provide(Testing.layer())), 30_000)
 
+  it.scoped("a re-publish after refreshes is a new participation: validity counts from it again", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* Call.join(roomId, { membershipExpiryMs: 60_000 })
+      // two refreshes (55 s, 110 s): each sends expires = elapsed + 60 s counted from the first join
+      yield* TestClock.adjust(115_000)
+      assert.strictEqual(Option.getOrThrow(yield* memberContent())["expires"], 110_000 + 60_000)
+      yield* hs.setState(roomId, "org.matrix.msc3401.call.member", aliceKey, {})
+      yield* awaitLog((e) => e.op === "sendState" && e.who === "@alice:example.org" && e.at === 115_000)
+      const content = Option.getOrThrow(yield* memberContent())
+      // The server stamps the re-published event now, so it is valid for 60 s from now, not 60 s + 110 s.
+      assert.isUndefined(content["created_ts"])
+      assert.strictEqual(content["expires"], 60_000)
+    }).pipe(Effect.provide(Testing.layer())))
+
   // Without MSC4140 expiry is the only cleanup of a crashed client (protocol §4), so this is where growth hurts.
   it.scoped("default 4 h expiry, server without MSC4140: hourly refresh, validity never beyond 4 h from now", () =>
     Effect.gen(function*() {
