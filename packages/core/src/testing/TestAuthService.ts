@@ -11,7 +11,7 @@ import { JwtFetchFailed } from "../CallError.ts"
 import * as LiveKitNaming from "../LiveKitNaming.ts"
 import type { OpenIdToken } from "../MatrixClient.ts"
 import type { Fault, FaultQueue } from "./TestCallLog.ts"
-import { describeFault, makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
+import { makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
 import { defaultAuthServiceUrl, TestHomeserver } from "./TestHomeserver.ts"
 
 export type AuthOp = "sfuGet" | "getToken"
@@ -56,7 +56,7 @@ export const make = (options: TestAuthServiceOptions = {}) =>
     const log = yield* TestCallLog
     const url = (options.url ?? defaultAuthServiceUrl).replace(/\/+$/, "")
     const sfuUrl = options.sfuUrl ?? defaultSfuUrl
-    const faults: FaultQueue<AuthOp> = yield* makeFaultQueue<AuthOp>()
+    const faults: FaultQueue<AuthOp> = yield* makeFaultQueue<AuthOp>(log, "auth")
     const issued = yield* Ref.make<ReadonlyMap<string, LiveKitClaims>>(new Map())
     const counter = yield* Ref.make(0)
 
@@ -76,21 +76,10 @@ export const make = (options: TestAuthServiceOptions = {}) =>
         if (baseUrl.replace(/\/+$/, "") !== url) {
           return yield* Effect.fail(new JwtFetchFailed({ reason: "Unreachable", endpoint }))
         }
-        const taken = yield* faults.take(op)
-        if (taken?._tag === "Delay") yield* Effect.sleep(taken.ms)
-        const fault = taken?._tag === "Delay" ? undefined : taken
-        if (fault?._tag === "Hang") {
-          yield* log.append({ actor: "auth", op, roomId, detail: "fault hang" })
-          return yield* Effect.never
-        }
-        if (fault) {
-          yield* log.append({ actor: "auth", op, roomId, detail: describeFault(fault) })
-          return yield* Effect.fail(
-            fault.status === undefined
-              ? new JwtFetchFailed({ reason: "Unreachable", endpoint })
-              : reject(endpoint, fault.status, fault.errcode ?? "M_UNKNOWN", fault.error ?? "injected fault")
-          )
-        }
+        yield* faults.play(op, { roomId }, (fault) =>
+          fault.status === undefined
+            ? new JwtFetchFailed({ reason: "Unreachable", endpoint })
+            : reject(endpoint, fault.status, fault.errcode ?? "M_UNKNOWN", fault.error ?? "injected fault"))
         const verified = yield* hs.verifyOpenIdToken(Redacted.value(openIdToken.accessToken))
         if (Option.isNone(verified) || !verified.value.sub.endsWith(`:${openIdToken.matrixServerName}`)) {
           yield* log.append({ actor: "auth", op, roomId, detail: "401 M_UNAUTHORIZED" })

@@ -72,21 +72,48 @@ export const delay = (ms: number): Fault => ({ _tag: "Delay", ms })
 export interface FaultQueue<Op extends string> {
   readonly inject: (op: Op, fault: Fault, times?: number) => Effect.Effect<void>
   readonly clear: Effect.Effect<void>
-  /** The fault for this call of `op`, if one is queued. */
-  readonly take: (op: Op) => Effect.Effect<Fault | undefined>
+  /**
+   * Plays the fault queued for this call of `op`, if any: a `Delay` waits and lets the call go on, a `Hang`
+   * never returns, a `Fail` fails with what `toError` makes of it. Hangs and failures go into the call log.
+   */
+  readonly play: <E>(
+    op: Op,
+    where: Omit<CallLogEntry, "at" | "actor" | "op" | "detail">,
+    toError: (fault: FailFault) => E
+  ) => Effect.Effect<void, E>
 }
 
-export const makeFaultQueue = <Op extends string>(): Effect.Effect<FaultQueue<Op>> =>
-  Effect.map(Ref.make<ReadonlyArray<{ readonly op: Op; readonly fault: Fault }>>([]), (ref) => ({
-    inject: (op, fault, times = 1) =>
-      Ref.update(ref, (xs) => [...xs, ...Array.from({ length: times }, () => ({ op, fault }))]),
-    clear: Ref.set(ref, []),
-    take: (op) =>
-      Ref.modify(ref, (xs) => {
+export type FailFault = Extract<Fault, { _tag: "Fail" }>
+
+/** The fault queue of one in-memory backend; what it plays is logged under `actor`. */
+export const makeFaultQueue = <Op extends string>(log: TestCallLogService, actor: Actor): Effect.Effect<FaultQueue<Op>> =>
+  Effect.map(Ref.make<ReadonlyArray<{ readonly op: Op; readonly fault: Fault }>>([]), (ref) => {
+    const take = (op: Op) =>
+      Ref.modify(ref, (xs): [Fault | undefined, ReadonlyArray<{ readonly op: Op; readonly fault: Fault }>] => {
         const i = xs.findIndex((x) => x.op === op)
         return i < 0 ? [undefined, xs] : [xs[i]!.fault, [...xs.slice(0, i), ...xs.slice(i + 1)]]
       })
-  }))
+    return {
+      inject: (op, fault, times = 1) =>
+        Ref.update(ref, (xs) => [...xs, ...Array.from({ length: times }, () => ({ op, fault }))]),
+      clear: Ref.set(ref, []),
+      play: (op, where, toError) =>
+        Effect.flatMap(take(op), (fault) => {
+          if (fault === undefined) return Effect.void
+          switch (fault._tag) {
+            case "Delay":
+              return Effect.sleep(fault.ms)
+            case "Hang":
+              return Effect.zipRight(log.append({ ...where, actor, op, detail: "fault hang" }), Effect.never)
+            case "Fail":
+              return Effect.zipRight(
+                log.append({ ...where, actor, op, detail: describeFault(fault) }),
+                Effect.fail(toError(fault))
+              )
+          }
+        })
+    }
+  })
 
-export const describeFault = (f: Extract<Fault, { _tag: "Fail" }>): string =>
+const describeFault = (f: FailFault): string =>
   ["fault", f.status ?? "network", f.errcode].filter((x) => x !== undefined).join(" ")

@@ -18,7 +18,7 @@ import type {
 import { MatrixClient, MatrixError } from "../MatrixClient.ts"
 import * as Membership from "../Membership.ts"
 import type { Fault, FaultQueue } from "./TestCallLog.ts"
-import { describeFault, makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
+import { makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
 
 export type HomeserverOp =
   | "whoami"
@@ -153,7 +153,7 @@ export const make = (
     const log = yield* TestCallLog
     const serverName = options.serverName ?? defaultServerName
     const accessToken = `syt_test_access_secret_${serverName}`
-    const faults: FaultQueue<HomeserverOp> = yield* makeFaultQueue<HomeserverOp>()
+    const faults: FaultQueue<HomeserverOp> = yield* makeFaultQueue<HomeserverOp>(log, "homeserver")
     const counter = yield* Ref.make(0)
     const next = (prefix: string) => Effect.map(Ref.updateAndGet(counter, (n) => n + 1), (n) => `${prefix}${n}`)
     const config = yield* Ref.make({
@@ -183,28 +183,17 @@ export const make = (
         return [fresh, new Map(m).set(roomId, fresh)]
       })
 
-    /** Applies a queued fault, if any: fail, or hang until interrupted. */
+    /** Plays a queued fault, if any: a failure as the server would answer it. */
     const faulted = (op: HomeserverOp, who: string, roomId?: string, stateKey?: string) =>
-      Effect.flatMap(faults.take(op), (fault) => {
-        if (fault === undefined) return Effect.void
-        if (fault._tag === "Delay") return Effect.sleep(fault.ms)
-        if (fault._tag === "Hang") {
-          return Effect.zipRight(log.append({ actor: "homeserver", op, roomId, stateKey, who, detail: "fault hang" }), Effect.never)
-        }
-        return Effect.zipRight(
-          log.append({ actor: "homeserver", op, roomId, stateKey, who, detail: describeFault(fault) }),
-          Effect.fail(
-            new MatrixError({
-              reason: fault.status === undefined ? "Transport" : "Http",
-              status: fault.status,
-              errcode: fault.errcode,
-              error: fault.error,
-              body: { errcode: fault.errcode, error: fault.error, ...fault.body },
-              retryAfterMs: fault.retryAfterMs
-            })
-          )
-        )
-      })
+      faults.play(op, { roomId, stateKey, who }, (fault) =>
+        new MatrixError({
+          reason: fault.status === undefined ? "Transport" : "Http",
+          status: fault.status,
+          errcode: fault.errcode,
+          error: fault.error,
+          body: { errcode: fault.errcode, error: fault.error, ...fault.body },
+          retryAfterMs: fault.retryAfterMs
+        }))
 
     const writeState = (roomId: string, type: string, stateKey: string, content: Record<string, unknown>, sender: string) =>
       Effect.gen(function*() {

@@ -17,7 +17,7 @@ import type {
 import { LiveKit } from "../LiveKit.ts"
 import { TestAuthService } from "./TestAuthService.ts"
 import type { Fault, FaultQueue } from "./TestCallLog.ts"
-import { describeFault, makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
+import { makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
 
 export type SfuOp = "connect"
 
@@ -55,7 +55,7 @@ interface Live {
 export const make = Effect.gen(function*() {
   const auth = yield* TestAuthService
   const log = yield* TestCallLog
-  const faults: FaultQueue<SfuOp> = yield* makeFaultQueue<SfuOp>()
+  const faults: FaultQueue<SfuOp> = yield* makeFaultQueue<SfuOp>(log, "sfu")
   const everyone = yield* SubscriptionRef.make<ReadonlyArray<SfuParticipant>>([])
   const live = yield* Ref.make<ReadonlyMap<string, Live>>(new Map())
 
@@ -87,19 +87,13 @@ export const make = Effect.gen(function*() {
       const who = Option.getOrUndefined(Option.map(claims, (c) => c.identity))
       const room = Option.getOrUndefined(Option.map(claims, (c) => c.room))
       yield* log.append({ actor: "sfu", op: "connect", roomId: room, who })
-      const taken = yield* faults.take("connect")
-      if (taken?._tag === "Delay") yield* Effect.sleep(taken.ms)
-      const fault = taken?._tag === "Delay" ? undefined : taken
-      if (fault?._tag === "Hang") return yield* Effect.never
-      if (fault) {
-        yield* log.append({ actor: "sfu", op: "connect", roomId: room, who, detail: describeFault(fault) })
-        const reason = fault.status === undefined
-          ? "Transport"
-          : fault.status === 404
-          ? "RoomNotFound"
-          : "Rejected"
-        return yield* Effect.fail(new ConnectFailed({ reason, url, status: fault.status, error: fault.error }))
-      }
+      yield* faults.play("connect", { roomId: room, who }, (fault) =>
+        new ConnectFailed({
+          reason: fault.status === undefined ? "Transport" : fault.status === 404 ? "RoomNotFound" : "Rejected",
+          url,
+          status: fault.status,
+          error: fault.error
+        }))
       if (url !== auth.sfuUrl) return yield* Effect.fail(new ConnectFailed({ reason: "Transport", url }))
       if (Option.isNone(claims)) {
         return yield* Effect.fail(new ConnectFailed({ reason: "Rejected", url, status: 401, error: "invalid token" }))
