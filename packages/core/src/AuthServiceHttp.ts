@@ -27,6 +27,7 @@ import type {
 } from "./AuthService.ts"
 import { JwtFetchFailed } from "./CallError.ts"
 import type { OpenIdToken } from "./MatrixClient.ts"
+import { scrubSecrets } from "./ScrubSecrets.ts"
 
 export interface Options {
   /** Per attempt; exceeding it fails with `Timeout`. Default 10 s. */
@@ -184,9 +185,11 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         ? new JwtFetchFailed({ reason: "Timeout", endpoint: url })
         : new JwtFetchFailed({ reason: "Unreachable", endpoint: url, cause: attempt.detail })
 
-    const rejected = (url: string, answer: Answer) => {
+    /** `sent`: the OpenID token of the request; a service or proxy that echoes it must not put it in our error. */
+    const rejected = (url: string, answer: Answer, sent: Redacted.Redacted<string>) => {
+      const clean = (text: string) => scrubSecrets(text.replaceAll(Redacted.value(sent), "<redacted>"))
       const body = decodeErrorBody(answer.text)
-      const snippet = answer.text.trim().slice(0, 200)
+      const snippet = clean(answer.text.trim()).slice(0, 200)
       return new JwtFetchFailed({
         reason: "Rejected",
         endpoint: url,
@@ -195,7 +198,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         // Proxies answer with HTML or plain text; keep a little of it for the humans.
         error: Option.match(body, {
           onNone: () => (snippet === "" ? undefined : snippet),
-          onSome: (b) => b.error
+          onSome: (b) => (b.error === undefined ? undefined : clean(b.error))
         })
       })
     }
@@ -219,7 +222,8 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
       path: "/sfu/get" | "/get_token",
       schema: Schema.Schema<A, any>,
       plain: A,
-      delegation: ReturnType<typeof delegationBody>
+      delegation: ReturnType<typeof delegationBody>,
+      openIdToken: Redacted.Redacted<string>
     ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
       Effect.gen(function*() {
         const url = normaliseBaseUrl(baseUrl) + path
@@ -242,7 +246,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
           yield* Effect.logDebug("auth service refused the delay delegation; asking again without it", { url })
           answer = yield* attempt(plain)
         }
-        if (answer.status < 200 || answer.status >= 300) return yield* rejected(url, answer)
+        if (answer.status < 200 || answer.status >= 300) return yield* rejected(url, answer, openIdToken)
         return yield* grant(url, answer)
       })
 
@@ -252,7 +256,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         openid_token: openIdTokenBody(request.openIdToken),
         device_id: request.deviceId
       }
-      return yield* post(baseUrl, "/sfu/get", SfuGetBody, plain, delegationBody(request.delegation))
+      return yield* post(baseUrl, "/sfu/get", SfuGetBody, plain, delegationBody(request.delegation), request.openIdToken.accessToken)
     })
 
     const getToken = Effect.fn("AuthService.getToken")(function*(baseUrl: string, request: GetTokenRequest) {
@@ -266,7 +270,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
           claimed_device_id: request.member.claimedDeviceId
         }
       }
-      return yield* post(baseUrl, "/get_token", GetTokenBody, plain, delegationBody(request.delegation))
+      return yield* post(baseUrl, "/get_token", GetTokenBody, plain, delegationBody(request.delegation), request.openIdToken.accessToken)
     })
 
     return AuthService.of({ sfuGet, getToken })

@@ -213,6 +213,21 @@ describe("AuthServiceHttp: answers", () => {
       }
     }))
 
+  it.effect("an error that echoes our OpenID token (or another credential) does not carry it on", () =>
+    Effect.gen(function*() {
+      const echoed = [
+        matrixError(401, "M_UNAUTHORIZED", `unknown token ${secret}`),
+        { status: 502, body: `<pre>POST /sfu/get {"access_token":"${secret}"} Authorization: Bearer abc.def</pre>`, contentType: "text/html" }
+      ]
+      for (const reply of echoed) {
+        const e = yield* Effect.flip((yield* fakeService([reply])).service.sfuGet("https://rtc.example.org", sfuGetRequest))
+        assert.strictEqual(e.reason, "Rejected")
+        assert.include(e.error ?? "", "<redacted>")
+        assertNoSecret(e)
+        assert.notInclude(e.error ?? "", "abc.def")
+      }
+    }))
+
   it.effect("non-JSON error bodies from proxies", () =>
     Effect.gen(function*() {
       const { service } = yield* fakeService([{ status: 502, body: "<html><body>Bad Gateway</body></html>", contentType: "text/html" }])

@@ -10,7 +10,7 @@
  */
 import { Call, type CallError, type Ids, type MatrixError } from "@matrixrtc-effect/core"
 import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
-import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
+import { NodeCall, type NodeCallServices, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import { RoomServiceClient } from "livekit-server-sdk"
 import { type ProxiedStack, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
@@ -125,7 +125,8 @@ export interface OurClient {
   readonly interrupt: (fiber: Fiber.RuntimeFiber<Call.Call, JoinError>) => Promise<void>
   /** Closes the open call scope (the library's leave). */
   readonly leave: () => Promise<void>
-  readonly run: <A, E>(eff: Effect.Effect<A, E, never>) => Promise<A>
+  /** Runs an effect on the client's layers (e.g. `Call.prepare`). */
+  readonly run: <A, E>(eff: Effect.Effect<A, E, NodeCallServices>) => Promise<A>
   readonly dispose: () => Promise<void>
 }
 
