@@ -31,6 +31,14 @@ export const postAuth = async (
   return { status: res.status, json: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) }
 }
 
+/** `/sfu/get` for `user` in the stack's room, with a fresh OpenID token unless one is given. */
+export const sfuGet = async (stack: StackInfo, user: StackUser, openid?: OpenIdToken) =>
+  postAuth(stack, "/sfu/get", {
+    room: stack.roomId,
+    openid_token: openid ?? await requestOpenIdToken(user),
+    device_id: user.deviceId
+  })
+
 /** lk-jwt-service hash recipe: unpadded standard base64 of SHA-256 over the compact JSON array. */
 export const hashParts = (parts: ReadonlyArray<string>): string =>
   createHash("sha256").update(JSON.stringify(parts)).digest("base64").replace(/=+$/, "")

@@ -3,7 +3,7 @@
 import { SignalResponse } from "@livekit/protocol"
 import { beforeAll, describe, expect, it } from "vitest"
 import { readStack, type StackInfo } from "../../src/index.ts"
-import { postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+import { sfuGet, userAt } from "./helpers.ts"
 
 let stack: StackInfo
 beforeAll(() => {
@@ -36,11 +36,7 @@ const firstSignalMessage = (url: string): Promise<SignalResponse> =>
 describe("livekit-server ICE configuration", () => {
   it("offers only the loopback STUN entry in the join response", async () => {
     const carol = userAt(stack, 2)
-    const res = await postAuth(stack, "/sfu/get", {
-      room: stack.roomId,
-      openid_token: await requestOpenIdToken(carol),
-      device_id: carol.deviceId
-    })
+    const res = await sfuGet(stack, carol)
     expect(res.status).toBe(200)
     const q = new URLSearchParams({ access_token: res.json["jwt"] as string, auto_subscribe: "0", protocol: "16", sdk: "js", version: "2.23.0" })
     const msg = await firstSignalMessage(`${stack.livekitUrl}/rtc?${q.toString()}`)

@@ -4,7 +4,7 @@ import { Room, dispose } from "@livekit/rtc-node"
 import { AccessToken, RoomServiceClient } from "livekit-server-sdk"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { readStack, type StackInfo } from "../../src/index.ts"
-import { hashParts, postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+import { hashParts, sfuGet, userAt } from "./helpers.ts"
 
 let stack: StackInfo
 let rooms: RoomServiceClient
@@ -28,11 +28,7 @@ const pollFor = async <A>(probe: () => Promise<A | undefined>, timeoutMs: number
 describe("JWT from the auth service on the real livekit-server", () => {
   it("connects a participant that RoomService lists in the expected room with the expected identity", async () => {
     const bob = userAt(stack, 1)
-    const res = await postAuth(stack, "/sfu/get", {
-      room: stack.roomId,
-      openid_token: await requestOpenIdToken(bob),
-      device_id: bob.deviceId
-    })
+    const res = await sfuGet(stack, bob)
     expect(res.status).toBe(200)
     const expectedRoom = hashParts([stack.roomId, "m.call#ROOM"])
     const expectedIdentity = `${bob.userId}:${bob.deviceId}`

@@ -3,10 +3,19 @@
 import { randomBytes } from "node:crypto"
 import { TokenVerifier } from "livekit-server-sdk"
 import { beforeAll, describe, expect, it } from "vitest"
-import { readStack, type StackInfo } from "../../src/index.ts"
-import { decodeJwtPayload, hashParts, postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+import { readStack, type StackInfo, type StackUser } from "../../src/index.ts"
+import { decodeJwtPayload, hashParts, postAuth, requestOpenIdToken, sfuGet, userAt } from "./helpers.ts"
 
 let stack: StackInfo
+
+/** `/get_token` with `owner`'s real OpenID token and a member claiming to be `claimed`. */
+const getToken = async (owner: StackUser, claimed: StackUser, memberId: string) =>
+  postAuth(stack, "/get_token", {
+    room_id: stack.roomId,
+    slot_id: "m.call#ROOM",
+    openid_token: await requestOpenIdToken(owner),
+    member: { id: memberId, claimed_user_id: claimed.userId, claimed_device_id: claimed.deviceId }
+  })
 beforeAll(() => {
   stack = readStack()
 })
@@ -17,7 +26,7 @@ describe("auth service against the real Synapse", () => {
     const openid = await requestOpenIdToken(alice)
     expect(openid.matrix_server_name).toBe(stack.serverName)
 
-    const res = await postAuth(stack, "/sfu/get", { room: stack.roomId, openid_token: openid, device_id: alice.deviceId })
+    const res = await sfuGet(stack, alice, openid)
     expect(res.status).toBe(200)
     expect(res.json["url"]).toBe(stack.livekitUrl)
     const jwt = res.json["jwt"] as string
@@ -38,7 +47,7 @@ describe("auth service against the real Synapse", () => {
       matrix_server_name: stack.serverName,
       expires_in: 3600
     }
-    const res = await postAuth(stack, "/sfu/get", { room: stack.roomId, openid_token: forged, device_id: alice.deviceId })
+    const res = await sfuGet(stack, alice, forged)
     expect(res.status).toBe(401)
     expect(res.json["errcode"]).toBe("M_UNAUTHORIZED")
     expect(res.json["jwt"]).toBeUndefined()
@@ -46,12 +55,7 @@ describe("auth service against the real Synapse", () => {
 
   it("accepts /get_token when claimed_user_id is the token's owner", async () => {
     const alice = userAt(stack, 0)
-    const res = await postAuth(stack, "/get_token", {
-      room_id: stack.roomId,
-      slot_id: "m.call#ROOM",
-      openid_token: await requestOpenIdToken(alice),
-      member: { id: "member-alice", claimed_user_id: alice.userId, claimed_device_id: alice.deviceId }
-    })
+    const res = await getToken(alice, alice, "member-alice")
     expect(res.status).toBe(200)
     const payload = decodeJwtPayload(res.json["jwt"] as string)
     expect(payload["sub"]).toBe(hashParts([alice.userId, alice.deviceId, "member-alice"]))
@@ -60,12 +64,7 @@ describe("auth service against the real Synapse", () => {
   it("rejects /get_token with alice's real token but claimed_user_id of bob (401 M_UNAUTHORIZED)", async () => {
     const alice = userAt(stack, 0)
     const bob = userAt(stack, 1)
-    const res = await postAuth(stack, "/get_token", {
-      room_id: stack.roomId,
-      slot_id: "m.call#ROOM",
-      openid_token: await requestOpenIdToken(alice),
-      member: { id: "member-bob", claimed_user_id: bob.userId, claimed_device_id: bob.deviceId }
-    })
+    const res = await getToken(alice, bob, "member-bob")
     expect(res.status).toBe(401)
     expect(res.json["errcode"]).toBe("M_UNAUTHORIZED")
     expect(res.json["jwt"]).toBeUndefined()

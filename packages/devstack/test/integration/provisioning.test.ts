@@ -1,7 +1,7 @@
 // Provisioned users and rooms, and the stop/start helpers for single services.
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CALL_MEMBER_EVENT, MatrixHttpError, matrixRequest, readStack, startService, status, stopService, type StackInfo } from "../../src/index.ts"
-import { postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+import { sfuGet, userAt } from "./helpers.ts"
 
 let stack: StackInfo
 beforeAll(() => {
@@ -84,11 +84,7 @@ describe("stopService / startService", () => {
     await startService("auth")
     expect(status().auth).toBeTypeOf("number")
     expect(status().auth).not.toBe(pidBefore)
-    const res = await postAuth(stack, "/sfu/get", {
-      room: stack.roomId,
-      openid_token: await requestOpenIdToken(alice),
-      device_id: alice.deviceId
-    })
+    const res = await sfuGet(stack, alice)
     expect(res.status).toBe(200)
   })
 })

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { readStack } from "../../src/index.ts"
-import { postAuth, requestOpenIdToken, userAt } from "./helpers.ts"
+import { requestOpenIdToken, sfuGet, userAt } from "./helpers.ts"
 
 const logsDir = join(import.meta.dirname, "..", "..", "..", "..", ".stack", "logs")
 
@@ -13,7 +13,7 @@ describe("service logs", () => {
     const stack = readStack()
     const dave = userAt(stack, 3)
     const openid = await requestOpenIdToken(dave)
-    const res = await postAuth(stack, "/sfu/get", { room: stack.roomId, openid_token: openid, device_id: dave.deviceId })
+    const res = await sfuGet(stack, dave, openid)
     expect(res.status).toBe(200)
     const jwt = res.json["jwt"] as string
 
