@@ -159,5 +159,8 @@ export const peak = (samples: Int16Array): number => {
   return max / 32768
 }
 
+/** The RMS below which audio counts as silence: about -60 dBFS. */
+export const silenceRms = 0.001
+
 /** Silence as the tests mean it: nothing above about -60 dBFS. */
-export const isSilent = (samples: Int16Array, threshold = 0.001): boolean => rms(samples) < threshold
+export const isSilent = (samples: Int16Array, threshold = silenceRms): boolean => rms(samples) < threshold

@@ -186,9 +186,9 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
             return conn.remoteAudio({ participant: p.identity }).pipe(
               Stream.groupedWithin(Number.MAX_SAFE_INTEGER, LEVEL_EVERY),
               Stream.runForEach((frames) => {
-                const all = Chunk.toReadonlyArray(frames)
-                const level = Math.max(0, ...all.map((f) => Audio.rms(f.samples)))
-                const silent = all.every((f) => Audio.isSilent(f.samples))
+                // Silent means every frame was: the loudest one is below the threshold.
+                const level = Math.max(0, ...Chunk.toReadonlyArray(frames).map((f) => Audio.rms(f.samples)))
+                const silent = level < Audio.silenceRms
                 return Ref.update(levels, (m) => new Map(m).set(p.identity, level)).pipe(
                   Effect.zipRight(out.event("audio", { identity: p.identity, rms: level, silent }))
                 )

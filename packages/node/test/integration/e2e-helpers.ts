@@ -154,6 +154,12 @@ export const loginArgs = (s: StackInfo, user: StackUser, deviceId: string) => ({
   env: { MATRIXRTC_PASSWORD: user.password }
 })
 
+/** `matrixrtc join --json` into the stack's room as `user` on `deviceId`, with `extra` arguments (media). */
+export const spawnJoin = (s: StackInfo, user: StackUser, deviceId: string, extra: ReadonlyArray<string> = []) => {
+  const login = loginArgs(s, user, deviceId)
+  return spawnCli(["join", ...login.args, "--room", s.roomId, ...extra, "--json"], login.env)
+}
+
 // ---------------------------------------------------------------------------------------
 // matrix-js-sdk as an independent observer (and peer) of the call
 

@@ -10,10 +10,9 @@ import {
   type CliEvent,
   freshDeviceId,
   hasMember,
-  loginArgs,
   loginFresh,
   rtcObserver,
-  spawnCli,
+  spawnJoin,
   stack,
   userAt
 } from "./e2e-helpers.ts"
@@ -27,8 +26,7 @@ describe("interop with matrix-js-sdk MatrixRTCSession", () => {
       const alice = userAt(s, 0)
       const deviceId = freshDeviceId("interop-ours")
       const observer = yield* rtcObserver(s, userAt(s, 3), s.roomId)
-      const login = loginArgs(s, alice, deviceId)
-      const proc = yield* spawnCli(["join", ...login.args, "--room", s.roomId, "--json"], login.env)
+      const proc = yield* spawnJoin(s, alice, deviceId)
       const joined = yield* proc.waitForEvent((e) => e.event === "joined", 30_000, "joined")
 
       yield* observer.waitUntil(hasMember(alice.userId, deviceId), 20_000, "matrix-js-sdk to list our membership")
@@ -66,8 +64,7 @@ describe("interop with matrix-js-sdk MatrixRTCSession", () => {
       )
 
       const bob = userAt(s, 1)
-      const login = loginArgs(s, bob, freshDeviceId("interop-ours"))
-      const proc = yield* spawnCli(["join", ...login.args, "--room", s.roomId, "--json"], login.env)
+      const proc = yield* spawnJoin(s, bob, freshDeviceId("interop-ours"))
       yield* proc.waitForEvent((e) => e.event === "joined", 30_000, "joined")
       const listed = yield* proc.waitForEvent(
         (e) => e.event === "member" && membersOf(e).some((m) => m.userId === carol.userId && m.deviceId === carol.deviceId),

@@ -13,9 +13,8 @@ import {
   legacyIdentity,
   listIdentities,
   livekitObserver,
-  loginArgs,
   rtcObserver,
-  spawnCli,
+  spawnJoin,
   stack,
   userAt
 } from "./e2e-helpers.ts"
@@ -31,8 +30,7 @@ describe("leaving the call on the real stack", () => {
       const deviceId = freshDeviceId("leave")
       const identity = legacyIdentity(alice.userId, deviceId)
       const observer = yield* rtcObserver(s, userAt(s, 3), s.roomId)
-      const login = loginArgs(s, alice, deviceId)
-      const proc = yield* spawnCli(["join", ...login.args, "--room", s.roomId, "--tone", "300", "--json"], login.env)
+      const proc = yield* spawnJoin(s, alice, deviceId, ["--tone", "300"])
       const joined = yield* proc.waitForEvent((e) => e.event === "joined", 30_000, "joined")
       const roomName = joined["livekitRoom"] as string
       const stateKey = joined["membershipStateKey"] as string
@@ -65,8 +63,7 @@ describe("leaving the call on the real stack", () => {
       const bob = userAt(s, 1)
       const deviceId = freshDeviceId("crash")
       const observer = yield* rtcObserver(s, userAt(s, 3), s.roomId)
-      const login = loginArgs(s, bob, deviceId)
-      const proc = yield* spawnCli(["join", ...login.args, "--room", s.roomId, "--json"], login.env)
+      const proc = yield* spawnJoin(s, bob, deviceId)
       const joined = yield* proc.waitForEvent((e) => e.event === "joined", 30_000, "joined")
       assert.isTrue(joined["delayedLeave"], "the stack supports MSC4140, so a delayed leave must be scheduled")
       const delayMs = joined["delayMs"] as number

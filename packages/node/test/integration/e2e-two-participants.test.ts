@@ -7,7 +7,14 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Audio from "../../src/Audio.ts"
-import { type CliEvent, freshDeviceId, legacyIdentity, loginArgs, spawnCli, stack, userAt } from "./e2e-helpers.ts"
+import {
+  type CliEvent,
+  freshDeviceId,
+  legacyIdentity,
+  spawnJoin,
+  stack,
+  userAt
+} from "./e2e-helpers.ts"
 
 const membersOf = (e: CliEvent) => e["members"] as ReadonlyArray<{ userId: string; deviceId: string; rtcBackendIdentity: string }>
 const participantsOf = (e: CliEvent) => e["participants"] as ReadonlyArray<{ identity: string; tracks: ReadonlyArray<string> }>
@@ -34,10 +41,7 @@ describe("two Node participants on the real stack", () => {
         { user: userAt(s, 0), deviceId: freshDeviceId("two-a"), media: ["--tone", "440"] },
         { user: userAt(s, 1), deviceId: freshDeviceId("two-b"), media: ["--play", wav.path] }
       ]
-      const procs = yield* Effect.forEach(peers, (p) => {
-        const login = loginArgs(s, p.user, p.deviceId)
-        return spawnCli(["join", ...login.args, "--room", s.roomId, ...p.media, "--json"], login.env)
-      })
+      const procs = yield* Effect.forEach(peers, (p) => spawnJoin(s, p.user, p.deviceId, p.media))
       const joined = yield* Effect.forEach(procs, (proc) => proc.waitForEvent((e) => e.event === "joined", 30_000, "joined"))
 
       for (const [i, proc] of procs.entries()) {
