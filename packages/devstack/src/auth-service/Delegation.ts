@@ -1,6 +1,6 @@
 /**
  * Delayed-leave delegation (auth-service.md §3): CS-API resolution, the job
- * state machine and the LiveKit webhook.
+ * state machine, and LiveKit webhooks (checked by `Webhook.ts`) routed to jobs.
  *
  * - `layer`: the real delegation. Per (LiveKit room, identity) one job:
  *   `WaitingForInitialConnect` → `Connected` → `Disconnected` | `Aborted`, a
@@ -121,7 +121,11 @@ export const layerMemory = (memory: Memory): Layer.Layer<Delegation> => Layer.su
 // ---------------------------------------------------------------------------
 // The real delegation
 
-/** Jobs and their webhook events meet on (LiveKit room, identity) (auth-service.md §3.1). */
+/**
+ * Jobs and their webhook events meet on (LiveKit room, identity), as in lk-jwt-service
+ * (auth-service.md §3.1, §1.5). The participant's sid plays no part, so a late webhook
+ * about an earlier participant with the same identity reaches the current job too.
+ */
 const jobKey = (room: string, identity: string) => JSON.stringify([room, identity])
 
 /** What a webhook means for a job. */
