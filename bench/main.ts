@@ -16,8 +16,9 @@
  *
  * Writes bench/results.json and prints a table. Not part of `npm test`.
  */
-import { dispose as disposeRtcNode } from "@livekit/rtc-node"
 import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
+import { NodeLiveKit } from "@matrixrtc-effect/node"
+import { Effect, ManagedRuntime } from "effect"
 import { startFaultProxy, startProxiedStack } from "./lib/faultProxy.ts"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
@@ -117,18 +118,20 @@ const joinLeave = async (
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
   const ours = await startOurs(homeserverUrl, oursCreds)
   const refClient = await startSyncedClient(homeserverUrl, refCreds)
-  const samples = { ours: emptySamples(), reference: emptySamples() }
+  const samples = { ours: emptySamples(), reference: emptySamples(), prepared: emptySamples() }
 
-  const one = async (path: "ours" | "reference", i: number) => {
-    const creds = path === "ours" ? oursCreds : refCreds
+  // "prepared": our path after `Call.prepare`, done before the clock starts, as an app would do it in its lobby.
+  const one = async (path: "ours" | "reference" | "prepared", i: number) => {
+    const creds = path === "reference" ? refCreds : oursCreds
     const s = samples[path]
     try {
+      const prepared = path === "prepared" ? await ours.prepare(stack.roomId) : undefined
       const seen = observer.when(creds.userId, creds.deviceId, true, 30_000)
       const t0 = performance.now()
       const call =
-        path === "ours"
-          ? await ours.join(stack.roomId).then((c) => ({ ...c, connectedAt: performance.now() }))
-          : await referenceJoin(refClient, stack.roomId)
+        path === "reference"
+          ? await referenceJoin(refClient, stack.roomId)
+          : await ours.join(stack.roomId, { prepared }).then((c) => ({ ...c, connectedAt: performance.now() }))
       const tSeen = await seen
       s.join.push(Math.max(call.connectedAt, tSeen) - t0)
       s.joinReturn.push(call.connectedAt - t0)
@@ -149,8 +152,9 @@ const joinLeave = async (
   }
 
   for (let i = 0; i < runs; i++) {
-    // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
-    const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
+    // Rotate who goes first so that drift (Synapse caches, DB growth) hits all alike.
+    const paths = ["ours", "reference", "prepared"] as const
+    const order = paths.map((_, k) => paths[(i + k) % paths.length]!)
     for (const p of order) await one(p, i)
     progress(`join/leave run ${i + 1}/${runs}${homeserverUrl === stack.homeserverUrl ? "" : " (wide-area link)"}`)
   }
@@ -243,10 +247,10 @@ const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackI
 // Scale: K concurrent calls, one process, no media
 
 interface PreviousResults {
-  readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples }
+  readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples; readonly prepared?: PathSamples }
   readonly scale: Array<ScaleResult>
   readonly sections: { readonly join: unknown; readonly wan: unknown; readonly crash: unknown; readonly scale: unknown }
-  readonly wan: { readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples } } | null
+  readonly wan: { readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples; readonly prepared?: PathSamples } } | null
 }
 
 interface ScaleResult {
@@ -394,6 +398,10 @@ const main = async () => {
   captureConsole(logPath)
   progress(`console output of the SDKs goes to ${logPath}`)
   const started = await up({ log: progress })
+  // rtc-node's native runtime cannot be restarted once disposed, and each section's runtime would dispose it
+  // on close: one layer held for the whole run keeps it alive for all of them.
+  const liveKitRuntime = ManagedRuntime.make(NodeLiveKit.layer())
+  await liveKitRuntime.runPromise(Effect.void)
   const stack = readStack()
   const [alice, bob, carol] = stack.users
   if (alice === undefined || bob === undefined || carol === undefined) throw new Error("stack.json has fewer than 3 users")
@@ -440,6 +448,7 @@ const main = async () => {
   }
   const ours = pick("ours")
   const ref = pick("reference")
+  const prepared = { ...emptySamples(), ...(jl?.prepared ?? prev.samples?.prepared) }
   const summaryOf = (p: PathSamples) => ({
     join: sum(s(p.join)),
     joinReturn: sum(s(p.joinReturn)),
@@ -453,6 +462,7 @@ const main = async () => {
   const wanSamples = wan ?? prev.wan?.samples
   const wanOurs = { ...emptySamples(), ...wanSamples?.ours }
   const wanRef = { ...emptySamples(), ...wanSamples?.reference }
+  const wanPrepared = { ...emptySamples(), ...wanSamples?.prepared }
   const sections = {
     join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
     wan: wan !== undefined ? { at: now, runs, rttMs } : (prev.sections?.wan ?? null),
@@ -464,6 +474,8 @@ const main = async () => {
   const crashRatio = s(ours.crashMembership).median / s(ref.crashMembership).median
   const wanJoinRatio = s(wanOurs.join).median / s(wanRef.join).median
   const wanLeaveRatio = s(wanOurs.leave).median / s(wanRef.leave).median
+  const preparedJoinRatio = s(prepared.join).median / s(ref.join).median
+  const wanPreparedJoinRatio = s(wanPrepared.join).median / s(wanRef.join).median
   const wanRtt = (sections.wan as { rttMs?: number } | null)?.rttMs ?? rttMs
 
   const rows: Array<[string, Summary, Summary]> = [
@@ -471,10 +483,12 @@ const main = async () => {
     ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
     ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
     ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
+    ["join after Call.prepare (ours) vs reference join", s(prepared.join), s(ref.join)],
     [`join, clients on a ${wanRtt} ms RTT link`, s(wanOurs.join), s(wanRef.join)],
     ["  join() returned / LiveKit connected", s(wanOurs.joinReturn), s(wanRef.joinReturn)],
     ["  observer saw the membership", s(wanOurs.joinObserved), s(wanRef.joinObserved)],
     [`leave, clients on a ${wanRtt} ms RTT link`, s(wanOurs.leave), s(wanRef.leave)],
+    [`join after Call.prepare, ${wanRtt} ms RTT link`, s(wanPrepared.join), s(wanRef.join)],
     ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
     ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
   ]
@@ -512,11 +526,20 @@ const main = async () => {
     crashRatio: Number.isNaN(crashRatio) ? null : round(crashRatio, 3),
     wanJoinRatio: Number.isNaN(wanJoinRatio) ? null : round(wanJoinRatio, 3),
     wanLeaveRatio: Number.isNaN(wanLeaveRatio) ? null : round(wanLeaveRatio, 3),
+    preparedJoinRatio: Number.isNaN(preparedJoinRatio) ? null : round(preparedJoinRatio, 3),
+    wanPreparedJoinRatio: Number.isNaN(wanPreparedJoinRatio) ? null : round(wanPreparedJoinRatio, 3),
     goal: { joinRatioAtMost: 0.6 },
     ours: summaryOf(ours),
     reference: summaryOf(ref),
-    samples: { ours, reference: ref },
-    wan: { rttMs: wanRtt, ours: summaryOf(wanOurs), reference: summaryOf(wanRef), samples: { ours: wanOurs, reference: wanRef } },
+    prepared: summaryOf(prepared),
+    samples: { ours, reference: ref, prepared },
+    wan: {
+      rttMs: wanRtt,
+      ours: summaryOf(wanOurs),
+      reference: summaryOf(wanRef),
+      prepared: summaryOf(wanPrepared),
+      samples: { ours: wanOurs, reference: wanRef, prepared: wanPrepared }
+    },
     scale: sc
   }
   mkdirSync(benchDir, { recursive: true })
@@ -540,13 +563,19 @@ const main = async () => {
   say()
   say(`joinRatio (ours/ref, medians) = ${results.joinRatio ?? "n/a"}  (goal ≤ 0.6)   leaveRatio = ${results.leaveRatio ?? "n/a"}`)
   say(`on a ${wanRtt} ms RTT link: joinRatio = ${results.wanJoinRatio ?? "n/a"}   leaveRatio = ${results.wanLeaveRatio ?? "n/a"}`)
+  say(`after Call.prepare (the lobby): joinRatio = ${results.preparedJoinRatio ?? "n/a"} on loopback, ${results.wanPreparedJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
   say(`delayed leave: ours ${OUR_DELAY_MS} ms, reference ${EC_DELAYED_LEAVE_MS} ms (Element Call's setting)`)
   if (sc.length > 0) {
     say()
     say(`scale: K concurrent calls of our path in one process, no media (LiveKit layer without SFU), ${windowS} s steady-state window`)
     say(textTable(scaleHeader, scaleRows))
   }
-  const failures = [...ours.failures, ...ref.failures, ...(wan === undefined ? [] : [...wanOurs.failures, ...wanRef.failures])]
+  const failures = [
+    ...ours.failures,
+    ...ref.failures,
+    ...(jl === undefined ? [] : prepared.failures),
+    ...(wan === undefined ? [] : [...wanOurs.failures, ...wanRef.failures, ...wanPrepared.failures])
+  ]
   if (failures.length > 0) {
     say()
     say(`${failures.length} failed runs (see results.json):`)
@@ -555,7 +584,7 @@ const main = async () => {
   say()
   say(`written: ${join(benchDir, "results.json")}`)
 
-  await disposeRtcNode().catch(() => undefined)
+  await liveKitRuntime.dispose()
   if (started.fresh) await down({ log: progress })
 }
 

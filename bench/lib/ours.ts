@@ -21,6 +21,8 @@ export interface OurCall {
 
 export interface Ours {
   readonly join: (roomId: string, options?: Call.JoinOptions) => Promise<OurCall>
+  /** `Call.prepare`: what an app does while the user is in its lobby. */
+  readonly prepare: (roomId: string) => Promise<Call.PreparedJoin>
   readonly dispose: () => Promise<void>
 }
 
@@ -44,6 +46,7 @@ const makeOurs = async (runtime: AnyRuntime): Promise<Ours> => {
         throw e
       }
     },
+    prepare: (roomId) => runtime.runPromise(Call.prepare(roomId as Ids.RoomId)),
     dispose: () => runtime.dispose()
   }
 }

@@ -208,10 +208,13 @@ const refreshEvents = [
 /**
  * rtc-node's FFI runtime is process-wide and keeps Node's event loop alive
  * until `dispose()`. Layers count their users and the last one out disposes
- * it; a later layer starts it again on first use (rtc-node re-initialises
- * lazily).
+ * it. rtc-node cannot start it again: after a dispose, a connect never hears
+ * back from the native side (measured: it hangs until our timeout). So once it
+ * is disposed, connects fail at once with a message that says why; a program
+ * that needs LiveKit again later keeps one layer open for its whole life.
  */
 let ffiUsers = 0
+let ffiDisposed = false
 
 const ffiRuntime = (disposeTimeout: Duration.DurationInput) =>
   Effect.acquireRelease(
@@ -222,6 +225,7 @@ const ffiRuntime = (disposeTimeout: Duration.DurationInput) =>
       Effect.suspend(() => {
         ffiUsers--
         if (ffiUsers > 0) return Effect.void
+        ffiDisposed = true
         return Effect.tryPromise(() => disposeFfi()).pipe(
           Effect.interruptible,
           Effect.timeout(disposeTimeout),
@@ -314,6 +318,14 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
 
     const connect = (url: string, jwt: Redacted.Redacted<string>, connectOptions?: ConnectOptions) =>
       Effect.gen(function* () {
+        if (ffiDisposed) {
+          return yield* new ConnectFailed({
+            reason: "Transport",
+            url,
+            error:
+              "rtc-node's native runtime was disposed when the last NodeLiveKit layer closed, and it cannot be started again in this process; keep one NodeLiveKit (or NodeCall) layer open for as long as the program connects"
+          })
+        }
         // Listeners are plain callbacks; they feed Effect state through the caller's runtime.
         const runSync = Runtime.runSync(yield* Effect.runtime<never>())
         const room = new Room()
