@@ -111,27 +111,31 @@ const emptySamples = (): PathSamples => ({
 const joinLeave = async (
   stack: StackInfo,
   observer: Observer,
-  oursCreds: Credentials,
-  refCreds: Credentials,
+  creds: { readonly ours: Credentials; readonly reference: Credentials; readonly prepared: Credentials },
   homeserverUrl = stack.homeserverUrl
 ) => {
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
-  const ours = await startOurs(homeserverUrl, oursCreds)
-  const refClient = await startSyncedClient(homeserverUrl, refCreds)
+  // A device per path, so that no path ever waits for (or sees) another one's membership.
+  const ours = await startOurs(homeserverUrl, creds.ours)
+  const oursPrepared = await startOurs(homeserverUrl, creds.prepared)
+  const refClient = await startSyncedClient(homeserverUrl, creds.reference)
   const samples = { ours: emptySamples(), reference: emptySamples(), prepared: emptySamples() }
 
   // "prepared": our path after `Call.prepare`, done before the clock starts, as an app would do it in its lobby.
   const one = async (path: "ours" | "reference" | "prepared", i: number) => {
-    const creds = path === "reference" ? refCreds : oursCreds
+    const { deviceId, userId } = creds[path]
     const s = samples[path]
     try {
-      const prepared = path === "prepared" ? await ours.prepare(stack.roomId) : undefined
-      const seen = observer.when(creds.userId, creds.deviceId, true, 30_000)
+      const prepared = path === "prepared" ? await oursPrepared.prepare(stack.roomId) : undefined
+      // A member already listed would make the join look instant.
+      if (observer.isMember(userId, deviceId)) throw new Error("the observer still lists this device from an earlier run")
+      const seen = observer.when(userId, deviceId, true, 30_000)
       const t0 = performance.now()
       const call =
         path === "reference"
           ? await referenceJoin(refClient, stack.roomId)
-          : await ours.join(stack.roomId, { prepared }).then((c) => ({ ...c, connectedAt: performance.now() }))
+          : await (path === "prepared" ? oursPrepared : ours).join(stack.roomId, { prepared })
+            .then((c) => ({ ...c, connectedAt: performance.now() }))
       const tSeen = await seen
       s.join.push(Math.max(call.connectedAt, tSeen) - t0)
       s.joinReturn.push(call.connectedAt - t0)
@@ -139,7 +143,7 @@ const joinLeave = async (
       // Both must really be on the SFU before we time the leave.
       await sfu.when(call.roomName, call.identity, true, 10_000)
 
-      const gone = observer.when(creds.userId, creds.deviceId, false, 30_000)
+      const gone = observer.when(userId, deviceId, false, 30_000)
       const t1 = performance.now()
       const sfuGone = sfu.when(call.roomName, call.identity, false, 30_000)
       await call.leave()
@@ -159,7 +163,7 @@ const joinLeave = async (
     progress(`join/leave run ${i + 1}/${runs}${homeserverUrl === stack.homeserverUrl ? "" : " (wide-area link)"}`)
   }
   refClient.stopClient()
-  await ours.dispose()
+  await Promise.all([ours.dispose(), oursPrepared.dispose()])
   return samples
 }
 
@@ -167,12 +171,15 @@ const joinLeave = async (
  * Join/leave with every client (both paths and the observer) on an emulated wide-area link of
  * round trip `rttMs`: the observer has its own proxy, as it sits elsewhere on the network.
  */
-const joinLeaveWan = async (stack: StackInfo, users: { observer: Credentials; ours: Credentials; reference: Credentials }) => {
+const joinLeaveWan = async (
+  stack: StackInfo,
+  users: { observer: Credentials; ours: Credentials; reference: Credentials; prepared: Credentials }
+) => {
   const net = await startProxiedStack(stack, { latencyMs: rttMs / 2 })
   const observerLink = await startFaultProxy({ target: stack.homeserverUrl, latencyMs: rttMs / 2 })
   const observer = await startObserver(observerLink.url, users.observer, stack.roomId)
   try {
-    return await joinLeave(stack, observer, users.ours, users.reference, net.hs.url)
+    return await joinLeave(stack, observer, users, net.hs.url)
   } finally {
     observer.stop()
     await Promise.all([net.close(), observerLink.close()])
@@ -409,6 +416,8 @@ const main = async () => {
   const observerCreds = await loginNewDevice(stack.homeserverUrl, carol.userId, carol.password, "bench-observer")
   const oursCreds = await loginNewDevice(stack.homeserverUrl, alice.userId, alice.password, "bench-ours")
   const refCreds = await loginNewDevice(stack.homeserverUrl, bob.userId, bob.password, "bench-reference")
+  const preparedCreds = await loginNewDevice(stack.homeserverUrl, alice.userId, alice.password, "bench-ours-prepared")
+  const pathCreds = { ours: oursCreds, reference: refCreds, prepared: preparedCreds }
   const observer = await startObserver(stack.homeserverUrl, observerCreds, stack.roomId)
 
   let jl: Awaited<ReturnType<typeof joinLeave>> | undefined
@@ -416,13 +425,13 @@ const main = async () => {
   let cr: Awaited<ReturnType<typeof crash>> | undefined
   let sc: Array<ScaleResult> = []
   try {
-    if (only.has("join")) jl = await joinLeave(stack, observer, oursCreds, refCreds)
-    if (only.has("wan")) wan = await joinLeaveWan(stack, { observer: observerCreds, ours: oursCreds, reference: refCreds })
+    if (only.has("join")) jl = await joinLeave(stack, observer, pathCreds)
+    if (only.has("wan")) wan = await joinLeaveWan(stack, { observer: observerCreds, ...pathCreds })
     if (only.has("crash")) cr = await crash(stack, observer, { ours: alice, reference: bob })
     if (only.has("scale")) sc = await scale(stack, alice)
   } finally {
     observer.stop()
-    for (const c of [observerCreds, oursCreds, refCreds]) await logout(stack.homeserverUrl, c.accessToken)
+    for (const c of [observerCreds, oursCreds, refCreds, preparedCreds]) await logout(stack.homeserverUrl, c.accessToken)
   }
 
   const s = (xs: Array<number> | undefined) => summarize(xs ?? [])
