@@ -14,44 +14,16 @@
  * browser would make test runs reach the internet.
  */
 import type { Scope } from "effect"
-import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Schema, Stream, SubscriptionRef } from "effect"
-import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit } from "@matrixrtc-effect/core"
-import type {
-  ConnectionState,
-  ConnectOptions,
-  DisconnectReason,
-  LiveKitConnection,
-  LiveKitService,
-  RemoteParticipant
-} from "@matrixrtc-effect/core"
-import {
-  ConnectionError,
-  ConnectionErrorReason,
-  ConnectionState as LkConnectionState,
-  DisconnectReason as LkDisconnectReason,
-  Room,
-  RoomEvent,
-  Track
-} from "livekit-client"
-import type { LocalTrackPublication, RemoteTrackPublication, RoomOptions } from "livekit-client"
+import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
+import { ConnectFailed, LiveKit } from "@matrixrtc-effect/core"
+import type { ConnectOptions, DisconnectReason, LiveKitConnection, LiveKitService } from "@matrixrtc-effect/core"
+import { Room, RoomEvent } from "livekit-client"
+import type { DisconnectReason as LkDisconnectReason, RoomOptions } from "livekit-client"
+import { connectFailedOf, disconnectReasonOf } from "./internal/livekitMapping.ts"
+import * as RoomView from "./internal/RoomView.ts"
+import { MediaFailed, mediaFailedOf } from "./MediaFailed.ts"
 
-/** Publishing or capturing local media failed. Not fatal for the call: the connection stays up. */
-export class MediaFailed extends Schema.TaggedError<MediaFailed>()("MediaFailed", {
-  source: Schema.Literal("microphone", "camera"),
-  reason: Schema.Literal("PermissionDenied", "DeviceNotFound", "Publish"),
-  cause: Schema.optional(Schema.Defect)
-}) {
-  override get message() {
-    switch (this.reason) {
-      case "PermissionDenied":
-        return `the browser did not allow access to the ${this.source}`
-      case "DeviceNotFound":
-        return `no ${this.source} was found`
-      case "Publish":
-        return `publishing the ${this.source} to the SFU failed`
-    }
-  }
-}
+export { MediaFailed }
 
 export type MediaKind = "audio" | "video"
 export type MediaSource = "microphone" | "camera" | "screen" | "other"
@@ -134,89 +106,7 @@ export interface BrowserLiveKitOptions {
   readonly roomOptions?: RoomOptions | undefined
 }
 
-// ---------------------------------------------------------------------------------------
-// SDK → port mapping
-
-export const connectionStateOf = (s: LkConnectionState): ConnectionState => {
-  switch (s) {
-    case LkConnectionState.Connected:
-      return "connected"
-    case LkConnectionState.Connecting:
-      return "connecting"
-    case LkConnectionState.Reconnecting:
-    case LkConnectionState.SignalReconnecting:
-      return "reconnecting"
-    case LkConnectionState.Disconnected:
-      return "disconnected"
-  }
-}
-
-export const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason =>
-  disconnectReasonFromProtocolName(r === undefined ? undefined : LkDisconnectReason[r])
-
-/**
- * livekit-client reports a refused join as `NotAllowed` with the HTTP status of
- * its `/rtc/validate` probe: 404 is "requested room does not exist" (the room
- * was not created by the auth service and `auto_create` is off).
- */
-export const connectFailedOf = (url: string, e: unknown): ConnectFailed => {
-  if (e instanceof ConnectionError) {
-    const status = typeof e.status === "number" ? e.status : undefined
-    const detail = { url, error: e.message, cause: e, ...(status !== undefined ? { status } : {}) }
-    switch (e.reason) {
-      case ConnectionErrorReason.NotAllowed:
-        return new ConnectFailed({ reason: status === 404 ? "RoomNotFound" : "Rejected", ...detail })
-      case ConnectionErrorReason.Timeout:
-        return new ConnectFailed({ reason: "Timeout", ...detail })
-      case ConnectionErrorReason.Cancelled:
-      case ConnectionErrorReason.LeaveRequest:
-        return new ConnectFailed({ reason: "Disconnected", ...detail })
-      default:
-        return new ConnectFailed({ reason: "Transport", ...detail })
-    }
-  }
-  return new ConnectFailed({ reason: "Transport", url, error: e instanceof Error ? e.message : String(e), cause: e })
-}
-
-export const mediaFailedOf = (source: "microphone" | "camera", e: unknown): MediaFailed => {
-  const name = e instanceof Error ? e.name : ""
-  const reason = name === "NotAllowedError" ? "PermissionDenied" : name === "NotFoundError" ? "DeviceNotFound" : "Publish"
-  return new MediaFailed({ source, reason, cause: e })
-}
-
-const sourceOf = (s: Track.Source): MediaSource =>
-  s === Track.Source.Microphone
-    ? "microphone"
-    : s === Track.Source.Camera
-      ? "camera"
-      : s === Track.Source.ScreenShare || s === Track.Source.ScreenShareAudio
-        ? "screen"
-        : "other"
-
-const mediaTrackOf = (
-  participant: string,
-  pub: LocalTrackPublication | RemoteTrackPublication
-): MediaTrack | undefined => {
-  const track = pub.track
-  if (track === undefined || (track.kind !== Track.Kind.Audio && track.kind !== Track.Kind.Video)) return undefined
-  return {
-    sid: pub.trackSid,
-    participant,
-    kind: track.kind === Track.Kind.Audio ? "audio" : "video",
-    source: sourceOf(pub.source),
-    local: track.isLocal,
-    muted: pub.isMuted,
-    mediaStreamTrack: track.mediaStreamTrack,
-    attach: (element) => Effect.sync(() => (element === undefined ? track.attach() : track.attach(element))),
-    detach: (element) => Effect.sync(() => void track.detach(element)),
-    stats: Effect.promise(() => track.getRTCStatsReport().catch(() => undefined)).pipe(Effect.map(Option.fromNullable))
-  }
-}
-
-const trackKindOf = (k: Track.Kind): "audio" | "video" | "data" =>
-  k === Track.Kind.Audio ? "audio" : k === Track.Kind.Video ? "video" : "data"
-
-// Events after which the derived lists are recomputed from the room.
+// Events after which the room is re-read (RoomView.sync publishes only what changed).
 const refreshEvents = [
   RoomEvent.ConnectionStateChanged,
   RoomEvent.ParticipantConnected,
@@ -247,40 +137,11 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         const run = Runtime.runFork(yield* Effect.runtime<never>())
         const room = new Room({ adaptiveStream: true, dynacast: true, ...options.roomOptions })
 
-        const states = yield* SubscriptionRef.make<ConnectionState>(connectionStateOf(room.state))
-        const participants = yield* SubscriptionRef.make<ReadonlyArray<RemoteParticipant>>([])
-        const remoteTracks = yield* SubscriptionRef.make<ReadonlyArray<MediaTrack>>([])
-        const localTracks = yield* SubscriptionRef.make<ReadonlyArray<MediaTrack>>([])
+        const view = yield* RoomView.make(room)
         const reasons = yield* PubSub.sliding<DisconnectReason>(64)
         const mediaErrors = yield* PubSub.sliding<MediaFailed>(16)
 
-        const refresh = () => {
-          const remote = [...room.remoteParticipants.values()]
-          run(
-            Effect.all([
-              SubscriptionRef.set(states, connectionStateOf(room.state)),
-              SubscriptionRef.set(
-                participants,
-                remote.map((p) => ({
-                  identity: p.identity,
-                  tracks: [...p.trackPublications.values()].map((t) => trackKindOf(t.kind))
-                }))
-              ),
-              SubscriptionRef.set(
-                remoteTracks,
-                remote.flatMap((p) =>
-                  [...p.trackPublications.values()].flatMap((pub) => mediaTrackOf(p.identity, pub) ?? [])
-                )
-              ),
-              SubscriptionRef.set(
-                localTracks,
-                [...room.localParticipant.trackPublications.values()].flatMap(
-                  (pub) => mediaTrackOf(room.localParticipant.identity, pub) ?? []
-                )
-              )
-            ], { discard: true })
-          )
-        }
+        const refresh = () => void run(view.sync)
         const onDisconnected = (reason?: LkDisconnectReason) => {
           run(PubSub.publish(reasons, disconnectReasonOf(reason)))
         }
@@ -298,13 +159,17 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
               room.off(RoomEvent.Disconnected, onDisconnected)
             })
         )
-        // Also runs as a finalizer, which is uninterruptible: without `interruptible` the
-        // timeout could not cut a hanging disconnect short.
-        const disconnect = Effect.tryPromise(() => room.disconnect()).pipe(
-          Effect.interruptible,
-          Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
-          Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
-          Effect.zipRight(Effect.sync(refresh))
+        // One disconnect however many ask for it (the caller, the scope, an aborted connect);
+        // later callers wait for the first. Its final state reaches the refs through the
+        // Disconnected event. Also runs as a finalizer, which is uninterruptible: without
+        // `interruptible` the timeout could not cut a hanging disconnect short.
+        const disconnect = yield* Effect.cached(
+          Effect.tryPromise(() => room.disconnect()).pipe(
+            Effect.interruptible,
+            Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
+            Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
+            Effect.withSpan("BrowserLiveKit.disconnect")
+          )
         )
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)
@@ -312,8 +177,9 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         const timeoutMs = connectOptions?.timeoutMs ?? options.connectTimeoutMs ?? 20_000
         yield* Effect.tryPromise({
           try: (signal) => {
-            // Interruption (including the timeout below) aborts the SDK's own connect attempt.
-            signal.addEventListener("abort", () => void room.disconnect())
+            // Interruption (including the timeout below) aborts the SDK's own connect attempt
+            // at once, through the same disconnect the scope's finalizer then waits for.
+            signal.addEventListener("abort", () => void run(disconnect))
             return room.connect(url, Redacted.value(jwt))
           },
           catch: (e) => connectFailedOf(url, e)
@@ -324,7 +190,6 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           }),
           Effect.withSpan("BrowserLiveKit.connect", { attributes: { url } })
         )
-        refresh()
         yield* Effect.logDebug("connected to LiveKit").pipe(
           Effect.annotateLogs({ url, room: room.name, identity: room.localParticipant.identity })
         )
@@ -336,22 +201,21 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
                 ? room.localParticipant.setMicrophoneEnabled(enabled)
                 : room.localParticipant.setCameraEnabled(enabled),
             catch: (e) => mediaFailedOf(source, e)
-          }).pipe(Effect.asVoid, Effect.tap(() => Effect.sync(refresh)))
+          }).pipe(Effect.asVoid)
 
         const connection: BrowserConnection = {
           identity: room.localParticipant.identity,
           roomName: room.name,
-          connectionState: SubscriptionRef.get(states),
-          // `refresh` runs on many events; report a state once, not once per event.
-          connectionStates: Stream.changes(states.changes),
-          remoteParticipants: SubscriptionRef.get(participants),
-          remoteParticipantsChanges: participants.changes,
+          connectionState: SubscriptionRef.get(view.states),
+          connectionStates: view.states.changes,
+          remoteParticipants: SubscriptionRef.get(view.participants),
+          remoteParticipantsChanges: view.participants.changes,
           disconnectReasons: Stream.fromPubSub(reasons),
           disconnect,
-          remoteTracks: SubscriptionRef.get(remoteTracks),
-          remoteTracksChanges: remoteTracks.changes,
-          localTracks: SubscriptionRef.get(localTracks),
-          localTracksChanges: localTracks.changes,
+          remoteTracks: SubscriptionRef.get(view.remoteTracks),
+          remoteTracksChanges: view.remoteTracks.changes,
+          localTracks: SubscriptionRef.get(view.localTracks),
+          localTracksChanges: view.localTracks.changes,
           setMicrophoneEnabled: (enabled) => setEnabled("microphone", enabled),
           setCameraEnabled: (enabled) => setEnabled("camera", enabled),
           mediaErrors: Stream.fromPubSub(mediaErrors),

@@ -1,5 +1,5 @@
 export * as BrowserLiveKit from "./BrowserLiveKit.ts"
 export type { BrowserConnection, BrowserLiveKitOptions, MediaTrack, MediaKind, MediaSource } from "./BrowserLiveKit.ts"
-export { MediaFailed } from "./BrowserLiveKit.ts"
+export { MediaFailed } from "./MediaFailed.ts"
 export * as BrowserCall from "./BrowserCall.ts"
 export { leaveOnPageHide } from "./PageLifecycle.ts"

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConnectionError, ConnectionState, DisconnectReason } from "livekit-client"
-import { connectFailedOf, connectionStateOf, disconnectReasonOf, mediaFailedOf } from "../src/BrowserLiveKit.ts"
+import { connectFailedOf, connectionStateOf, disconnectReasonOf } from "../src/internal/livekitMapping.ts"
+import { mediaFailedOf } from "../src/MediaFailed.ts"
 
 const url = "ws://127.0.0.1:7880"
 
