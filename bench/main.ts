@@ -107,35 +107,42 @@ const emptySamples = (): PathSamples => ({
 // ---------------------------------------------------------------------------
 // Join + leave, interleaved
 
-/** `homeserverUrl`: where both paths reach the homeserver (the stack's, or a proxy's). */
+/** Both paths' samples of one pass; `ours` is the plain join or, in a prepared pass, the join after `Call.prepare`. */
+interface PassSamples {
+  readonly ours: PathSamples
+  readonly reference: PathSamples
+}
+
+/**
+ * One pass of interleaved join/leave runs: our path (plain, or after `Call.prepare` done before the clock starts,
+ * as an app does while the user is in its lobby) against the reference. One pass per variant, so the process
+ * never runs more clients than the two paths and the observer (they share one JS thread).
+ * `homeserverUrl`: where both paths reach the homeserver (the stack's, or a proxy's).
+ */
 const joinLeave = async (
   stack: StackInfo,
   observer: Observer,
-  creds: { readonly ours: Credentials; readonly reference: Credentials; readonly prepared: Credentials },
+  creds: { readonly ours: Credentials; readonly reference: Credentials },
+  variant: "plain" | "prepared",
   homeserverUrl = stack.homeserverUrl
-) => {
+): Promise<PassSamples> => {
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
-  // A device per path, so that no path ever waits for (or sees) another one's membership.
   const ours = await startOurs(homeserverUrl, creds.ours)
-  const oursPrepared = await startOurs(homeserverUrl, creds.prepared)
   const refClient = await startSyncedClient(homeserverUrl, creds.reference)
-  const samples = { ours: emptySamples(), reference: emptySamples(), prepared: emptySamples() }
+  const samples = { ours: emptySamples(), reference: emptySamples() }
 
-  // "prepared": our path after `Call.prepare`, done before the clock starts, as an app would do it in its lobby.
-  const one = async (path: "ours" | "reference" | "prepared", i: number) => {
+  const one = async (path: "ours" | "reference", i: number) => {
     const { deviceId, userId } = creds[path]
     const s = samples[path]
     try {
-      const prepared = path === "prepared" ? await oursPrepared.prepare(stack.roomId) : undefined
+      const prepared = path === "ours" && variant === "prepared" ? await ours.prepare(stack.roomId) : undefined
       // A member already listed would make the join look instant.
       if (observer.isMember(userId, deviceId)) throw new Error("the observer still lists this device from an earlier run")
       const seen = observer.when(userId, deviceId, true, 30_000)
       const t0 = performance.now()
-      const call =
-        path === "reference"
-          ? await referenceJoin(refClient, stack.roomId)
-          : await (path === "prepared" ? oursPrepared : ours).join(stack.roomId, { prepared })
-            .then((c) => ({ ...c, connectedAt: performance.now() }))
+      const call = path === "reference"
+        ? await referenceJoin(refClient, stack.roomId)
+        : await ours.join(stack.roomId, { prepared }).then((c) => ({ ...c, connectedAt: performance.now() }))
       const tSeen = await seen
       s.join.push(Math.max(call.connectedAt, tSeen) - t0)
       s.joinReturn.push(call.connectedAt - t0)
@@ -151,21 +158,31 @@ const joinLeave = async (
       s.leave.push(Math.max(tGone, tSfuGone) - t1)
     } catch (e) {
       s.failures.push(`run ${i}: ${String(e)}`)
-      progress(`${path} run ${i} failed: ${String(e)}`)
+      progress(`${variant} ${path} run ${i} failed: ${String(e)}`)
     }
   }
 
   for (let i = 0; i < runs; i++) {
-    // Rotate who goes first so that drift (Synapse caches, DB growth) hits all alike.
-    const paths = ["ours", "reference", "prepared"] as const
-    const order = paths.map((_, k) => paths[(i + k) % paths.length]!)
+    // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
+    const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
     for (const p of order) await one(p, i)
-    progress(`join/leave run ${i + 1}/${runs}${homeserverUrl === stack.homeserverUrl ? "" : " (wide-area link)"}`)
+    progress(`join/leave run ${i + 1}/${runs} (${variant}${homeserverUrl === stack.homeserverUrl ? "" : ", wide-area link"})`)
   }
   refClient.stopClient()
-  await Promise.all([ours.dispose(), oursPrepared.dispose()])
+  await ours.dispose()
   return samples
 }
+
+/** The plain pass, then the prepared one. */
+const joinLeavePasses = async (
+  stack: StackInfo,
+  observer: Observer,
+  creds: { readonly ours: Credentials; readonly reference: Credentials },
+  homeserverUrl = stack.homeserverUrl
+) => ({
+  plain: await joinLeave(stack, observer, creds, "plain", homeserverUrl),
+  prepared: await joinLeave(stack, observer, creds, "prepared", homeserverUrl)
+})
 
 /**
  * Join/leave with every client (both paths and the observer) on an emulated wide-area link of
@@ -173,13 +190,13 @@ const joinLeave = async (
  */
 const joinLeaveWan = async (
   stack: StackInfo,
-  users: { observer: Credentials; ours: Credentials; reference: Credentials; prepared: Credentials }
+  users: { observer: Credentials; ours: Credentials; reference: Credentials }
 ) => {
   const net = await startProxiedStack(stack, { latencyMs: rttMs / 2 })
   const observerLink = await startFaultProxy({ target: stack.homeserverUrl, latencyMs: rttMs / 2 })
   const observer = await startObserver(observerLink.url, users.observer, stack.roomId)
   try {
-    return await joinLeave(stack, observer, users, net.hs.url)
+    return await joinLeavePasses(stack, observer, users, net.hs.url)
   } finally {
     observer.stop()
     await Promise.all([net.close(), observerLink.close()])
@@ -254,10 +271,11 @@ const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackI
 // Scale: K concurrent calls, one process, no media
 
 interface PreviousResults {
-  readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples; readonly prepared?: PathSamples }
+  readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples }
+  readonly preparedPass: { readonly samples: PassSamples } | null
   readonly scale: Array<ScaleResult>
   readonly sections: { readonly join: unknown; readonly wan: unknown; readonly crash: unknown; readonly scale: unknown }
-  readonly wan: { readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples; readonly prepared?: PathSamples } } | null
+  readonly wan: { readonly samples: { readonly plain: PassSamples; readonly prepared: PassSamples } } | null
 }
 
 interface ScaleResult {
@@ -416,22 +434,30 @@ const main = async () => {
   const observerCreds = await loginNewDevice(stack.homeserverUrl, carol.userId, carol.password, "bench-observer")
   const oursCreds = await loginNewDevice(stack.homeserverUrl, alice.userId, alice.password, "bench-ours")
   const refCreds = await loginNewDevice(stack.homeserverUrl, bob.userId, bob.password, "bench-reference")
-  const preparedCreds = await loginNewDevice(stack.homeserverUrl, alice.userId, alice.password, "bench-ours-prepared")
-  const pathCreds = { ours: oursCreds, reference: refCreds, prepared: preparedCreds }
+  const pathCreds = { ours: oursCreds, reference: refCreds }
   const observer = await startObserver(stack.homeserverUrl, observerCreds, stack.roomId)
 
-  let jl: Awaited<ReturnType<typeof joinLeave>> | undefined
-  let wan: Awaited<ReturnType<typeof joinLeave>> | undefined
+  let jl: Awaited<ReturnType<typeof joinLeavePasses>> | undefined
+  let wan: Awaited<ReturnType<typeof joinLeavePasses>> | undefined
   let cr: Awaited<ReturnType<typeof crash>> | undefined
   let sc: Array<ScaleResult> = []
   try {
-    if (only.has("join")) jl = await joinLeave(stack, observer, pathCreds)
-    if (only.has("wan")) wan = await joinLeaveWan(stack, { observer: observerCreds, ...pathCreds })
+    if (only.has("join")) jl = await joinLeavePasses(stack, observer, pathCreds)
+    if (only.has("wan")) {
+      // Its own observer device: sharing the loopback observer's device, 2 of 10 link runs once found the previous
+      // run's membership still listed (cause not pinned down); with a device of its own that has not happened.
+      const wanObserverCreds = await loginNewDevice(stack.homeserverUrl, carol.userId, carol.password, "bench-observer-wan")
+      try {
+        wan = await joinLeaveWan(stack, { observer: wanObserverCreds, ...pathCreds })
+      } finally {
+        await logout(stack.homeserverUrl, wanObserverCreds.accessToken)
+      }
+    }
     if (only.has("crash")) cr = await crash(stack, observer, { ours: alice, reference: bob })
     if (only.has("scale")) sc = await scale(stack, alice)
   } finally {
     observer.stop()
-    for (const c of [observerCreds, oursCreds, refCreds, preparedCreds]) await logout(stack.homeserverUrl, c.accessToken)
+    for (const c of [observerCreds, oursCreds, refCreds]) await logout(stack.homeserverUrl, c.accessToken)
   }
 
   const s = (xs: Array<number> | undefined) => summarize(xs ?? [])
@@ -442,7 +468,7 @@ const main = async () => {
   const now = new Date().toISOString()
   const pick = (path: "ours" | "reference"): PathSamples => {
     const old = { ...emptySamples(), ...prev.samples?.[path] }
-    const fresh = path === "ours" ? { j: jl?.ours, c: cr?.ours } : { j: jl?.reference, c: cr?.reference }
+    const fresh = path === "ours" ? { j: jl?.plain.ours, c: cr?.ours } : { j: jl?.plain.reference, c: cr?.reference }
     const j = fresh.j ?? old
     const c = fresh.c ?? old
     return {
@@ -457,7 +483,11 @@ const main = async () => {
   }
   const ours = pick("ours")
   const ref = pick("reference")
-  const prepared = { ...emptySamples(), ...(jl?.prepared ?? prev.samples?.prepared) }
+  const pass = (p: Partial<PassSamples> | undefined): PassSamples => ({
+    ours: { ...emptySamples(), ...p?.ours },
+    reference: { ...emptySamples(), ...p?.reference }
+  })
+  const prepared = pass(jl?.prepared ?? prev.preparedPass?.samples)
   const summaryOf = (p: PathSamples) => ({
     join: sum(s(p.join)),
     joinReturn: sum(s(p.joinReturn)),
@@ -469,9 +499,9 @@ const main = async () => {
   })
   if (sc.length === 0 && !only.has("scale")) sc = prev.scale ?? []
   const wanSamples = wan ?? prev.wan?.samples
-  const wanOurs = { ...emptySamples(), ...wanSamples?.ours }
-  const wanRef = { ...emptySamples(), ...wanSamples?.reference }
-  const wanPrepared = { ...emptySamples(), ...wanSamples?.prepared }
+  const wanPlain = pass(wanSamples?.plain)
+  const wanPrepared = pass(wanSamples?.prepared)
+  const { ours: wanOurs, reference: wanRef } = wanPlain
   const sections = {
     join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
     wan: wan !== undefined ? { at: now, runs, rttMs } : (prev.sections?.wan ?? null),
@@ -483,8 +513,8 @@ const main = async () => {
   const crashRatio = s(ours.crashMembership).median / s(ref.crashMembership).median
   const wanJoinRatio = s(wanOurs.join).median / s(wanRef.join).median
   const wanLeaveRatio = s(wanOurs.leave).median / s(wanRef.leave).median
-  const preparedJoinRatio = s(prepared.join).median / s(ref.join).median
-  const wanPreparedJoinRatio = s(wanPrepared.join).median / s(wanRef.join).median
+  const preparedJoinRatio = s(prepared.ours.join).median / s(prepared.reference.join).median
+  const wanPreparedJoinRatio = s(wanPrepared.ours.join).median / s(wanPrepared.reference.join).median
   const wanRtt = (sections.wan as { rttMs?: number } | null)?.rttMs ?? rttMs
 
   const rows: Array<[string, Summary, Summary]> = [
@@ -492,12 +522,12 @@ const main = async () => {
     ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
     ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
     ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
-    ["join after Call.prepare (ours) vs reference join", s(prepared.join), s(ref.join)],
+    ["join after Call.prepare (own pass, own reference runs)", s(prepared.ours.join), s(prepared.reference.join)],
     [`join, clients on a ${wanRtt} ms RTT link`, s(wanOurs.join), s(wanRef.join)],
     ["  join() returned / LiveKit connected", s(wanOurs.joinReturn), s(wanRef.joinReturn)],
     ["  observer saw the membership", s(wanOurs.joinObserved), s(wanRef.joinObserved)],
     [`leave, clients on a ${wanRtt} ms RTT link`, s(wanOurs.leave), s(wanRef.leave)],
-    [`join after Call.prepare, ${wanRtt} ms RTT link`, s(wanPrepared.join), s(wanRef.join)],
+    [`join after Call.prepare, ${wanRtt} ms RTT link`, s(wanPrepared.ours.join), s(wanPrepared.reference.join)],
     ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
     ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
   ]
@@ -540,14 +570,14 @@ const main = async () => {
     goal: { joinRatioAtMost: 0.6 },
     ours: summaryOf(ours),
     reference: summaryOf(ref),
-    prepared: summaryOf(prepared),
-    samples: { ours, reference: ref, prepared },
+    samples: { ours, reference: ref },
+    preparedPass: { ours: summaryOf(prepared.ours), reference: summaryOf(prepared.reference), samples: prepared },
     wan: {
       rttMs: wanRtt,
       ours: summaryOf(wanOurs),
       reference: summaryOf(wanRef),
-      prepared: summaryOf(wanPrepared),
-      samples: { ours: wanOurs, reference: wanRef, prepared: wanPrepared }
+      prepared: { ours: summaryOf(wanPrepared.ours), reference: summaryOf(wanPrepared.reference) },
+      samples: { plain: wanPlain, prepared: wanPrepared }
     },
     scale: sc
   }
@@ -582,8 +612,8 @@ const main = async () => {
   const failures = [
     ...ours.failures,
     ...ref.failures,
-    ...(jl === undefined ? [] : prepared.failures),
-    ...(wan === undefined ? [] : [...wanOurs.failures, ...wanRef.failures, ...wanPrepared.failures])
+    ...(jl === undefined ? [] : [...prepared.ours.failures, ...prepared.reference.failures]),
+    ...(wan === undefined ? [] : [wanPlain, wanPrepared].flatMap((p) => [...p.ours.failures, ...p.reference.failures]))
   ]
   if (failures.length > 0) {
     say()
