@@ -123,6 +123,26 @@ const refreshEvents = [
   RoomEvent.Disconnected
 ] as const
 
+/**
+ * Whether the page has fired `pagehide` since this scope opened (always false outside
+ * a page). Our own listener, registered with the connection, so it has run before any
+ * leave a later `pagehide` listener starts.
+ */
+const pageHiddenFlag: Effect.Effect<() => boolean, never, Scope.Scope> = Effect.gen(function*() {
+  let hidden = false
+  const onPageHide = () => {
+    hidden = true
+  }
+  const page = typeof globalThis.addEventListener === "function" ? globalThis : undefined
+  if (page !== undefined) {
+    yield* Effect.acquireRelease(
+      Effect.sync(() => page.addEventListener("pagehide", onPageHide)),
+      () => Effect.sync(() => page.removeEventListener("pagehide", onPageHide))
+    )
+  }
+  return () => hidden
+})
+
 // ---------------------------------------------------------------------------------------
 
 export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<BrowserLiveKitService> =>
@@ -159,15 +179,25 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
               room.off(RoomEvent.Disconnected, onDisconnected)
             })
         )
+        // Once the page has fired pagehide it is being torn down: its timers and network
+        // events may never run again, so a disconnect that waits for them would hold back
+        // the membership leave queued behind it (Call.join leaves the SFU first). Then the
+        // disconnect is only started: livekit-client has already sent its SFU leave on
+        // pagehide/beforeunload by itself (disconnectOnPageLeave), this covers it being off.
+        const pageHidden = yield* pageHiddenFlag
+        // Also runs as a finalizer, which is uninterruptible: without `interruptible` the
+        // timeout could not cut a hanging disconnect short.
+        const disconnectAndWait = Effect.tryPromise(() => room.disconnect()).pipe(
+          Effect.interruptible,
+          Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
+          Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e))
+        )
+        const disconnectInBackground = Effect.sync(() => void room.disconnect().catch(() => undefined))
         // One disconnect however many ask for it (the caller, the scope, an aborted connect);
         // later callers wait for the first. Its final state reaches the refs through the
-        // Disconnected event. Also runs as a finalizer, which is uninterruptible: without
-        // `interruptible` the timeout could not cut a hanging disconnect short.
+        // Disconnected event.
         const disconnect = yield* Effect.cached(
-          Effect.tryPromise(() => room.disconnect()).pipe(
-            Effect.interruptible,
-            Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
-            Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
+          Effect.suspend(() => (pageHidden() ? disconnectInBackground : disconnectAndWait)).pipe(
             Effect.withSpan("BrowserLiveKit.disconnect")
           )
         )

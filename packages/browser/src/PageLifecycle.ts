@@ -6,15 +6,26 @@
  * the back/forward cache usable, unlike `unload`/`beforeunload`). On it we start
  * the ordinary leave: disconnect from the SFU, then remove the membership.
  *
- * The page may be frozen or torn down before those requests finish. That case is
- * what the MSC4140 delayed leave is for: `join` scheduled a delayed `{}`
- * membership event and keeps restarting it while the call is alive, so once the
- * page stops restarting it the homeserver sends the leave itself after the
- * delay (8 s by default). Other members thus see us leave within about
- * "delay + one sync", whether or not the page got to finish.
+ * Once `pagehide` has run, the page is torn down: no timer, network response or
+ * other task of it runs again, only the promise callbacks already due. So the
+ * leave must get its homeserver request out without waiting for anything, and
+ * that request must survive the teardown:
+ *
+ * - `BrowserLiveKit`'s disconnect, after `pagehide`, only starts the disconnect
+ *   instead of waiting for the SFU (livekit-client has already sent its own leave
+ *   on `pagehide`/`beforeunload`; waiting could never finish here);
+ * - the leave runs with the matrix-js-sdk adapter's `keepAliveRequests` on, so
+ *   sending the delayed leave (or writing `{}`) goes out with fetch's `keepalive`,
+ *   which the browser completes after the page is gone.
+ *
+ * Should that still fail (the browser crashed, the network was down), the MSC4140
+ * delayed leave remains: `join` keeps restarting a delayed `{}` membership while
+ * the page lives, so the homeserver ends the membership itself after the delay
+ * (8 s by default).
  */
 import type { Scope } from "effect"
 import { Effect, Runtime } from "effect"
+import { MatrixJsSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
 
 /**
  * Runs `leave` when the page fires `pagehide`, at most once, for as long as the
@@ -43,7 +54,7 @@ export const leaveOnPageHide = <E>(
       runFork(
         Effect.logInfo("page hidden: leaving the call").pipe(
           Effect.annotateLogs({ persisted: (event as Partial<PageTransitionEvent>).persisted ?? false }),
-          Effect.zipRight(leave),
+          Effect.zipRight(MatrixJsSdkClient.withKeepAlive(leave)),
           Effect.catchAll((e) => Effect.logWarning("leave on pagehide failed; the delayed leave will remove the membership", e))
         )
       )

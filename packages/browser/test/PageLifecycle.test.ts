@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { MatrixJsSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
 import { Effect, Exit, Ref, Scope } from "effect"
 import { leaveOnPageHide } from "../src/PageLifecycle.ts"
 
@@ -33,5 +34,17 @@ describe("leaveOnPageHide", () => {
       page.dispatchEvent(new Event("pagehide"))
       yield* Effect.yieldNow()
       assert.isTrue(yield* Ref.get(ran))
+    }).pipe(Effect.scoped))
+
+  it.effect("the leave's homeserver requests go with keepalive (the page is torn down right after)", () =>
+    Effect.gen(function*() {
+      const page = new EventTarget()
+      const keepAlive = yield* Ref.make<ReadonlyArray<boolean>>([])
+      const record = Effect.flatMap(MatrixJsSdkClient.keepAliveRequests, (on) => Ref.update(keepAlive, (all) => [...all, on]))
+      yield* record
+      yield* leaveOnPageHide(record, page)
+      page.dispatchEvent(new Event("pagehide"))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(yield* Ref.get(keepAlive), [false, true])
     }).pipe(Effect.scoped))
 })

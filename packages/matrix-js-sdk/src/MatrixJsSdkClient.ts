@@ -13,7 +13,7 @@
  */
 import { Ids, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
 import type { DelayedEventAction, MatrixClientService, OpenIdToken, ServerSupport, Session } from "@matrixrtc-effect/core"
-import { Context, Duration, Effect, Layer, Option, Predicate, Redacted, Schema } from "effect"
+import { Context, Duration, Effect, FiberRef, GlobalValue, Layer, Option, Predicate, Redacted, Schema } from "effect"
 import * as sdk from "matrix-js-sdk"
 import { callMemberEvents } from "./callMemberEvents.ts"
 import { toMatrixError } from "./errors.ts"
@@ -71,23 +71,45 @@ const decodeWith =
 // ---------------------------------------------------------------------------------------
 
 /**
+ * Whether the delayed-event updates and state writes made in this fiber go out with
+ * fetch's `keepalive`, which has the browser finish them after the page is gone.
+ * Meant for the few requests that end a call while the page is being torn down (the
+ * browser package's `leaveOnPageHide` turns it on for its leave); off otherwise, since
+ * all keepalive requests of a page share one 64 KiB body budget. Sending a delayed
+ * event (the delayed leave) always goes with keepalive, see `updateDelayedEvent`.
+ */
+export const keepAliveRequests: FiberRef.FiberRef<boolean> = GlobalValue.globalValue(
+  Symbol.for("@matrixrtc-effect/matrix-js-sdk/keepAliveRequests"),
+  () => FiberRef.unsafeMake(false)
+)
+
+/** Runs `self` with `keepAliveRequests` on. */
+export const withKeepAlive = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(self, keepAliveRequests, true)
+
+/**
  * One SDK call: a rejection becomes a core `MatrixError`; a span names the operation.
- * `signal` aborts raw HTTP requests when the fiber is interrupted.
+ * `signal` aborts raw HTTP requests when the fiber is interrupted; `keepAlive` is
+ * the fiber's `keepAliveRequests`, for the calls that pass it on.
  */
 const call = <A>(
   name: string,
-  run: (signal: AbortSignal) => Promise<A>,
+  run: (signal: AbortSignal, keepAlive: boolean) => Promise<A>,
   attributes: Record<string, unknown> = {}
 ): Effect.Effect<A, MatrixError> =>
-  Effect.tryPromise({ try: run, catch: toMatrixError }).pipe(
-    Effect.withSpan(`MatrixClient.${name}`, { kind: "client", attributes })
-  )
+  Effect.flatMap(FiberRef.get(keepAliveRequests), (keepAlive) =>
+    Effect.tryPromise({ try: (signal) => run(signal, keepAlive), catch: toMatrixError })).pipe(
+      Effect.withSpan(`MatrixClient.${name}`, { kind: "client", attributes })
+    )
 
-const sdkAction: Record<DelayedEventAction, (c: sdk.MatrixClient, id: string) => Promise<unknown>> = {
+const sdkAction: Record<
+  DelayedEventAction,
+  (c: sdk.MatrixClient, id: string, opts: sdk.IRequestOpts) => Promise<unknown>
+> = {
   // These POST authenticated and fall back to the older `{action}` body endpoint on M_UNRECOGNIZED (SDK ≥ 42).
-  restart: (c, id) => c._unstable_restartScheduledDelayedEvent(id),
-  send: (c, id) => c._unstable_sendScheduledDelayedEvent(id),
-  cancel: (c, id) => c._unstable_cancelScheduledDelayedEvent(id)
+  restart: (c, id, opts) => c._unstable_restartScheduledDelayedEvent(id, opts),
+  send: (c, id, opts) => c._unstable_sendScheduledDelayedEvent(id, opts),
+  cancel: (c, id, opts) => c._unstable_cancelScheduledDelayedEvent(id, opts)
 }
 
 /** The SDK types event types and contents per known event; ours are MatrixRTC's unstable ones. */
@@ -128,7 +150,7 @@ export const make = (client: sdk.MatrixClient): MatrixClientService => {
   const sendStateEvent: MatrixClientService["sendStateEvent"] = (roomId, eventType, stateKey, content) =>
     call(
       "sendStateEvent",
-      () => client.sendStateEvent(roomId, eventType as AnyStateType, content as never, stateKey),
+      (_, keepAlive) => client.sendStateEvent(roomId, eventType as AnyStateType, content as never, stateKey, { keepAlive }),
       { roomId, eventType }
     ).pipe(
       Effect.flatMap(decodeWith(EventResponse, "state event")),
@@ -159,7 +181,14 @@ export const make = (client: sdk.MatrixClient): MatrixClientService => {
     )
 
   const updateDelayedEvent = (delayId: string, action: DelayedEventAction) =>
-    call(`updateDelayedEvent`, () => sdkAction[action](client, delayId), { action }).pipe(Effect.asVoid)
+    call(
+      `updateDelayedEvent`,
+      // Sending the delayed leave ends the membership, often as the page goes away: livekit-client's
+      // own page-leave disconnect (on beforeunload) can start the leave before pagehide, so only a
+      // request that is keepalive from the start survives the teardown. Its body is empty.
+      (_, keepAlive) => sdkAction[action](client, delayId, { keepAlive: keepAlive || action === "send" }),
+      { action }
+    ).pipe(Effect.asVoid)
 
   const sendStickyEvent: MatrixClientService["sendStickyEvent"] = (roomId, eventType, content, options) => {
     const attributes = { roomId, eventType, stickyDurationMs: options.stickyDurationMs, delayMs: options.delayMs }

@@ -156,28 +156,40 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
       assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     }), 120_000)
 
-  it.scoped("closing the tab mid-call removes the membership within the delayed-leave delay + 5 s", () =>
+  it.scoped("closing the tab mid-call leaves at once: membership and SFU participant gone in under 2 s, long before the delayed leave", () =>
     Effect.gen(function*() {
       const alice = userAt(stack, 0)
       const node = yield* nodeParticipant(roomId)
       const app = yield* openApp(chromium, aliceJoins())
       assert.strictEqual(yield* waitForState(app, ["in-call", "error"], 45_000), "in-call")
+      const identity = yield* pageIdentity(app)
       const device = yield* pageDevice(app)
       yield* waitForMember(node, alice.userId, device, true, 20_000)
+      yield* eventually(
+        Effect.map(node.connection.remoteParticipants, (ps) => ps.some((p) => p.identity === identity)),
+        (b) => b,
+        10_000,
+        "the browser on the SFU"
+      )
 
-      const delayMs = 8_000 // Call.join's default delayed-leave delay (the example does not change it)
+      // Call.join's default delayed-leave delay (the example does not change it): a membership
+      // that goes only after this was ended by the homeserver, not by the closing page.
+      const delayMs = 8_000
+      const boundMs = 2_000
       const closedAt = Date.now()
       yield* Effect.promise(() => app.page.close({ runBeforeUnload: true }))
-      yield* waitForMember(node, alice.userId, device, false, delayMs + 5_000)
+      // The leave event itself, as the Node participant's client receives it (not only a member list change).
+      const leave = yield* waitForLeaveEvent(node, alice.userId, device, delayMs + 5_000)
+      yield* waitForMember(node, alice.userId, device, false, 5_000)
       const goneAfterMs = Date.now() - closedAt
-      yield* Effect.logInfo(`membership gone ${goneAfterMs} ms after the tab closed`)
-      assert.isAtMost(goneAfterMs, delayMs + 5_000)
-      yield* eventually(
-        liveMembershipsOf(stack, userAt(stack, 0), roomId, device),
-        (l) => l.length === 0,
-        5_000,
-        "no live membership in the room state"
+      const sfuLeft = yield* eventually(sfuLeftAt(node, identity), Option.isSome, delayMs + 5_000, "the browser leaving the SFU")
+      const sfuGoneAfterMs = Option.getOrThrow(sfuLeft) - closedAt
+      yield* Effect.logInfo(`tab closed: membership gone after ${goneAfterMs} ms, SFU participant after ${sfuGoneAfterMs} ms`).pipe(
+        Effect.annotateLogs({ leaveEventAfterMs: leave.at - closedAt })
       )
+      assert.isBelow(goneAfterMs, boundMs, "the closing page ended its membership itself (not the delayed leave)")
+      assert.isBelow(sfuGoneAfterMs, boundMs, "the closing page left the SFU")
+      assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     }), 120_000)
 
   it.scoped("with the auth service stopped the page shows the JwtFetchFailed message and leaves no membership", () =>

@@ -4,9 +4,16 @@
  *
  * The flags keep the browser on loopback: no background/component/sync traffic,
  * loopback ICE candidates allowed and not hidden behind mDNS names (local-stack.md
- * §5.8), fake camera/microphone without permission prompts, and a host resolver
- * that fails every name except loopback ones. Every request leaving loopback is
- * aborted as well, so a test cannot silently depend on the internet.
+ * §5.8), fake camera/microphone without permission prompts, a host resolver that
+ * fails every name except loopback ones, and a proxy that does not exist for
+ * everything else (loopback never goes through a proxy), so HTTP and websocket
+ * requests to IP addresses fail too. Every request that tries to leave loopback is
+ * recorded, so a test cannot silently depend on the internet.
+ *
+ * The guard observes requests rather than intercepting them (Playwright's `route`):
+ * an intercepted request waits for the test process to let it through, and when its
+ * page closes first the browser drops it, which would also drop the keepalive
+ * requests a closing page sends on purpose.
  */
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
@@ -32,7 +39,9 @@ export const chromiumFlags: ReadonlyArray<string> = [
   "--no-first-run",
   // Remote audio must play without a click in tests that drive the page programmatically.
   "--autoplay-policy=no-user-gesture-required",
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"
+  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+  // Port 9 (discard) has no listener here: whatever is not loopback cannot connect.
+  "--proxy-server=http://127.0.0.1:9"
 ]
 
 const run = (cmd: string, args: ReadonlyArray<string>): Promise<{ code: number | null; output: string }> =>
@@ -91,7 +100,7 @@ const isLoopback = (url: string): boolean => {
 
 export interface Chromium {
   readonly context: BrowserContext
-  /** Requests the guard aborted because they left loopback. */
+  /** Requests that tried to leave loopback (the proxy flag makes them fail). */
   readonly blocked: ReadonlyArray<string>
   readonly close: () => Promise<void>
 }
@@ -108,11 +117,8 @@ export const launchChromium = async (): Promise<Chromium> => {
     permissions: ["camera", "microphone"]
   })
   const blocked: Array<string> = []
-  await context.route("**/*", (route) => {
-    const url = route.request().url()
-    if (isLoopback(url)) return route.continue()
-    blocked.push(url)
-    return route.abort("blockedbyclient")
+  context.on("request", (request) => {
+    if (!isLoopback(request.url())) blocked.push(request.url())
   })
   return {
     context,
