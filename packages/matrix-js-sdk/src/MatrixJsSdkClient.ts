@@ -386,6 +386,13 @@ export interface PasswordLogin extends LoginCommon {
   /** Reuse a device (and its delayed events) instead of creating one per login. */
   readonly deviceId?: string | undefined
   readonly initialDeviceDisplayName?: string | undefined
+  /**
+   * Log the device out (`POST /logout`: the homeserver deletes it and its token) when
+   * the layer's scope closes, so that devices do not pile up on the account with every
+   * start. Default: true when the login created the device (no `deviceId`), false
+   * when it reuses one.
+   */
+  readonly logoutOnClose?: boolean | undefined
 }
 
 export type LoginOptions = AccessTokenLogin | PasswordLogin
@@ -419,6 +426,34 @@ const passwordLogin = (options: PasswordLogin): Effect.Effect<Credentials, Matri
   )
 }
 
+const logoutTimeout = Duration.seconds(5)
+
+/**
+ * Ends the session of `creds` (the homeserver deletes the device and its token).
+ * Bounded, and never fails: a device that could not be logged out is only logged.
+ */
+const logout = (homeserverUrl: string, creds: Credentials): Effect.Effect<void> =>
+  call(
+    "logout",
+    (signal) =>
+      sdk
+        .createClient({ baseUrl: homeserverUrl, accessToken: Redacted.value(creds.accessToken) })
+        .http.authedRequest<unknown>(sdk.Method.Post, "/logout", undefined, undefined, { abortSignal: signal }),
+    { userId: creds.userId, deviceId: creds.deviceId }
+  ).pipe(
+    // Runs as a finalizer (uninterruptible): without this the timeout could not cut it short.
+    Effect.interruptible,
+    Effect.timeoutFail({
+      duration: logoutTimeout,
+      onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer to /logout in time" })
+    }),
+    Effect.catchAll((e) =>
+      Effect.logWarning("logging out the device failed; it stays on the account").pipe(
+        Effect.annotateLogs({ deviceId: creds.deviceId, error: e.message })
+      )
+    )
+  )
+
 const tokenLogin = (options: AccessTokenLogin): Effect.Effect<Credentials, MatrixError> =>
   options.userId !== undefined && options.deviceId !== undefined
     ? Effect.succeed({ userId: options.userId, deviceId: options.deviceId, accessToken: options.accessToken })
@@ -431,12 +466,19 @@ const isPasswordLogin = (o: LoginOptions): o is PasswordLogin => Predicate.hasPr
 
 /**
  * Creates a client from a login (password via `/login`, or an access token),
- * starts it (unless `sync: false`) and stops it when the scope closes.
+ * starts it (unless `sync: false`) and stops it when the scope closes; a device
+ * the password login created is then logged out (see `PasswordLogin.logoutOnClose`).
  */
 export const layerLogin = (options: LoginOptions): Layer.Layer<MatrixClient | MatrixSdkClient, MatrixError> =>
   Layer.scopedContext(
     Effect.gen(function* () {
-      const creds = yield* isPasswordLogin(options) ? passwordLogin(options) : tokenLogin(options)
+      // The caller owns an access token (and a device it asked for by id); a device the
+      // password login created is ours, and is logged out again when the scope closes.
+      // Registered with the login itself, so a failure later in this layer still logs it out.
+      const creds = yield* isPasswordLogin(options)
+        ? Effect.acquireRelease(passwordLogin(options), (c) =>
+          (options.logoutOnClose ?? options.deviceId === undefined) ? logout(options.homeserverUrl, c) : Effect.void)
+        : tokenLogin(options)
       const logger = options.sdkLogs === "console" ? undefined : SdkLogger.make(yield* Effect.runtime<never>())
       const client = sdk.createClient({
         baseUrl: options.homeserverUrl,

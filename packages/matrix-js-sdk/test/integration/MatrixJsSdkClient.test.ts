@@ -39,6 +39,50 @@ const member = (user: StackUser) => ({
   foci_preferred: [{ type: "livekit", livekit_service_url: stack.authServiceUrl }]
 })
 
+/** `GET /account/whoami` with `token`, outside the adapter: the status and errcode. */
+const whoamiWith = (token: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(`${stack.homeserverUrl}/_matrix/client/v3/account/whoami`, {
+      headers: { authorization: `Bearer ${token}` }
+    })
+    const body = (await res.json()) as { errcode?: string }
+    return { status: res.status, errcode: body.errcode }
+  })
+
+/** A fresh device and token of `user`, logged in outside the adapter. */
+const rawLogin = (user: StackUser) =>
+  Effect.promise(async () => {
+    const res = await fetch(`${stack.homeserverUrl}/_matrix/client/v3/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: user.userId },
+        password: user.password
+      })
+    })
+    if (!res.ok) throw new Error(`login: HTTP ${res.status}`)
+    const body = (await res.json()) as { access_token: string; device_id: string }
+    return { accessToken: body.access_token, deviceId: body.device_id }
+  })
+
+const devicesOf = (user: StackUser) =>
+  Effect.promise(async () => {
+    const res = await fetch(`${stack.homeserverUrl}/_matrix/client/v3/devices`, {
+      headers: { authorization: `Bearer ${user.accessToken}` }
+    })
+    if (!res.ok) throw new Error(`devices: HTTP ${res.status}`)
+    return ((await res.json()) as { devices: Array<{ device_id: string; display_name?: string }> }).devices
+  })
+
+const rawLogout = (token: string) =>
+  Effect.promise(() =>
+    fetch(`${stack.homeserverUrl}/_matrix/client/v3/logout`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` }
+    }).then(() => undefined)
+  )
+
 /** The first event of `events` that satisfies `p`, bounded in time. */
 const firstMatching = (events: Stream.Stream<RawCallEvent, unknown>, p: (e: RawCallEvent) => boolean) =>
   events.pipe(Stream.filter(p), Stream.runHead, Effect.map(Option.getOrThrow), Effect.timeout("20 seconds"))
@@ -225,9 +269,9 @@ describe("logging in", () => {
       assert.isFalse(client.clientRunning)
     }))
 
-  it.live("password login creates a working session and stops it on scope close", () =>
+  it.live("password login creates a working session; on scope close it stops and logs its new device out", () =>
     Effect.gen(function* () {
-      const sdk = yield* Effect.scoped(
+      const { sdk, token } = yield* Effect.scoped(
         Effect.gen(function* () {
           const ctx = yield* Layer.build(
             layerLogin({ homeserverUrl: stack.homeserverUrl, user: bob.userId, password: Redacted.make(bob.password) })
@@ -237,13 +281,69 @@ describe("logging in", () => {
           assert.strictEqual(me.userId, bob.userId)
           const session = Option.getOrThrow(yield* mx.session)
           assert.strictEqual(session.userId, bob.userId)
-          return Context.get(ctx, MatrixSdkClient)
+          const sdk = Context.get(ctx, MatrixSdkClient)
+          const token = sdk.getAccessToken() ?? ""
+          assert.deepStrictEqual(yield* whoamiWith(token), { status: 200, errcode: undefined })
+          return { sdk, token }
         })
       )
       // Stopped: no sync loop left running once the scope closed.
       assert.isFalse(sdk.clientRunning)
-      yield* Effect.promise(() => sdk.logout())
+      // Logged out: the homeserver no longer knows the device's token.
+      assert.deepStrictEqual(yield* whoamiWith(token), { status: 401, errcode: "M_UNKNOWN_TOKEN" })
     }), { timeout: 60_000 })
+
+  it.live("a failure after the password login still logs the new device out", () =>
+    Effect.gen(function* () {
+      // Named, so other runs adding devices to the same account at the same time cannot confuse the check.
+      const name = `layerLogin failure ${run}`
+      // The first sync cannot complete in 1 ms: the layer fails after the login succeeded.
+      const e = yield* Effect.flip(
+        Effect.scoped(
+          Layer.build(
+            layerLogin({
+              homeserverUrl: stack.homeserverUrl,
+              user: bob.userId,
+              password: Redacted.make(bob.password),
+              initialDeviceDisplayName: name,
+              preparedTimeout: "1 millis"
+            })
+          )
+        )
+      )
+      assert.strictEqual(e.reason, "Timeout")
+      const left = (yield* devicesOf(bob)).filter((d) => d.display_name === name)
+      assert.deepStrictEqual(left, [], "the device the failed layer created is gone")
+    }), { timeout: 60_000 })
+
+  it.live("access-token logins and password logins that reuse a device are not logged out", () =>
+    Effect.gen(function* () {
+      // A token of our own (not the stack's shared one), so a wrong logout cannot break other tests.
+      const own = yield* Effect.acquireRelease(rawLogin(bob), (o) => rawLogout(o.accessToken))
+      yield* Effect.scoped(
+        Layer.build(
+          layerLogin({ homeserverUrl: stack.homeserverUrl, accessToken: Redacted.make(own.accessToken), sync: false })
+        )
+      )
+      assert.deepStrictEqual(yield* whoamiWith(own.accessToken), { status: 200, errcode: undefined })
+
+      // Logging in again on that device (by id): the caller's device, not one the layer created.
+      const again = yield* Effect.scoped(
+        Effect.map(
+          Layer.build(
+            layerLogin({
+              homeserverUrl: stack.homeserverUrl,
+              user: bob.userId,
+              password: Redacted.make(bob.password),
+              deviceId: own.deviceId,
+              sync: false
+            })
+          ),
+          (ctx) => Context.get(ctx, MatrixSdkClient).getAccessToken() ?? ""
+        )
+      )
+      assert.deepStrictEqual(yield* whoamiWith(again), { status: 200, errcode: undefined })
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 
   it.live("a dead access token fails the layer with 401 M_UNKNOWN_TOKEN, and never shows the token", () =>
     Effect.gen(function* () {
