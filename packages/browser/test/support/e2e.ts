@@ -147,7 +147,9 @@ export const nodeLayer = (stack: StackInfo, user: StackUser) =>
       homeserverUrl: stack.homeserverUrl,
       user: user.userId,
       password: Redacted.make(user.password),
-      deviceId: freshDeviceId("node")
+      deviceId: freshDeviceId("node"),
+      // A device of this test file only: logged out again when the file's layer closes.
+      logoutOnClose: true
     }
   })
 
