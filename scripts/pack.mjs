@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 const outDir = resolve(process.argv[2] ?? join(root, "dist-packs"))
 // Dependency order: each build reads the previous ones' dist/ types.
-const packages = ["core", "matrix-js-sdk", "node"]
+const packages = ["core", "matrix-js-sdk", "node", "browser"]
 const tsc = join(root, "node_modules", "typescript", "bin", "tsc")
 const pnpm = join(root, ".tools", "pnpm", "node_modules", "pnpm", "bin", "pnpm.cjs")
 

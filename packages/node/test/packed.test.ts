@@ -23,7 +23,8 @@ beforeAll(() => {
   const ours = {
     "@matrixrtc-effect/core": `file:${tarballs["@matrixrtc-effect/core"]}`,
     "@matrixrtc-effect/matrix-js-sdk": `file:${tarballs["@matrixrtc-effect/matrix-js-sdk"]}`,
-    "@matrixrtc-effect/node": `file:${tarballs["@matrixrtc-effect/node"]}`
+    "@matrixrtc-effect/node": `file:${tarballs["@matrixrtc-effect/node"]}`,
+    "@matrixrtc-effect/browser": `file:${tarballs["@matrixrtc-effect/browser"]}`
   }
   execFileSync("mkdir", ["-p", consumer])
   writeFileSync(
@@ -62,10 +63,10 @@ describe("the packed packages", () => {
     const r = run(process.execPath, [
       "--input-type=module",
       "-e",
-      "import { Call, AuthServiceHttp } from '@matrixrtc-effect/core'; import * as Testing from '@matrixrtc-effect/core/testing'; import { layerLogin } from '@matrixrtc-effect/matrix-js-sdk'; import { NodeCall } from '@matrixrtc-effect/node'; console.log([Call.join, Call.prepare, AuthServiceHttp.layer, Testing.layer, layerLogin, NodeCall.layer].map((f) => typeof f).join(','))"
+      "import { Call, AuthServiceHttp } from '@matrixrtc-effect/core'; import * as Testing from '@matrixrtc-effect/core/testing'; import { layerLogin } from '@matrixrtc-effect/matrix-js-sdk'; import { NodeCall } from '@matrixrtc-effect/node'; import { BrowserCall, leaveOnPageHide } from '@matrixrtc-effect/browser'; console.log([Call.join, Call.prepare, AuthServiceHttp.layer, Testing.layer, layerLogin, NodeCall.layer, BrowserCall.layer, leaveOnPageHide].map((f) => typeof f).join(','))"
     ])
     expect(r.stderr).toBe("")
-    expect(r.stdout.trim()).toBe("function,function,object,function,function,function")
+    expect(r.stdout.trim()).toBe("function,function,object,function,function,function,function,function")
   })
 
   it("the matrixrtc bin runs: help, and a typed usage error with exit code 2", () => {
