@@ -142,10 +142,41 @@ const login = async (config: Config): Promise<boolean> => {
   }
   show("rooms")
   setState("rooms", "ready")
+  prepareLobby(selectedRoom())
   return true
 }
 
+// ---------------------------------------------------------------------------------------
+// The lobby: while the room list is shown, the join of the selected room is made ready
+// (`Call.prepare`: auth service, OpenID token, LiveKit JWT; nothing visible to anyone yet),
+// so that "Join" only has to publish the membership and connect. A failed or stale preparation
+// costs nothing: the join then does every step itself and reports the typed error.
+
+let lobby: { readonly roomIdText: string; readonly prepared: Promise<Option.Option<Call.PreparedJoin>> } | undefined
+
+const prepareLobby = (roomIdText: string) => {
+  const rt = runtime
+  if (rt === undefined || roomIdText === "" || lobby?.roomIdText === roomIdText) return
+  const prepared = rt
+    .runPromise(Ids.roomId(roomIdText).pipe(Effect.flatMap((roomId) => Call.prepare(roomId)), Effect.option))
+    .catch(() => Option.none<Call.PreparedJoin>())
+  lobby = { roomIdText, prepared }
+}
+
+/** The lobby's preparation for `roomIdText`, if there is one (waiting for it if it is still under way). */
+const takePrepared = async (roomIdText: string): Promise<Call.PreparedJoin | undefined> => {
+  const l = lobby
+  lobby = undefined
+  return l?.roomIdText === roomIdText ? Option.getOrUndefined(await l.prepared) : undefined
+}
+
+const selectedRoom = () => {
+  const typed = $<HTMLFormElement>("room-form").querySelector<HTMLInputElement>("[name=roomIdText]")!.value.trim()
+  return typed !== "" ? typed : $<HTMLSelectElement>("room-select").value
+}
+
 const logout = async () => {
+  lobby = undefined
   await runtime?.dispose()
   runtime = undefined
   show("login")
@@ -265,11 +296,13 @@ const joinCall = async (roomIdText: string) => {
   if (rt === undefined) return
   setState("joining", `joining ${roomIdText}…`)
   $("join-button").setAttribute("disabled", "")
+  const prepared = await takePrepared(roomIdText)
+  document.body.dataset["joinPrepared"] = prepared === undefined ? "no" : "yes"
   const scope = await rt.runPromise(Scope.make())
   const exit = await rt.runPromiseExit(
     Effect.gen(function*() {
       const roomId = yield* Ids.roomId(roomIdText)
-      const call = yield* Call.join(roomId, { callIntent: "video" }).pipe(Scope.extend(scope))
+      const call = yield* Call.join(roomId, { callIntent: "video", prepared }).pipe(Scope.extend(scope))
       // Closing the tab runs the same leave; the delayed leave covers what it cannot finish.
       yield* leaveOnPageHide(call.leave).pipe(Scope.extend(scope))
 
@@ -330,6 +363,7 @@ const leaveCall = async () => {
   $("members").replaceChildren()
   show("rooms")
   setState("rooms", "left the call")
+  prepareLobby(selectedRoom())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -387,6 +421,8 @@ const main = async () => {
     const typed = String(data.get("roomIdText") ?? "").trim()
     void joinCall(typed !== "" ? typed : String(data.get("roomId") ?? ""))
   }
+  $<HTMLSelectElement>("room-select").onchange = () => prepareLobby(selectedRoom())
+  roomForm.querySelector<HTMLInputElement>("[name=roomIdText]")!.onchange = () => prepareLobby(selectedRoom())
   $("logout-button").onclick = () => void logout()
   $("leave-button").onclick = () => void leaveCall()
 

@@ -123,6 +123,8 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
       const identity = yield* pageIdentity(app)
       const browserDevice = yield* pageDevice(app)
       assert.strictEqual(identity, `${alice.userId}:${browserDevice}`)
+      // The lobby made the join ready (Call.prepare) before "Join", and the join used it.
+      assert.strictEqual(yield* Effect.promise(() => app.page.evaluate(() => document.body.dataset["joinPrepared"])), "yes")
 
       // Membership both ways.
       yield* Effect.tryPromise(() =>
