@@ -15,7 +15,7 @@
  */
 import type { Scope } from "effect"
 import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
-import { ConnectFailed, LiveKit } from "@matrixrtc-effect/core"
+import { ConnectFailed, EventListeners, LiveKit } from "@matrixrtc-effect/core"
 import type { ConnectOptions, DisconnectReason, LiveKitConnection, LiveKitService } from "@matrixrtc-effect/core"
 import { Room, RoomEvent } from "livekit-client"
 import type { DisconnectReason as LkDisconnectReason, RoomOptions } from "livekit-client"
@@ -168,17 +168,10 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
 
         // Finalizers run in reverse: the disconnect (registered second) runs while the
         // listeners are still attached, so the final "disconnected" state is observed.
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            for (const e of refreshEvents) room.on(e, refresh)
-            room.on(RoomEvent.Disconnected, onDisconnected)
-          }),
-          () =>
-            Effect.sync(() => {
-              for (const e of refreshEvents) room.off(e, refresh)
-              room.off(RoomEvent.Disconnected, onDisconnected)
-            })
-        )
+        yield* EventListeners.scoped(room, [
+          ...refreshEvents.map((e) => [e, refresh] as const),
+          [RoomEvent.Disconnected, onDisconnected]
+        ])
         // Once the page has fired pagehide it is being torn down: its timers and network
         // events may never run again, so a disconnect that waits for them would hold back
         // the membership leave queued behind it (Call.join leaves the SFU first). Then the

@@ -14,7 +14,7 @@
  * ICE servers are never configured here: rtc-node then uses the ones the SFU
  * sends in its join response, which the local stack limits to a loopback dummy.
  */
-import { ConnectFailed, disconnectReasonFromProtocolName, LiveKit, safeCause } from "@matrixrtc-effect/core"
+import { ConnectFailed, disconnectReasonFromProtocolName, EventListeners, LiveKit, safeCause } from "@matrixrtc-effect/core"
 import type {
   ConnectionState,
   ConnectOptions,
@@ -364,17 +364,10 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           runSync(PubSub.publish(reasons, disconnectReasonOf(reason)))
         }
 
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            for (const e of refreshEvents) room.on(e, refresh)
-            room.on(RoomEvent.Disconnected, onDisconnected)
-          }),
-          () =>
-            Effect.sync(() => {
-              for (const e of refreshEvents) room.off(e, refresh)
-              room.off(RoomEvent.Disconnected, onDisconnected)
-            })
-        )
+        yield* EventListeners.scoped(room, [
+          ...refreshEvents.map((e) => [e, refresh] as const),
+          [RoomEvent.Disconnected, onDisconnected]
+        ])
 
         // rtc-node cannot abort a pending connect, so the disconnect first lets it settle;
         // if it outlives the bound, the disconnect still follows it in the background.
