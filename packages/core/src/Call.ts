@@ -523,9 +523,9 @@ const refreshEveryMs = (dialect: Dialect, expiryMs: number) => {
 
 interface MembershipOps {
   /** Schedules the delayed leave (if supported); it is sent ahead of the membership it will end. */
-  readonly arm: Effect.Effect<void, MembershipFailed>
+  readonly arm: Effect.Effect<void, MembershipFailed | NotAuthenticated>
   /** The membership (after `arm`). */
-  readonly publish: Effect.Effect<void, MembershipFailed>
+  readonly publish: Effect.Effect<void, MembershipFailed | NotAuthenticated>
   readonly heartbeat: Effect.Effect<void>
   /** Re-sends the membership before it expires, `expires` extended by the time elapsed since our join. */
   readonly refresh: Effect.Effect<void>
@@ -628,7 +628,7 @@ const makeMembershipOps = (
     const delayId = yield* scheduleLeave.pipe(
       Effect.map(Option.some),
       Effect.catchTag("MatrixError", (e) =>
-        MatrixErrors.classify(e)._tag === "Forbidden"
+        MatrixErrors.classify(e)._tag === "Forbidden" || isTokenRejected(e)
           ? Effect.fail(e)
           : Effect.as(
             Effect.logWarning("could not schedule the delayed leave; going on without one", e.message),
@@ -638,11 +638,11 @@ const makeMembershipOps = (
     yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId }))
   })
 
-  const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toMembershipFailed))
+  const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
 
   const publish = lock.withPermits(1)(
     Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
-  ).pipe(Effect.mapError(toMembershipFailed))
+  ).pipe(Effect.mapError(toJoinFailure))
 
   const heartbeat = lock.withPermits(1)(
     Effect.gen(function*() {
@@ -871,14 +871,20 @@ const membershipFailure = (e: MatrixError): MembershipFailed["reason"] => {
   }
 }
 
-const toMembershipFailed = (e: MatrixError) =>
-  new MembershipFailed({
-    reason: membershipFailure(e),
-    status: e.status,
-    errcode: e.errcode,
-    error: e.error,
-    cause: e
-  })
+/**
+ * A membership write the server refused. A dead access token is NotAuthenticated, whichever request finds it
+ * (with `prepared`, the delayed leave is the join's first homeserver request).
+ */
+const toJoinFailure = (e: MatrixError): MembershipFailed | NotAuthenticated =>
+  isTokenRejected(e)
+    ? tokenRejected(e)
+    : new MembershipFailed({
+      reason: membershipFailure(e),
+      status: e.status,
+      errcode: e.errcode,
+      error: e.error,
+      cause: e
+    })
 
 const hex = "0123456789abcdef"
 /** A random UUIDv4 for the sticky dialect's member id, through `Random` so tests can seed it. */

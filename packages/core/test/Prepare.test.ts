@@ -3,7 +3,7 @@ import { type Duration, Effect, Exit, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import type { RoomId } from "../src/Ids.ts"
 import * as Testing from "../src/testing/index.ts"
-import { assertBefore, assertNothingLeft, ops, roomId, TestLiveKit } from "./utils.ts"
+import { assertBefore, assertNothingLeft, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 /** What the join sent after `prepare` returned. */
 const opsSince = (n: number) => Effect.map(ops, (log) => log.slice(n))
@@ -100,6 +100,27 @@ describe("prepare", () => {
       const e = yield* Effect.flip(Effect.scoped(Call.join(roomId, { prepared })))
       assert.strictEqual(e._tag === "ConnectFailed" && e.reason, "Transport")
       assert.notInclude(yield* opsSince(n), "auth:sfuGet")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("the access token died after prepare: NotAuthenticated at the first homeserver write, nothing left", () =>
+    Effect.gen(function*() {
+      const prepared = yield* Call.prepare(roomId)
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("scheduleDelayed", Testing.TestCallLog.fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const e = yield* Effect.flip(Effect.scoped(Call.join(roomId, { prepared })))
+      assert.strictEqual(e._tag, "NotAuthenticated")
+      assert.strictEqual(e._tag === "NotAuthenticated" && e.reason, "TokenRejected")
+      assert.notInclude(yield* ops, "homeserver:sendState")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("a membership write refused for a dead token is NotAuthenticated, not MembershipFailed", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("sendState", Testing.TestCallLog.fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const e = yield* Effect.flip(Effect.scoped(Call.join(roomId)))
+      assert.strictEqual(e._tag === "NotAuthenticated" && e.reason, "TokenRejected")
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
 
