@@ -9,7 +9,7 @@
  * node_modules, so the `.ts` sources the workspace runs from cannot be what users install.
  */
 import { execFileSync } from "node:child_process"
-import { mkdirSync, readdirSync, readFileSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -25,12 +25,12 @@ const tarballs = {}
 for (const p of packages) {
   const dir = join(root, "packages", p)
   execFileSync(process.execPath, [tsc, "-p", join(dir, "tsconfig.build.json")], { stdio: "inherit" })
-  const before = new Set(readdirSync(outDir))
-  execFileSync(process.execPath, [pnpm, "pack", "--pack-destination", outDir], { cwd: dir, stdio: ["ignore", "ignore", "inherit"] })
-  const made = readdirSync(outDir).filter((f) => f.endsWith(".tgz") && !before.has(f))
-  const name = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).name
-  const tgz = made[0] ?? readdirSync(outDir).find((f) => f.startsWith(name.replace("@", "").replace("/", "-")))
-  if (tgz === undefined) throw new Error(`pnpm pack made no tarball for ${name}`)
-  tarballs[name] = join(outDir, tgz)
+  const packed = execFileSync(process.execPath, [pnpm, "pack", "--json", "--pack-destination", outDir], {
+    cwd: dir,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  const { filename, name } = JSON.parse(packed)
+  tarballs[name] = resolve(outDir, filename)
 }
 process.stdout.write(`${JSON.stringify(tarballs)}\n`)

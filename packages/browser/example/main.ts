@@ -417,9 +417,7 @@ const main = async () => {
   const roomForm = $<HTMLFormElement>("room-form")
   roomForm.onsubmit = (ev) => {
     ev.preventDefault()
-    const data = new FormData(roomForm)
-    const typed = String(data.get("roomIdText") ?? "").trim()
-    void joinCall(typed !== "" ? typed : String(data.get("roomId") ?? ""))
+    void joinCall(selectedRoom())
   }
   $<HTMLSelectElement>("room-select").onchange = () => prepareLobby(selectedRoom())
   roomForm.querySelector<HTMLInputElement>("[name=roomIdText]")!.onchange = () => prepareLobby(selectedRoom())

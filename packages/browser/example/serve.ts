@@ -116,8 +116,8 @@ export const buildExample = (options: { readonly force?: boolean | undefined } =
     return { outDir: exampleOutDir, built: true, ms: Date.now() - started }
   })
 
-/** The Vite configuration of the example (also used by the size script). */
-export const exampleViteConfig = () => ({
+/** The Vite configuration of the example. */
+const exampleViteConfig = () => ({
   root: exampleDir,
   configFile: false as const,
   logLevel: "warn" as const,

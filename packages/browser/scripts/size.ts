@@ -72,8 +72,8 @@ const sdks = [/^livekit-client(\/|$)/, /^matrix-js-sdk(\/|$)/]
 const withEffect = await bundle(sdks)
 const ownOnly = await bundle([...sdks, /^effect(\/|$)/, /^@effect\//])
 
-await Effect.runPromise(buildExample())
-const assets = join(packageDir, "example", "dist", "assets")
+const { outDir } = await Effect.runPromise(buildExample())
+const assets = join(outDir, "assets")
 const appJs = filesIn(assets).filter((f) => f.endsWith(".js"))
 const appWasm = filesIn(assets).filter((f) => f.endsWith(".wasm"))
 const appRaw = appJs.reduce((n, f) => n + statSync(f).size, 0)

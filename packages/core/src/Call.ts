@@ -12,7 +12,7 @@
 import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
-import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
+import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated, tokenRejected } from "./CallError.ts"
 import type { CallMember } from "./CallMember.ts"
 import * as CallMembers from "./CallMembers.ts"
 import type { RoomId } from "./Ids.ts"
@@ -454,9 +454,6 @@ const currentSession = (mx: MatrixClientService) =>
     onSome: Effect.succeed
   }))
 
-const tokenRejected = (e: MatrixError) =>
-  new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
-
 const checkToken = (mx: MatrixClientService) =>
   mx.whoami.pipe(
     Effect.catchTag("MatrixError", (e) =>
@@ -559,12 +556,9 @@ const makeMembershipOps = (
   const seenOnKey = new Map<string, number>()
   let shown = false
 
-  const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>) =>
+  const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>, ms = cfg.requestTimeoutMs, error = "no answer in time") =>
     eff.pipe(
-      Effect.timeoutFail({
-        duration: cfg.requestTimeoutMs,
-        onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer in time" })
-      })
+      Effect.timeoutFail({ duration: ms, onTimeout: () => new MatrixError({ reason: "Timeout", error }) })
     )
 
   /** Schedules the delayed leave; on a max-delay error lowers the delay and tries again. */
@@ -628,7 +622,7 @@ const makeMembershipOps = (
     const delayId = yield* scheduleLeave.pipe(
       Effect.map(Option.some),
       Effect.catchTag("MatrixError", (e) =>
-        MatrixErrors.classify(e)._tag === "Forbidden" || isTokenRejected(e)
+        ["Forbidden", "UnknownToken"].includes(MatrixErrors.classify(e)._tag)
           ? Effect.fail(e)
           : Effect.as(
             Effect.logWarning("could not schedule the delayed leave; going on without one", e.message),
@@ -653,11 +647,10 @@ const makeMembershipOps = (
       }
       // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
       // a slow request cannot use up the whole delay.
-      const restart = mx.updateDelayedEvent(o.delayId.value, "restart").pipe(
-        Effect.timeoutFail({
-          duration: Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
-          onTimeout: () => new MatrixError({ reason: "Timeout", error: "restart took too long" })
-        })
+      const restart = withRequestTimeout(
+        mx.updateDelayedEvent(o.delayId.value, "restart"),
+        Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
+        "restart took too long"
       )
       yield* withMatrixRetry(restart).pipe(
         Effect.catchTag("MatrixError", (e) =>
@@ -766,6 +759,8 @@ const watchMembers = (
     Stream.runForEach((list) =>
       Effect.gen(function*() {
         yield* SubscriptionRef.set(members, list)
+        // Only until the first list that shows us.
+        if (yield* Deferred.isDone(firstList)) return
         const o = yield* SubscriptionRef.get(own)
         const ours = list.some((x) => x.memberId === o.memberId && x.userId === self.userId && x.deviceId === self.deviceId)
         if (ours) yield* Deferred.succeed(firstList, undefined)
@@ -857,8 +852,8 @@ const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Ef
   return loop(0, 0)
 }
 
-const membershipFailure = (e: MatrixError): MembershipFailed["reason"] => {
-  switch (MatrixErrors.classify(e)._tag) {
+const membershipFailure = (e: MatrixError, kind: MatrixErrors.MatrixErrorKind): MembershipFailed["reason"] => {
+  switch (kind._tag) {
     case "Forbidden":
       return "Forbidden"
     case "RateLimited":
@@ -875,16 +870,18 @@ const membershipFailure = (e: MatrixError): MembershipFailed["reason"] => {
  * A membership write the server refused. A dead access token is NotAuthenticated, whichever request finds it
  * (with `prepared`, the delayed leave is the join's first homeserver request).
  */
-const toJoinFailure = (e: MatrixError): MembershipFailed | NotAuthenticated =>
-  isTokenRejected(e)
+const toJoinFailure = (e: MatrixError): MembershipFailed | NotAuthenticated => {
+  const kind = MatrixErrors.classify(e)
+  return kind._tag === "UnknownToken"
     ? tokenRejected(e)
     : new MembershipFailed({
-      reason: membershipFailure(e),
+      reason: membershipFailure(e, kind),
       status: e.status,
       errcode: e.errcode,
       error: e.error,
       cause: e
     })
+}
 
 const hex = "0123456789abcdef"
 /** A random UUIDv4 for the sticky dialect's member id, through `Random` so tests can seed it. */

@@ -4,6 +4,7 @@
  * Messages never contain tokens: secrets travel as `Redacted` and are not fields here.
  */
 import { Schema } from "effect"
+import type { MatrixError } from "./MatrixClient.ts"
 
 const httpDetail = {
   status: Schema.optional(Schema.Number),
@@ -26,6 +27,10 @@ export class NotAuthenticated extends Schema.TaggedError<NotAuthenticated>()("No
       : describe("the homeserver rejected the access token", this)
   }
 }
+
+/** A homeserver answer that refused our credentials, as NotAuthenticated (the answer's details kept). */
+export const tokenRejected = (e: MatrixError): NotAuthenticated =>
+  new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
 
 /** Getting a LiveKit JWT failed: discovery, the OpenID token or the auth service itself. */
 export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFetchFailed", {

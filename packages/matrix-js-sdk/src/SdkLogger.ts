@@ -8,7 +8,7 @@
  * of credentials before it is logged.
  */
 import { scrubSecrets } from "@matrixrtc-effect/core"
-import { Effect, LogLevel, Runtime } from "effect"
+import { Effect, FiberRef, LogLevel, Runtime } from "effect"
 import type { Logger } from "matrix-js-sdk/lib/logger.js"
 import { logger as sdkRootLogger } from "matrix-js-sdk/lib/logger.js"
 
@@ -28,7 +28,13 @@ export const make = (runtime: Runtime.Runtime<never>, namespace = "matrix-js-sdk
   const at =
     (level: LogLevel.LogLevel) =>
     (...msg: Array<unknown>): void =>
-      runSync(Effect.logWithLevel(level, msg.map(text).join(" ")).pipe(Effect.annotateLogs("sdk", namespace)))
+      // The SDK logs on every sync: format (and scrub) only lines the minimum level lets through.
+      runSync(
+        Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (min) =>
+          LogLevel.lessThan(level, min)
+            ? Effect.void
+            : Effect.logWithLevel(level, msg.map(text).join(" ")).pipe(Effect.annotateLogs("sdk", namespace)))
+      )
   return {
     trace: at(LogLevel.Trace),
     debug: at(LogLevel.Debug),

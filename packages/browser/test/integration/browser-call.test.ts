@@ -71,11 +71,8 @@ const aliceJoins = (homeserverUrl = stack.homeserverUrl) => {
 // fires 3–8 s after a page stops: a membership gone sooner was ended by the closing page itself.
 const delayMs = 8_000
 
-/**
- * Opens the app at `url`, waits until alice is in the call (membership and SFU), closes the tab and
- * measures, from the Node participant, when the leave event arrived and the SFU participant went.
- */
-const closeTabMidCall = (url: string) =>
+/** Opens the app at `url` and waits until alice is in the call as the Node participant sees it: member and on the SFU. */
+const aliceInCall = (url: string) =>
   Effect.gen(function*() {
     const alice = userAt(stack, 0)
     const node = yield* nodeParticipant(roomId)
@@ -90,6 +87,16 @@ const closeTabMidCall = (url: string) =>
       10_000,
       "the browser on the SFU"
     )
+    return { alice, node, app, identity, device }
+  })
+
+/**
+ * Opens the app at `url`, waits until alice is in the call (membership and SFU), closes the tab and
+ * measures, from the Node participant, when the leave event arrived and the SFU participant went.
+ */
+const closeTabMidCall = (url: string) =>
+  Effect.gen(function*() {
+    const { alice, app, device, identity, node } = yield* aliceInCall(url)
 
     const closedAt = Date.now()
     yield* Effect.promise(() => app.page.close({ runBeforeUnload: true }))
@@ -170,19 +177,7 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
 
   it.scoped("leaving from the browser disconnects from the SFU first, then removes the membership", () =>
     Effect.gen(function*() {
-      const alice = userAt(stack, 0)
-      const node = yield* nodeParticipant(roomId)
-      const app = yield* openApp(chromium, aliceJoins())
-      assert.strictEqual(yield* waitForState(app, ["in-call", "error"], 45_000), "in-call")
-      const identity = yield* pageIdentity(app)
-      const device = yield* pageDevice(app)
-      yield* waitForMember(node, alice.userId, device, true, 20_000)
-      yield* eventually(
-        Effect.map(node.connection.remoteParticipants, (ps) => ps.some((p) => p.identity === identity)),
-        (b) => b,
-        10_000,
-        "the browser on the SFU"
-      )
+      const { alice, app, device, identity, node } = yield* aliceInCall(aliceJoins())
 
       yield* Effect.promise(() => app.page.click("#leave-button"))
       assert.strictEqual(yield* waitForState(app, ["rooms"], 15_000), "rooms")

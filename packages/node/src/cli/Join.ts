@@ -99,7 +99,7 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
         )
         yield* publish(conn, options.media, out)
         yield* show(call, conn, out)
-        yield* endCondition(options.duration, conn)
+        yield* endCondition(options.duration, call)
         // Leave here (not only in the finalizer) so a duration end reports like Ctrl-C does.
         yield* call.leave
       })
@@ -138,11 +138,10 @@ export const publish = (conn: NodeConnection, media: Media, out: Output): Effect
 export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
     const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
-    const participants = yield* SubscriptionRef.make<ReadonlyArray<RemoteParticipant>>([])
     const levels = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
     // The table is printed when it looks different from the last one printed.
     const lastTable = yield* Ref.make("")
-    const printTable = Effect.all([SubscriptionRef.get(members), SubscriptionRef.get(participants), Ref.get(levels)]).pipe(
+    const printTable = Effect.all([SubscriptionRef.get(members), conn.remoteParticipants, Ref.get(levels)]).pipe(
       Effect.map(([ms, ps, ls]) => Render.table({ members: ms, participants: ps, selfIdentity: call.connection.identity, levels: ls })),
       Effect.flatMap((text) =>
         Effect.flatMap(Ref.getAndSet(lastTable, text), (last) => (last === text ? Effect.void : out.info(text)))
@@ -152,54 +151,45 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
     yield* call.members.pipe(
       Stream.runForEach((list) =>
         Effect.gen(function*() {
-          const before = yield* SubscriptionRef.getAndSet(members, list)
-          const d = Render.diff(before, list)
-          yield* out.event(
-            "member",
-            { members: list.map(Render.memberJson), joined: d.joined.map(Render.memberJson), left: d.left.map(Render.memberJson) },
-            Render.diffLines(d).join("\n") || undefined
-          )
+          const change = Render.memberChange(yield* SubscriptionRef.getAndSet(members, list), list)
+          yield* out.event("member", change.fields, change.lines.join("\n") || undefined)
           yield* printTable
         })
       ),
       Effect.forkScoped
     )
 
-    yield* conn.remoteParticipantsChanges.pipe(
-      Stream.runForEach((list) =>
-        SubscriptionRef.set(participants, list).pipe(
-          Effect.zipRight(out.event("participants", { participants: list.map(Render.participantJson) })),
-          Effect.zipRight(printTable)
-        )
-      ),
-      Effect.forkScoped
-    )
-
     // One level reader per remote participant that publishes audio, started as they appear.
     const reading = new Set<string>()
-    yield* participants.changes.pipe(
+    const startLevelReaders = (list: ReadonlyArray<RemoteParticipant>) =>
+      Effect.forEach(
+        list.filter((p) => p.tracks.includes("audio") && !reading.has(p.identity)),
+        (p) => {
+          reading.add(p.identity)
+          return conn.remoteAudio({ participant: p.identity }).pipe(
+            Stream.groupedWithin(Number.MAX_SAFE_INTEGER, LEVEL_EVERY),
+            Stream.runForEach((frames) => {
+              // Silent means every frame was: the loudest one is below the threshold.
+              const level = Math.max(0, ...Chunk.toReadonlyArray(frames).map((f) => Audio.rms(f.samples)))
+              const silent = level < Audio.silenceRms
+              return Ref.update(levels, (m) => new Map(m).set(p.identity, level)).pipe(
+                Effect.zipRight(out.event("audio", { identity: p.identity, rms: level, silent }))
+              )
+            }),
+            // A track that goes away ends its reader; a new one starts when the participant returns.
+            Effect.catchAll((e) => Effect.logDebug("remote audio ended", p.identity, e.message)),
+            Effect.ensuring(Effect.sync(() => reading.delete(p.identity))),
+            Effect.forkScoped
+          )
+        },
+        { discard: true }
+      )
+
+    yield* conn.remoteParticipantsChanges.pipe(
       Stream.runForEach((list) =>
-        Effect.forEach(
-          list.filter((p) => p.tracks.includes("audio") && !reading.has(p.identity)),
-          (p) => {
-            reading.add(p.identity)
-            return conn.remoteAudio({ participant: p.identity }).pipe(
-              Stream.groupedWithin(Number.MAX_SAFE_INTEGER, LEVEL_EVERY),
-              Stream.runForEach((frames) => {
-                // Silent means every frame was: the loudest one is below the threshold.
-                const level = Math.max(0, ...Chunk.toReadonlyArray(frames).map((f) => Audio.rms(f.samples)))
-                const silent = level < Audio.silenceRms
-                return Ref.update(levels, (m) => new Map(m).set(p.identity, level)).pipe(
-                  Effect.zipRight(out.event("audio", { identity: p.identity, rms: level, silent }))
-                )
-              }),
-              // A track that goes away ends its reader; a new one starts when the participant returns.
-              Effect.catchAll((e) => Effect.logDebug("remote audio ended", p.identity, e.message)),
-              Effect.ensuring(Effect.sync(() => reading.delete(p.identity))),
-              Effect.forkScoped
-            )
-          },
-          { discard: true }
+        out.event("participants", { participants: list.map(Render.participantJson) }).pipe(
+          Effect.zipRight(printTable),
+          Effect.zipRight(startLevelReaders(list))
         )
       ),
       Effect.forkScoped
@@ -207,12 +197,12 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
   })
 
 /** `--duration` elapsed, or the SFU connection is gone for good (then ConnectFailed). Ctrl-C interrupts this. */
-const endCondition = (duration: Option.Option<number>, conn: NodeConnection): Effect.Effect<void, ConnectFailed> => {
-  const lost = conn.connectionStates.pipe(
-    Stream.filter((s) => s === "disconnected"),
-    Stream.runHead,
-    Effect.flatMap(() => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" })))
-  )
+const endCondition = (duration: Option.Option<number>, call: Call.Call): Effect.Effect<void, ConnectFailed> => {
+  // Core already watches the connection and ends the call (membership too) when the SFU drops it.
+  const lost = Effect.flatMap(call.ended, (end) =>
+    end === "SfuDisconnected"
+      ? Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" }))
+      : Effect.void)
   return Option.match(duration, {
     onNone: () => lost,
     onSome: (s) => Effect.race(Effect.sleep(Duration.seconds(s)), lost)

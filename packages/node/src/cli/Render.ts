@@ -39,6 +39,19 @@ export const diffLines = (d: ReturnType<typeof diff>): ReadonlyArray<string> => 
   ...d.left.map((m) => `- ${who(m)} left the call`)
 ]
 
+/** The `member` event of a change of the member list: its JSON fields and its human lines. */
+export const memberChange = (before: ReadonlyArray<CallMember>, after: ReadonlyArray<CallMember>) => {
+  const d = diff(before, after)
+  return {
+    fields: { members: after.map(memberJson), joined: d.joined.map(memberJson), left: d.left.map(memberJson) },
+    lines: diffLines(d)
+  }
+}
+
+/** `N in the call: @a (DEV), …`. */
+export const memberSummary = (members: ReadonlyArray<CallMember>): string =>
+  `${members.length} in the call${members.length > 0 ? `: ${members.map(who).join(", ")}` : ""}`
+
 export interface TableRow {
   readonly member: CallMember
   readonly participant: RemoteParticipant | undefined

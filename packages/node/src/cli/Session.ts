@@ -3,7 +3,7 @@
  * A homeserver that refuses the token or the password is `NotAuthenticated`
  * (exit 3); other homeserver failures stay `MatrixError`.
  */
-import { MatrixErrors, NotAuthenticated } from "@matrixrtc-effect/core"
+import { MatrixErrors, type NotAuthenticated, tokenRejected } from "@matrixrtc-effect/core"
 import type { MatrixClient, MatrixError } from "@matrixrtc-effect/core"
 import { layerLogin, type LoginOptions, type MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
 import { Layer, Option } from "effect"
@@ -26,15 +26,7 @@ export const loginOptions = (homeserver: string, credentials: Credentials, sync 
 /** `M_UNKNOWN_TOKEN` (bad token) and `M_FORBIDDEN` on `/login` (bad password) mean: not authenticated. */
 export const toNotAuthenticated = (error: MatrixError): NotAuthenticated | MatrixError => {
   const kind = MatrixErrors.classify(error)._tag
-  return kind === "UnknownToken" || kind === "Forbidden"
-    ? new NotAuthenticated({
-      reason: "TokenRejected",
-      ...(error.status !== undefined ? { status: error.status } : {}),
-      ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
-      ...(error.error !== undefined ? { error: error.error } : {}),
-      cause: error
-    })
-    : error
+  return kind === "UnknownToken" || kind === "Forbidden" ? tokenRejected(error) : error
 }
 
 /** The Matrix client layer for these credentials, login failures mapped. */

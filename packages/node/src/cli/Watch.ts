@@ -28,13 +28,9 @@ const watch = (roomId: Ids.RoomId, out: Output) =>
     yield* out.event("watching", { roomId }, `watching call members of ${roomId} (Ctrl-C to stop)`)
     yield* CallMembers.changes(mx.callMemberEvents(roomId)).pipe(
       Stream.runFoldEffect([] as ReadonlyArray<CallMember>, (before, members) => {
-        const d = Render.diff(before, members)
-        return out.event(
-          "member",
-          { members: members.map(Render.memberJson), joined: d.joined.map(Render.memberJson), left: d.left.map(Render.memberJson) },
-          [...Render.diffLines(d), `  ${members.length} in the call${members.length > 0 ? `: ${members.map((m) => `${m.userId} (${m.deviceId})`).join(", ")}` : ""}`]
-            .join("\n")
-        ).pipe(Effect.as(members))
+        const change = Render.memberChange(before, members)
+        return out.event("member", change.fields, [...change.lines, `  ${Render.memberSummary(members)}`].join("\n"))
+          .pipe(Effect.as(members))
       })
     )
   })
