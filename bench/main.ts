@@ -19,7 +19,7 @@
 import { down, readStack, type StackInfo, up } from "@matrixrtc-effect/devstack"
 import { NodeLiveKit } from "@matrixrtc-effect/node"
 import { Effect, ManagedRuntime } from "effect"
-import { startFaultProxy, startProxiedStack } from "./lib/faultProxy.ts"
+import { startFaultProxy, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as os from "node:os"

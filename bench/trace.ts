@@ -9,7 +9,7 @@ const { captureConsole, say } = await import("./lib/log.ts")
 const { loginNewDevice, logout, startSyncedClient } = await import("./lib/matrix.ts")
 const { startOurs } = await import("./lib/ours.ts")
 const { referenceJoin } = await import("./lib/reference.ts")
-const { startProxiedStack } = await import("./lib/faultProxy.ts")
+const { startProxiedStack } = await import("@matrixrtc-effect/devstack/fault-proxy")
 const { dispose } = await import("@livekit/rtc-node")
 
 captureConsole(new URL("./.logs/trace.log", import.meta.url).pathname)

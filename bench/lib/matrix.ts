@@ -6,46 +6,8 @@ import {
   MatrixRTCSessionEvent
 } from "matrix-js-sdk/lib/matrixrtc/index.js"
 
-export interface Credentials {
-  readonly userId: string
-  readonly accessToken: string
-  readonly deviceId: string
-}
-
-/** Logs in with the password: a fresh device (and access token) for this user. */
-export const loginNewDevice = async (
-  homeserverUrl: string,
-  userId: string,
-  password: string,
-  deviceName: string
-): Promise<Credentials> => {
-  const res = await fetch(`${homeserverUrl}/_matrix/client/v3/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: userId },
-      password,
-      initial_device_display_name: deviceName
-    }),
-    signal: AbortSignal.timeout(30_000)
-  })
-  const body = (await res.json()) as { user_id?: string; access_token?: string; device_id?: string; error?: string }
-  if (!res.ok || body.access_token === undefined || body.device_id === undefined) {
-    throw new Error(`login ${userId} failed: HTTP ${res.status} ${body.error ?? ""}`)
-  }
-  return { userId: body.user_id ?? userId, accessToken: body.access_token, deviceId: body.device_id }
-}
-
-/** Logs a device out (its access token stops working, Synapse drops its delayed events). */
-export const logout = async (homeserverUrl: string, accessToken: string): Promise<void> => {
-  await fetch(`${homeserverUrl}/_matrix/client/v3/logout`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
-    body: "{}",
-    signal: AbortSignal.timeout(10_000)
-  }).catch(() => undefined)
-}
+import type { Credentials } from "@matrixrtc-effect/devstack"
+export { type Credentials, loginNewDevice, logoutDevice as logout } from "@matrixrtc-effect/devstack"
 
 /** A matrix-js-sdk client that has finished its first sync (SyncState.Prepared). */
 export const startSyncedClient = async (homeserverUrl: string, creds: Credentials, timeoutMs = 60_000): Promise<MatrixClient> => {

@@ -15,8 +15,10 @@ export {
   startService,
   startedByTests,
   status,
+  freshDeviceId,
   stopService,
-  up
+  up,
+  userAt
 } from "./stack.ts"
 export {
   AUTH_PORT,
@@ -32,7 +34,15 @@ export {
   livekitHttpUrl,
   livekitUrl
 } from "./config.ts"
-export { type RegisteredUser, MatrixHttpError, matrixRequest, registerUser } from "./matrix.ts"
+export {
+  type Credentials,
+  type RegisteredUser,
+  loginNewDevice,
+  logoutDevice,
+  MatrixHttpError,
+  matrixRequest,
+  registerUser
+} from "./matrix.ts"
 export { CALL_MEMBER_EVENT } from "./provision.ts"
 export { boundUdpPorts, listeningTcpPorts } from "./proc.ts"
 export { StackError } from "./util.ts"

@@ -100,3 +100,30 @@ export const joinedMembers = async (accessToken: string, roomId: string): Promis
 
 export const whoami = async (accessToken: string): Promise<{ user_id: string; device_id?: string }> =>
   matrixRequest("GET", "/_matrix/client/v3/account/whoami", { accessToken })
+
+export interface Credentials {
+  readonly userId: string
+  readonly accessToken: string
+  readonly deviceId: string
+}
+
+/** Password login on a new device (its own access token), named `deviceName` in the device list. */
+export const loginNewDevice = async (baseUrl: string, userId: string, password: string, deviceName: string): Promise<Credentials> => {
+  const r = await matrixRequest<{ user_id?: string; access_token: string; device_id: string }>("POST", "/_matrix/client/v3/login", {
+    baseUrl,
+    body: {
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: userId },
+      password,
+      initial_device_display_name: deviceName
+    }
+  })
+  return { userId: r.user_id ?? userId, accessToken: r.access_token, deviceId: r.device_id }
+}
+
+/** Logs a device out (its token stops working, Synapse drops its delayed events); failures are ignored. */
+export const logoutDevice = (baseUrl: string, accessToken: string): Promise<void> =>
+  matrixRequest("POST", "/_matrix/client/v3/logout", { baseUrl, accessToken, body: {} }).then(
+    () => undefined,
+    () => undefined
+  )

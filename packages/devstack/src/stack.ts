@@ -126,6 +126,16 @@ const withLock = async <A>(log: Log, f: () => Promise<A>): Promise<A> => {
 // ---------------------------------------------------------------------------------------
 
 /** Reads `.stack/stack.json`. Throws a StackError telling how to start the stack if it is missing. */
+/** The provisioned user number `i` (0 = alice, 1 = bob, …); throws when the stack has fewer. */
+export const userAt = (stack: StackInfo, i: number): StackUser => {
+  const u = stack.users[i]
+  if (u === undefined) throw new Error(`stack has no user #${i}`)
+  return u
+}
+
+/** A device id of its own for one test run, so that runs sharing the stack never share memberships. */
+export const freshDeviceId = (label: string): string => `E2E${label.toUpperCase()}${randomBytes(4).toString("hex").toUpperCase()}`
+
 export const readStack = (): StackInfo => {
   try {
     return JSON.parse(readFileSync(paths.stackJson, "utf8")) as StackInfo

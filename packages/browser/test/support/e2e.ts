@@ -16,15 +16,10 @@ import type { Scope } from "effect"
 import type { Page } from "playwright-core"
 import type { Chromium } from "./chromium.ts"
 
-export const CALL_MEMBER = "org.matrix.msc3401.call.member"
 
-export const userAt = (stack: StackInfo, i: number): StackUser => {
-  const u = stack.users[i]
-  if (u === undefined) throw new Error(`the stack has no user #${i}`)
-  return u
-}
+import { CALL_MEMBER_EVENT, freshDeviceId, userAt } from "@matrixrtc-effect/devstack"
+export { freshDeviceId, userAt }
 
-export const freshDeviceId = (label: string) => `E2E${label.toUpperCase()}${randomBytes(4).toString("hex").toUpperCase()}`
 
 const fail = (message: string) => new Error(message)
 
@@ -202,7 +197,7 @@ export const waitForLeaveEvent = (p: NodeParticipant, userId: string, deviceId: 
       Option.fromNullable(
         all.find(
           ({ event }) =>
-            event.type === CALL_MEMBER &&
+            event.type === CALL_MEMBER_EVENT &&
             event.sender === userId &&
             (event.stateKey ?? "").includes(deviceId) &&
             typeof event.content === "object" &&
@@ -242,7 +237,7 @@ export const liveMembershipsOf = (stack: StackInfo, observer: StackUser, roomId:
     if (!res.ok) throw new Error(`GET room state: HTTP ${res.status}`)
     const events = (await res.json()) as Array<{ type: string; state_key: string; content: Record<string, unknown> }>
     return events.filter(
-      (e) => e.type === CALL_MEMBER && e.state_key.includes(deviceId) && Object.keys(e.content).length > 0
+      (e) => e.type === CALL_MEMBER_EVENT && e.state_key.includes(deviceId) && Object.keys(e.content).length > 0
     )
   })
 
@@ -267,7 +262,7 @@ export const createCallRoom = async (stack: StackInfo, creator: StackUser, membe
     name: `browser e2e ${randomBytes(3).toString("hex")}`,
     preset: "private_chat",
     invite: members.map((m) => m.userId),
-    power_level_content_override: { events: { [CALL_MEMBER]: 0, "org.matrix.msc4143.rtc.member": 0 } }
+    power_level_content_override: { events: { [CALL_MEMBER_EVENT]: 0, "org.matrix.msc4143.rtc.member": 0 } }
   })
   const roomId = String(created["room_id"])
   for (const m of members) await request(m, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {})

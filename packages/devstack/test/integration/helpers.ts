@@ -49,8 +49,4 @@ export const decodeJwtPayload = (jwt: string): Record<string, unknown> => {
   return JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Record<string, unknown>
 }
 
-export const userAt = (stack: StackInfo, i: number): StackUser => {
-  const u = stack.users[i]
-  if (u === undefined) throw new Error(`stack has no user #${i}`)
-  return u
-}
+export { userAt } from "../../src/index.ts"

@@ -21,14 +21,9 @@ export const binPath = fileURLToPath(new URL("../../src/bin.ts", import.meta.url
 
 export const stack = (): StackInfo => readStack()
 
-export const userAt = (s: StackInfo, i: number): StackUser => {
-  const u = s.users[i]
-  if (u === undefined) throw new Error(`the stack has no user #${i}`)
-  return u
-}
+import { freshDeviceId, userAt } from "@matrixrtc-effect/devstack"
+export { freshDeviceId, userAt }
 
-/** A device id of our own per test run, so that parallel runs on the same stack never share memberships. */
-export const freshDeviceId = (label: string): string => `E2E${label.toUpperCase()}${randomBytes(4).toString("hex").toUpperCase()}`
 
 /** What the state-mode LiveKit identity of a member is (`/sfu/get`): `@user:server:DEVICE`. */
 export const legacyIdentity = (userId: string, deviceId: string) => `${userId}:${deviceId}`

@@ -31,7 +31,7 @@ import {
   logout,
   type Proxies,
   setupEnv,
-  stackUser,
+  userAt,
   roomsListing,
   summaryLine,
   tally,
@@ -233,7 +233,7 @@ describe("fault injection: homeserver", () => {
       const call = joined(await ours.join())
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
       const own = await ours.run(call.membership)
-      const bob = stackUser(e.stack, 1)
+      const bob = userAt(e.stack, 1)
       const res = await fetch(
         `${e.stack.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(e.stack.roomId)}/state/${encodeURIComponent(own.eventType)}/${encodeURIComponent(own.stateKey ?? "")}`,
         { method: "PUT", headers: { authorization: `Bearer ${bob.accessToken}`, "content-type": "application/json" }, body: "{}" }
@@ -412,7 +412,7 @@ describe("fault injection: crash", () => {
   scenario("SIGKILL of a process in a call → the membership is gone within the delay, the SFU drops the participant", 120_000, async (e) => {
     const name = "SIGKILL mid-call"
     tally.scenarios++
-    const creds = await freshDevice(e.stack, stackUser(e.stack, 0), "sigkill")
+    const creds = await freshDevice(e.stack, userAt(e.stack, 0), "sigkill")
     const child = spawn(process.execPath, [fileURLToPath(new URL("./child.ts", import.meta.url))], {
       stdio: ["ignore", "pipe", "pipe"],
       env: {

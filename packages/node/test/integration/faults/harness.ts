@@ -9,7 +9,8 @@
  * over the rewrites).
  */
 import { Call, type CallError, type Ids, type MatrixError } from "@matrixrtc-effect/core"
-import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
+import { type Credentials, type StackInfo, type StackUser, loginNewDevice, logoutDevice, readStack, userAt } from "@matrixrtc-effect/devstack"
+export { userAt }
 import { NodeCall, type NodeCallServices, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
 import { RoomServiceClient } from "livekit-server-sdk"
@@ -27,46 +28,13 @@ export const summaryLine = () =>
 // ---------------------------------------------------------------------------
 // Stack, users, devices
 
-export interface Credentials {
-  readonly userId: string
-  readonly accessToken: string
-  readonly deviceId: string
-}
-
-export const stackUser = (s: StackInfo, i: number): StackUser => {
-  const u = s.users[i]
-  if (u === undefined) throw new Error(`the stack has no user #${i}`)
-  return u
-}
+export type { Credentials } from "@matrixrtc-effect/devstack"
 
 /** A device of our own per scenario: memberships and LiveKit identities never collide. */
-export const freshDevice = async (s: StackInfo, user: StackUser, label: string): Promise<Credentials> => {
-  const res = await fetch(`${s.homeserverUrl}/_matrix/client/v3/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: user.userId },
-      password: user.password,
-      initial_device_display_name: `faults ${label}`
-    }),
-    signal: AbortSignal.timeout(30_000)
-  })
-  const body = (await res.json()) as { access_token?: string; device_id?: string; user_id?: string }
-  if (!res.ok || body.access_token === undefined || body.device_id === undefined) throw new Error(`login failed: HTTP ${res.status}`)
-  return { userId: body.user_id ?? user.userId, accessToken: body.access_token, deviceId: body.device_id }
-}
+export const freshDevice = (s: StackInfo, user: StackUser, label: string): Promise<Credentials> =>
+  loginNewDevice(s.homeserverUrl, user.userId, user.password, `faults ${label}`)
 
-export const logout = (s: StackInfo, c: Credentials) =>
-  fetch(`${s.homeserverUrl}/_matrix/client/v3/logout`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${c.accessToken}`, "content-type": "application/json" },
-    body: "{}",
-    signal: AbortSignal.timeout(10_000)
-  }).then(
-    () => undefined,
-    () => undefined
-  )
+export const logout = (s: StackInfo, c: Credentials) => logoutDevice(s.homeserverUrl, c.accessToken)
 
 export interface Env {
   /** Holds rtc-node's native runtime for the whole suite (each scenario's layer would otherwise dispose it). */
@@ -79,7 +47,7 @@ export interface Env {
 
 export const setupEnv = async (): Promise<Env> => {
   const stack = readStack()
-  const observerCreds = await freshDevice(stack, stackUser(stack, 2), "observer")
+  const observerCreds = await freshDevice(stack, userAt(stack, 2), "observer")
   const observer = await startRoomObserver(stack.homeserverUrl, observerCreds.accessToken, stack.roomId)
   const ffi = ManagedRuntime.make(NodeLiveKit.layer())
   await ffi.runPromise(Effect.void)
@@ -96,8 +64,6 @@ export const teardownEnv = async (env: Env) => {
 // Proxies
 
 export type Proxies = ProxiedStack
-
-export const startProxies = (s: StackInfo): Promise<Proxies> => startProxiedStack(s)
 
 // ---------------------------------------------------------------------------
 // Our call
@@ -250,8 +216,8 @@ export const withScenario = async (
   f: (ctx: { creds: Credentials; proxies: Proxies; ours: OurClient }) => Promise<void>
 ): Promise<void> => {
   tally.scenarios++
-  const creds = await freshDevice(env.stack, stackUser(env.stack, 0), name)
-  const proxies = await startProxies(env.stack)
+  const creds = await freshDevice(env.stack, userAt(env.stack, 0), name)
+  const proxies = await startProxiedStack(env.stack)
   const ours = await ourClient(env.stack, creds, proxies)
   try {
     await f({ creds, proxies, ours })

@@ -6,7 +6,7 @@
  * The loop is bounded: it stops on `stop()`, and by itself after `maxLifetimeMs`.
  */
 
-export const CALL_MEMBER = "org.matrix.msc3401.call.member"
+import { CALL_MEMBER_EVENT } from "@matrixrtc-effect/devstack"
 
 export interface MemberState {
   readonly sender: string
@@ -45,15 +45,15 @@ const filter = (roomId: string) =>
     account_data: { not_types: ["*"] },
     room: {
       rooms: [roomId],
-      state: { types: [CALL_MEMBER] },
-      timeline: { types: [CALL_MEMBER], limit: 100 },
+      state: { types: [CALL_MEMBER_EVENT] },
+      timeline: { types: [CALL_MEMBER_EVENT], limit: 100 },
       ephemeral: { not_types: ["*"] },
       account_data: { not_types: ["*"] }
     }
   })
 
 /** Whether a call.member state entry is a live membership of (userId, deviceId). */
-export const isMembershipOf = (stateKey: string, m: MemberState, userId: string, deviceId: string): boolean =>
+const isMembershipOf = (stateKey: string, m: MemberState, userId: string, deviceId: string): boolean =>
   Object.keys(m.content).length > 0 &&
   m.sender === userId &&
   (m.content["device_id"] === deviceId || stateKey.includes(`${userId}_${deviceId}_`))
@@ -74,7 +74,7 @@ export const startRoomObserver = async (
     const room = res.rooms?.join?.[roomId]
     if (room === undefined) return
     for (const e of [...(room.state?.events ?? []), ...(room.timeline?.events ?? [])]) {
-      if (e.type === CALL_MEMBER && e.state_key !== undefined) state.set(e.state_key, { sender: e.sender, content: e.content })
+      if (e.type === CALL_MEMBER_EVENT && e.state_key !== undefined) state.set(e.state_key, { sender: e.sender, content: e.content })
     }
     for (const l of [...listeners]) l()
   }
