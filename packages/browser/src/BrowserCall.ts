@@ -11,7 +11,7 @@
 import { FetchHttpClient } from "@effect/platform"
 import type { HttpClient } from "@effect/platform"
 import { Layer } from "effect"
-import { AuthServiceHttp } from "@matrixrtc-effect/core"
+import { AuthServiceHttp, JoinCache } from "@matrixrtc-effect/core"
 import type { AuthService, LiveKit, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
 import { layerFromClient, layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import type { LoginOptions, MatrixSdkClient, StartOptions } from "@matrixrtc-effect/matrix-js-sdk"
@@ -32,6 +32,8 @@ export interface Config {
   readonly matrix: LoginOptions | ExistingClient
   readonly liveKit?: BrowserLiveKit.BrowserLiveKitOptions | undefined
   readonly authService?: AuthServiceHttp.Options | undefined
+  /** What joins after the first reuse (discovery, server support, OpenID token); `false` asks every time. */
+  readonly joinCache?: JoinCache.JoinCacheOptions | false | undefined
 }
 
 export type Services =
@@ -41,6 +43,7 @@ export type Services =
   | LiveKit
   | BrowserLiveKit.BrowserLiveKit
   | HttpClient.HttpClient
+  | JoinCache.JoinCache
 
 const isExisting = (m: Config["matrix"]): m is ExistingClient => "client" in m
 
@@ -50,5 +53,6 @@ export const layer = (config: Config): Layer.Layer<Services, MatrixError> =>
       ? layerFromClient(config.matrix.client, { start: config.matrix.start ?? false })
       : layerLogin(config.matrix),
     BrowserLiveKit.layer(config.liveKit),
-    config.authService !== undefined ? AuthServiceHttp.layerWith(config.authService) : AuthServiceHttp.layer
+    config.authService !== undefined ? AuthServiceHttp.layerWith(config.authService) : AuthServiceHttp.layer,
+    JoinCache.layerOrNone(config.joinCache)
   ).pipe(Layer.provideMerge(layerHttpClient))

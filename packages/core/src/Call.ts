@@ -21,6 +21,7 @@ import { LiveKit } from "./LiveKit.ts"
 import type { MatrixClientService, OpenIdToken, RawCallEvent, ServerSupport, Session } from "./MatrixClient.ts"
 import { MatrixClient, MatrixError } from "./MatrixClient.ts"
 import * as Discovery from "./Discovery.ts"
+import * as JoinCache from "./JoinCache.ts"
 import * as MatrixErrors from "./MatrixErrors.ts"
 import * as Membership from "./Membership.ts"
 
@@ -265,8 +266,8 @@ export const join: (
     Effect.catchTag("ConnectFailed", (e) =>
       e.reason === "RoomNotFound" || e.reason === "Rejected"
         ? Effect.logInfo("the SFU refused the prepared grant; fetching a fresh one", e.message).pipe(
-          Effect.zipRight(openIdToken(mx)),
-          Effect.flatMap((openId) => fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId)),
+          Effect.zipRight(freshOpenIdToken(mx)),
+          Effect.flatMap((openId) => fetchJwt(auth, dialect, serviceUrl, roomId, openId.token, session, memberId)),
           Effect.flatMap(connectWith)
         )
         : Effect.fail(e))
@@ -359,15 +360,16 @@ interface Started {
   readonly memberId: string
   readonly serviceUrl: string
   /** An Either, so that a failed JWT request can wait for the delayed leave scheduled beside it. */
-  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed>>
+  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed | NotAuthenticated>>
   /** What the membership needs: server support and the room version. */
   readonly facts: Effect.Effect<readonly [ServerSupport, string]>
 }
 
 /**
- * 2. token check ∥ OpenID token ∥ auth-service discovery ∥ the facts the membership needs, then 3. the JWT
- * request, left running. whoami runs beside the rest rather than before it: a dead token fails the OpenID
- * request the same way, and both say NotAuthenticated, so checking first would only add a round trip.
+ * 2. OpenID token ∥ auth-service discovery ∥ the facts the membership needs, then 3. the JWT request, left
+ * running. There is no separate token check (`/whoami`): a dead access token fails the OpenID request, or with
+ * a cached OpenID token the delayed leave, with NotAuthenticated just the same, so a check would only add a
+ * request. With a `JoinCache`, what an earlier join learned is used instead of asking again.
  * The forked fibers are children of the caller, so they are interrupted with it.
  */
 const start = (
@@ -379,22 +381,40 @@ const start = (
   configuredUrl: string | undefined
 ): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
   Effect.gen(function*() {
+    const cache = yield* Effect.serviceOption(JoinCache.JoinCache)
     const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
+    const sessionKey = JoinCache.sessionKey(session)
     // Only the membership needs these, so they must not hold up the JWT.
     const facts = yield* Effect.all([
-      serverSupport(mx),
+      serverSupport(mx, cache, sessionKey),
       dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
     ], { concurrency: "unbounded" }).pipe(Effect.fork)
-    const [, openId, serviceUrl] = yield* Effect.all([
-      checkToken(mx),
-      openIdToken(mx),
-      Discovery.discoverAuthService({ configuredUrl }).pipe(
-        Effect.map((d) => d.livekitServiceUrl),
-        Effect.provideService(MatrixClient, mx),
-        Effect.withSpan("MatrixRTC.discover")
+    const urlKey = JSON.stringify([sessionKey, configuredUrl ?? null])
+    const knownUrl = yield* fromCache(cache, (c) => c.authServiceUrl.get(urlKey))
+    const discover = Discovery.discoverAuthService({ configuredUrl }).pipe(
+      Effect.map((d) => d.livekitServiceUrl),
+      Effect.provideService(MatrixClient, mx),
+      Effect.withSpan("MatrixRTC.discover"),
+      Effect.tap((url) => toCache(cache, (c) => c.authServiceUrl.set(urlKey, url)))
+    )
+    // The OpenID token is kept per auth service, so a cached one can only be found once the service is known.
+    const [openId, serviceUrl] = Option.isSome(knownUrl)
+      ? [yield* openIdTokenFor(mx, cache, sessionKey, knownUrl.value), knownUrl.value] as const
+      : yield* Effect.all([freshOpenIdToken(mx), discover], { concurrency: "unbounded" }).pipe(
+        Effect.tap(([fresh, url]) => toCache(cache, (c) => c.openIdToken.set(openIdKey(sessionKey, url), fresh.token)))
       )
-    ], { concurrency: "unbounded" })
-    const jwt = yield* fetchJwt(auth, dialect, serviceUrl, roomId, openId, session, memberId).pipe(
+    const request = (token: OpenIdToken) => fetchJwt(auth, dialect, serviceUrl, roomId, token, session, memberId)
+    const jwt = yield* request(openId.token).pipe(
+      // A token kept from an earlier join can have been revoked since: once more with a new one.
+      Effect.catchIf(
+        (e) => openId.reused && e.reason === "Rejected" && e.status === 401,
+        () =>
+          Effect.logInfo("the auth service refused the cached OpenID token; asking for a new one").pipe(
+            Effect.zipRight(toCache(cache, (c) => c.openIdToken.forget(openIdKey(sessionKey, serviceUrl)))),
+            Effect.zipRight(openIdTokenFor(mx, cache, sessionKey, serviceUrl)),
+            Effect.flatMap((fresh) => request(fresh.token))
+          )
+      ),
       Effect.either,
       Effect.fork
     )
@@ -454,34 +474,64 @@ const currentSession = (mx: MatrixClientService) =>
     onSome: Effect.succeed
   }))
 
-const checkToken = (mx: MatrixClientService) =>
-  mx.whoami.pipe(
-    Effect.catchTag("MatrixError", (e) =>
-      isTokenRejected(e)
-        ? Effect.fail(tokenRejected(e))
-        // Not a verdict on the token (network, 5xx): the OpenID request will tell.
-        : Effect.logWarning("whoami failed; going on", e.message)),
-    Effect.withSpan("MatrixRTC.authenticate")
-  )
-
-const openIdToken = (mx: MatrixClientService) =>
+const freshOpenIdToken = (mx: MatrixClientService) =>
   withMatrixRetry(mx.requestOpenIdToken).pipe(
     Effect.mapError((e) =>
       isTokenRejected(e)
         ? tokenRejected(e)
         : new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
     ),
+    Effect.map((token) => ({ token, reused: false })),
     Effect.withSpan("MatrixRTC.openId")
   )
 
-const serverSupport = (mx: MatrixClientService): Effect.Effect<ServerSupport> =>
-  mx.serverSupport.pipe(
-    Effect.catchTag("MatrixError", (e) =>
-      Effect.as(
-        Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
-        { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
-      ))
-  )
+const openIdKey = (sessionKey: string, serviceUrl: string) => JSON.stringify([sessionKey, serviceUrl])
+
+/** The cached OpenID token for this service, else a new one (then cached). */
+const openIdTokenFor = (
+  mx: MatrixClientService,
+  cache: Option.Option<JoinCache.JoinCacheService>,
+  sessionKey: string,
+  serviceUrl: string
+): Effect.Effect<{ readonly token: OpenIdToken; readonly reused: boolean }, NotAuthenticated | JwtFetchFailed> => {
+  const key = openIdKey(sessionKey, serviceUrl)
+  return Effect.flatMap(fromCache(cache, (c) => c.openIdToken.get(key)), Option.match({
+    onSome: (token) => Effect.succeed({ token, reused: true }),
+    onNone: () =>
+      Effect.tap(freshOpenIdToken(mx), ({ token }) => toCache(cache, (c) => c.openIdToken.set(key, token)))
+  }))
+}
+
+/** What the cache holds, if there is a cache. */
+const fromCache = <A>(
+  cache: Option.Option<JoinCache.JoinCacheService>,
+  f: (c: JoinCache.JoinCacheService) => Effect.Effect<Option.Option<A>>
+): Effect.Effect<Option.Option<A>> => Option.match(cache, { onNone: () => Effect.succeed(Option.none()), onSome: f })
+
+/** Updates the cache, if there is a cache. */
+const toCache = (
+  cache: Option.Option<JoinCache.JoinCacheService>,
+  f: (c: JoinCache.JoinCacheService) => Effect.Effect<void>
+): Effect.Effect<void> => Option.match(cache, { onNone: () => Effect.void, onSome: f })
+
+const serverSupport = (
+  mx: MatrixClientService,
+  cache: Option.Option<JoinCache.JoinCacheService>,
+  sessionKey: string
+): Effect.Effect<ServerSupport> =>
+  Effect.flatMap(fromCache(cache, (c) => c.serverSupport.get(sessionKey)), Option.match({
+    onSome: Effect.succeed,
+    onNone: () =>
+      mx.serverSupport.pipe(
+        Effect.tap((support) => toCache(cache, (c) => c.serverSupport.set(sessionKey, support))),
+        // The fallback is a guess, so it is not cached.
+        Effect.catchTag("MatrixError", (e) =>
+          Effect.as(
+            Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
+            { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
+          ))
+      )
+  }))
 
 const roomVersionOf = (mx: MatrixClientService, roomId: RoomId) =>
   mx.roomVersion(roomId).pipe(

@@ -11,6 +11,7 @@ import type { Call, JoinOptions } from "./Call.ts"
 import { join } from "./Call.ts"
 import type { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
 import type { RoomId } from "./Ids.ts"
+import { JoinCache } from "./JoinCache.ts"
 import type { LiveKit } from "./LiveKit.ts"
 import type { MatrixClient } from "./MatrixClient.ts"
 
@@ -31,7 +32,12 @@ export class CallService extends Context.Tag("@matrixrtc-effect/core/CallService
 
 export const make: Effect.Effect<CallServiceService, never, Scope.Scope | MatrixClient | AuthService | LiveKit> = Effect
   .gen(function*() {
-    const context = yield* Effect.context<MatrixClient | AuthService | LiveKit>()
+    const required = yield* Effect.context<MatrixClient | AuthService | LiveKit>()
+    // A JoinCache beside the layer serves its joins too.
+    const context = Option.match(yield* Effect.serviceOption(JoinCache), {
+      onNone: () => required,
+      onSome: (cache) => Context.add(required, JoinCache, cache)
+    })
     const layerScope = yield* Effect.scope
     const active = yield* SubscriptionRef.make<Option.Option<{ readonly call: Call; readonly scope: Scope.CloseableScope }>>(
       Option.none()

@@ -5,7 +5,7 @@ import * as Testing from "../src/testing/index.ts"
 import { aliceKey, assertBefore, assertNothingLeft, awaitLog, entries, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 describe("join", () => {
-  it.scoped("happy path: whoami ∥ OpenID, JWT ∥ delayed leave, membership ∥ connect; leave disconnects first", () =>
+  it.scoped("happy path: OpenID ∥ discovery, JWT ∥ delayed leave, membership ∥ connect; leave disconnects first", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
       const sfu = yield* TestLiveKit.TestLiveKit
@@ -26,9 +26,11 @@ describe("join", () => {
       for (const op of ["transports", "serverSupport", "roomVersion"]) assertBefore(log, `homeserver:${op}`, "auth:sfuGet")
       // the critical path: OpenID → JWT → SFU connect; the delayed leave is scheduled beside the JWT fetch
       assert.deepStrictEqual(
-        log.filter((o) => !/transports|serverSupport|roomVersion|scheduleDelayed|delayed.restart/.test(o)).slice(0, 4),
-        ["homeserver:whoami", "homeserver:openid", "auth:sfuGet", "sfu:connect"]
+        log.filter((o) => !/transports|serverSupport|roomVersion|scheduleDelayed|delayed.restart/.test(o)).slice(0, 3),
+        ["homeserver:openid", "auth:sfuGet", "sfu:connect"]
       )
+      // no separate token check: the OpenID request is it
+      assert.notInclude(log, "homeserver:whoami")
       assertBefore(log, "homeserver:roomVersion", "homeserver:scheduleDelayed")
       assertBefore(log, "homeserver:scheduleDelayed", "homeserver:sendState")
       // the membership is only advertised once the JWT is in hand (as Element Call does)
@@ -63,7 +65,7 @@ describe("join", () => {
       const e = yield* fails(
         {},
         Effect.flatMap(TestHomeserver.TestHomeserver, (hs) =>
-          hs.injectFault("whoami", Testing.TestCallLog.fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" })))
+          hs.injectFault("openid", Testing.TestCallLog.fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" })))
       )
       assert.strictEqual(e._tag, "NotAuthenticated")
       if (e._tag !== "NotAuthenticated") return

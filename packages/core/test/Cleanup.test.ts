@@ -18,7 +18,6 @@ type Step =
   | { readonly actor: "sfu"; readonly op: "connect" }
 
 const steps: ReadonlyArray<Step> = [
-  { actor: "homeserver", op: "whoami" },
   { actor: "homeserver", op: "openid" },
   { actor: "homeserver", op: "transports" },
   { actor: "homeserver", op: "serverSupport" },
@@ -81,7 +80,7 @@ describe("cleanup", () => {
       Effect.gen(function*() {
         yield* inject(
           step,
-          step.op === "whoami" ? fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }) : fail({ status: 403, errcode: "M_FORBIDDEN" })
+          step.op === "openid" ? fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }) : fail({ status: 403, errcode: "M_FORBIDDEN" })
         )
         // with the transports endpoint failing, the configured URL is the fallback
         const exit = yield* Effect.exit(Effect.scoped(Call.join(roomId, { authServiceUrl })))

@@ -8,7 +8,7 @@ import { assertBefore, assertNothingLeft, ops, roomId, TestHomeserver, TestLiveK
 /** What the join sent after `prepare` returned. */
 const opsSince = (n: number) => Effect.map(ops, (log) => log.slice(n))
 
-const preparedSteps = ["homeserver:whoami", "homeserver:openid", "homeserver:transports", "auth:sfuGet", "homeserver:serverSupport", "homeserver:roomVersion"]
+const preparedSteps = ["homeserver:openid", "homeserver:transports", "auth:sfuGet", "homeserver:serverSupport", "homeserver:roomVersion"]
 
 describe("prepare", () => {
   it.scoped("publishes nothing; the join it feeds starts at the delayed leave, the membership and the SFU connect", () =>

@@ -21,7 +21,7 @@ it.scoped("README: a membership the server refuses is MembershipFailed, and noth
     assert.strictEqual(error.errcode, "M_FORBIDDEN")
     assert.deepStrictEqual(yield* hs.activeMemberships(room), [])
     assert.deepStrictEqual(yield* sfu.participants(), [])
-    const ops = yield* log.ops // e.g. ["homeserver:whoami", "homeserver:openid", …, "sfu:disconnect", …]
+    const ops = yield* log.ops // e.g. ["homeserver:openid", "homeserver:transports", …, "sfu:disconnect", …]
     assert.isTrue(ops.includes("sfu:connect"))
   }).pipe(Effect.provide(Testing.layer({ homeserver: { rooms: [{ roomId: room }] } }))))
 

@@ -63,7 +63,7 @@ describe("secrets", () => {
 
       // every typed failure
       const failures: ReadonlyArray<Effect.Effect<void>> = [
-        hs.injectFault("whoami", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" })),
+        hs.injectFault("openid", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" })),
         hs.injectFault("openid", fail({ status: 403, errcode: "M_FORBIDDEN" })),
         auth.injectFault("sfuGet", fail({ status: 401, errcode: "M_UNAUTHORIZED" })),
         sfu.injectFault("connect", fail({ status: 401 })),

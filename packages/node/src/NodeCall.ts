@@ -9,7 +9,7 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import type { HttpClient } from "@effect/platform"
-import { AuthServiceHttp } from "@matrixrtc-effect/core"
+import { AuthServiceHttp, JoinCache } from "@matrixrtc-effect/core"
 import type { AuthService, LiveKit, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import type { LoginOptions, MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
@@ -21,6 +21,8 @@ export interface NodeCallConfig {
   readonly matrix: LoginOptions
   readonly liveKit?: NodeLiveKit.NodeLiveKitOptions | undefined
   readonly authService?: AuthServiceHttp.Options | undefined
+  /** What joins after the first reuse (discovery, server support, OpenID token); `false` asks every time. */
+  readonly joinCache?: JoinCache.JoinCacheOptions | false | undefined
 }
 
 export type NodeCallServices =
@@ -30,6 +32,7 @@ export type NodeCallServices =
   | HttpClient.HttpClient
   | LiveKit
   | NodeLiveKit.NodeLiveKit
+  | JoinCache.JoinCache
 
 /**
  * Logs in, starts syncing, and provides every port `join` needs, plus the
@@ -40,5 +43,6 @@ export const layer = (config: NodeCallConfig): Layer.Layer<NodeCallServices, Mat
   Layer.mergeAll(
     layerLogin(config.matrix),
     AuthServiceHttp.layerWith(config.authService ?? {}).pipe(Layer.provideMerge(FetchHttpClient.layer)),
-    NodeLiveKit.layer(config.liveKit)
+    NodeLiveKit.layer(config.liveKit),
+    JoinCache.layerOrNone(config.joinCache)
   )

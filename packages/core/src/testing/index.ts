@@ -9,7 +9,7 @@
  *         yield* hs.injectFault("delayed.restart", Testing.TestCallLog.fail({ status: 429, retryAfterMs: 2000 }))
  *         const call = yield* Call.join(roomId)
  *         yield* TestClock.adjust(10_000)
- *         const ops = yield* (yield* Testing.TestCallLog.TestCallLog).ops // ["homeserver:whoami", …]
+ *         const ops = yield* (yield* Testing.TestCallLog.TestCallLog).ops // ["homeserver:openid", …]
  *       }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 4000 } }))))
  */
 import { Layer } from "effect"

@@ -376,8 +376,8 @@ describe("fault injection: LiveKit", () => {
 
 describe("fault injection: interruption at each step of the join", () => {
   const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match }> = [
-    { step: "session check (whoami)", proxy: "hs", match: { method: "GET", path: /\/account\/whoami/ } },
     { step: "OpenID token", proxy: "hs", match: { method: "POST", path: /\/openid\/request_token/ } },
+    { step: "server support (/versions)", proxy: "hs", match: { method: "GET", path: /\/_matrix\/client\/versions/ } },
     { step: "auth-service discovery", proxy: "hs", match: { method: "GET", path: /\/rtc\/transports/ } },
     { step: "JWT (/sfu/get)", proxy: "auth", match: SFU_GET },
     { step: "delayed leave scheduling", proxy: "hs", match: DELAYED_PUT },
@@ -390,12 +390,14 @@ describe("fault injection: interruption at each step of the join", () => {
       await withScenario(e, name, async ({ creds, proxies, ours }) => {
         const p = proxies[proxy]
         p.addFault({ ...match, action: { kind: "hang" } })
+        // The client asked /versions on its own when it started: only this join's requests count.
+        const since = p.nextSeq()
         const fiber = ours.forkJoin()
         // The step is reached, or the join ended before it (then say how).
         const ended = ours.run(Fiber.await(fiber)).then((exit) => {
           throw new Error(`the join ended before reaching ${step}: ${Exit.isSuccess(exit) ? "joined" : describeError(failureOf(exit))}`)
         })
-        await Promise.race([p.waitForRequest(match, { timeoutMs: 20_000 }), ended])
+        await Promise.race([p.waitForRequest(match, { timeoutMs: 20_000, since }), ended])
         ended.catch(() => undefined)
         // Let the cleanup's own requests through; the held request stays held.
         proxies.clearFaults()
