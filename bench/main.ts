@@ -107,7 +107,11 @@ const emptySamples = (): PathSamples => ({
 // ---------------------------------------------------------------------------
 // Join + leave, interleaved
 
-/** Both paths' samples of one pass; `ours` is the plain join or, in a prepared pass, the join after `Call.prepare`. */
+/**
+ * Both paths' samples of one pass; `ours` is the plain join (the layer's JoinCache warm from the warm-up join), in
+ * a cold pass the join on an empty JoinCache (the first join of a session), in a prepared pass the join after
+ * `Call.prepare`.
+ */
 interface PassSamples {
   readonly ours: PathSamples
   readonly reference: PathSamples
@@ -123,7 +127,7 @@ const joinLeave = async (
   stack: StackInfo,
   observer: Observer,
   creds: { readonly ours: Credentials; readonly reference: Credentials },
-  variant: "plain" | "prepared",
+  variant: Variant,
   homeserverUrl = stack.homeserverUrl
 ): Promise<PassSamples> => {
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
@@ -142,7 +146,7 @@ const joinLeave = async (
       const t0 = performance.now()
       const call = path === "reference"
         ? await referenceJoin(refClient, stack.roomId)
-        : await ours.join(stack.roomId, { prepared }).then((c) => ({ ...c, connectedAt: performance.now() }))
+        : await ours.join(stack.roomId, { prepared }, variant === "cold").then((c) => ({ ...c, connectedAt: performance.now() }))
       const tSeen = await seen
       s.join.push(Math.max(call.connectedAt, tSeen) - t0)
       s.joinReturn.push(call.connectedAt - t0)
@@ -162,6 +166,11 @@ const joinLeave = async (
     }
   }
 
+  // One untimed join and leave per path first: connection pools, JIT and (ours) the JoinCache are then as in a
+  // running app. The cold pass empties our cache for every timed join.
+  await referenceJoin(refClient, stack.roomId).then((c) => c.leave())
+  await ours.join(stack.roomId).then((c) => c.leave())
+  for (const { deviceId, userId } of [creds.ours, creds.reference]) await observer.when(userId, deviceId, false, 30_000)
   for (let i = 0; i < runs; i++) {
     // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
     const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
@@ -173,7 +182,9 @@ const joinLeave = async (
   return samples
 }
 
-/** The plain pass, then the prepared one. */
+type Variant = "plain" | "cold" | "prepared"
+
+/** The plain pass, the cold one, then the prepared one. */
 const joinLeavePasses = async (
   stack: StackInfo,
   observer: Observer,
@@ -181,6 +192,7 @@ const joinLeavePasses = async (
   homeserverUrl = stack.homeserverUrl
 ) => ({
   plain: await joinLeave(stack, observer, creds, "plain", homeserverUrl),
+  cold: await joinLeave(stack, observer, creds, "cold", homeserverUrl),
   prepared: await joinLeave(stack, observer, creds, "prepared", homeserverUrl)
 })
 
@@ -273,9 +285,12 @@ const crash = async (stack: StackInfo, observer: Observer, users: { ours: StackI
 interface PreviousResults {
   readonly samples: { readonly ours: PathSamples; readonly reference: PathSamples }
   readonly preparedPass: { readonly samples: PassSamples } | null
+  readonly coldPass?: { readonly samples: PassSamples } | null
   readonly scale: Array<ScaleResult>
   readonly sections: { readonly join: unknown; readonly wan: unknown; readonly crash: unknown; readonly scale: unknown }
-  readonly wan: { readonly samples: { readonly plain: PassSamples; readonly prepared: PassSamples } } | null
+  readonly wan: {
+    readonly samples: { readonly plain: PassSamples; readonly cold?: PassSamples; readonly prepared: PassSamples }
+  } | null
 }
 
 interface ScaleResult {
@@ -489,6 +504,7 @@ const main = async () => {
     reference: { ...emptySamples(), ...p?.reference }
   })
   const prepared = pass(jl?.prepared ?? prev.preparedPass?.samples)
+  const cold = pass(jl?.cold ?? prev.coldPass?.samples)
   const summaryOf = (p: PathSamples) => ({
     join: sum(s(p.join)),
     joinReturn: sum(s(p.joinReturn)),
@@ -502,6 +518,7 @@ const main = async () => {
   const wanSamples = wan ?? prev.wan?.samples
   const wanPlain = pass(wanSamples?.plain)
   const wanPrepared = pass(wanSamples?.prepared)
+  const wanCold = pass(wanSamples?.cold)
   const { ours: wanOurs, reference: wanRef } = wanPlain
   const sections = {
     join: jl !== undefined ? { at: now, runs } : (prev.sections?.join ?? null),
@@ -516,6 +533,8 @@ const main = async () => {
   const wanLeaveRatio = s(wanOurs.leave).median / s(wanRef.leave).median
   const preparedJoinRatio = s(prepared.ours.join).median / s(prepared.reference.join).median
   const wanPreparedJoinRatio = s(wanPrepared.ours.join).median / s(wanPrepared.reference.join).median
+  const coldJoinRatio = s(cold.ours.join).median / s(cold.reference.join).median
+  const wanColdJoinRatio = s(wanCold.ours.join).median / s(wanCold.reference.join).median
   const wanRtt = (sections.wan as { rttMs?: number } | null)?.rttMs ?? rttMs
 
   const rows: Array<[string, Summary, Summary]> = [
@@ -523,11 +542,13 @@ const main = async () => {
     ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
     ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
     ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
+    ["first join of a session: empty JoinCache (own pass, own reference runs)", s(cold.ours.join), s(cold.reference.join)],
     ["join after Call.prepare (own pass, own reference runs)", s(prepared.ours.join), s(prepared.reference.join)],
     [`join, clients on a ${wanRtt} ms RTT link`, s(wanOurs.join), s(wanRef.join)],
     ["  join() returned / LiveKit connected", s(wanOurs.joinReturn), s(wanRef.joinReturn)],
     ["  observer saw the membership", s(wanOurs.joinObserved), s(wanRef.joinObserved)],
     [`leave, clients on a ${wanRtt} ms RTT link`, s(wanOurs.leave), s(wanRef.leave)],
+    [`first join of a session, ${wanRtt} ms RTT link`, s(wanCold.ours.join), s(wanCold.reference.join)],
     [`join after Call.prepare, ${wanRtt} ms RTT link`, s(wanPrepared.ours.join), s(wanPrepared.reference.join)],
     ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
     ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
@@ -568,17 +589,21 @@ const main = async () => {
     wanLeaveRatio: Number.isNaN(wanLeaveRatio) ? null : round(wanLeaveRatio, 3),
     preparedJoinRatio: Number.isNaN(preparedJoinRatio) ? null : round(preparedJoinRatio, 3),
     wanPreparedJoinRatio: Number.isNaN(wanPreparedJoinRatio) ? null : round(wanPreparedJoinRatio, 3),
+    coldJoinRatio: Number.isNaN(coldJoinRatio) ? null : round(coldJoinRatio, 3),
+    wanColdJoinRatio: Number.isNaN(wanColdJoinRatio) ? null : round(wanColdJoinRatio, 3),
     goal: { joinRatioAtMost: 0.6 },
     ours: summaryOf(ours),
     reference: summaryOf(ref),
     samples: { ours, reference: ref },
     preparedPass: { ours: summaryOf(prepared.ours), reference: summaryOf(prepared.reference), samples: prepared },
+    coldPass: { ours: summaryOf(cold.ours), reference: summaryOf(cold.reference), samples: cold },
     wan: {
       rttMs: wanRtt,
       ours: summaryOf(wanOurs),
       reference: summaryOf(wanRef),
       prepared: { ours: summaryOf(wanPrepared.ours), reference: summaryOf(wanPrepared.reference) },
-      samples: { plain: wanPlain, prepared: wanPrepared }
+      cold: { ours: summaryOf(wanCold.ours), reference: summaryOf(wanCold.reference) },
+      samples: { plain: wanPlain, cold: wanCold, prepared: wanPrepared }
     },
     scale: sc
   }
@@ -603,6 +628,7 @@ const main = async () => {
   say()
   say(`joinRatio (ours/ref, medians) = ${results.joinRatio ?? "n/a"}  (goal ≤ 0.6)   leaveRatio = ${results.leaveRatio ?? "n/a"}`)
   say(`on a ${wanRtt} ms RTT link: joinRatio = ${results.wanJoinRatio ?? "n/a"}   leaveRatio = ${results.wanLeaveRatio ?? "n/a"}`)
+  say(`first join of a session (empty JoinCache): joinRatio = ${results.coldJoinRatio ?? "n/a"} on loopback, ${results.wanColdJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
   say(`after Call.prepare (the lobby): joinRatio = ${results.preparedJoinRatio ?? "n/a"} on loopback, ${results.wanPreparedJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
   say(`delayed leave: ours ${OUR_DELAY_MS} ms, reference ${EC_DELAYED_LEAVE_MS} ms (Element Call's setting)`)
   if (sc.length > 0) {
@@ -613,8 +639,8 @@ const main = async () => {
   const failures = [
     ...ours.failures,
     ...ref.failures,
-    ...(jl === undefined ? [] : [...prepared.ours.failures, ...prepared.reference.failures]),
-    ...(wan === undefined ? [] : [wanPlain, wanPrepared].flatMap((p) => [...p.ours.failures, ...p.reference.failures]))
+    ...(jl === undefined ? [] : [prepared, cold].flatMap((p) => [...p.ours.failures, ...p.reference.failures])),
+    ...(wan === undefined ? [] : [wanPlain, wanCold, wanPrepared].flatMap((p) => [...p.ours.failures, ...p.reference.failures]))
   ]
   if (failures.length > 0) {
     say()

@@ -5,7 +5,7 @@
  * the reference path whose client is also logged in and synced beforehand.
  */
 import { FetchHttpClient } from "@effect/platform"
-import { type AuthService, AuthServiceHttp, Call, type Ids, type LiveKit, type MatrixClient } from "@matrixrtc-effect/core"
+import { type AuthService, AuthServiceHttp, Call, type Ids, JoinCache, type LiveKit, type MatrixClient } from "@matrixrtc-effect/core"
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import { NodeCall } from "@matrixrtc-effect/node"
 import { Effect, Exit, Layer, ManagedRuntime, Redacted, Scope } from "effect"
@@ -20,7 +20,11 @@ export interface OurCall {
 }
 
 export interface Ours {
-  readonly join: (roomId: string, options?: Call.JoinOptions) => Promise<OurCall>
+  /**
+   * `Call.join` on the layer's JoinCache (what an app gets: discovery, server support and the OpenID token of an
+   * earlier join are reused), or with `fresh` on an empty one (the first join of a session).
+   */
+  readonly join: (roomId: string, options?: Call.JoinOptions, fresh?: boolean) => Promise<OurCall>
   /** `Call.prepare`: what an app does while the user is in its lobby. */
   readonly prepare: (roomId: string) => Promise<Call.PreparedJoin>
   readonly dispose: () => Promise<void>
@@ -31,10 +35,13 @@ type AnyRuntime = ManagedRuntime.ManagedRuntime<MatrixClient | AuthService | Liv
 const makeOurs = async (runtime: AnyRuntime): Promise<Ours> => {
   await runtime.runPromise(Effect.void) // log in and sync now, not inside the first timed join
   return {
-    join: async (roomId, options) => {
+    join: async (roomId, options, fresh = false) => {
       const scope = await runtime.runPromise(Scope.make())
+      const join = Call.join(roomId as Ids.RoomId, options)
       try {
-        const call = await runtime.runPromise(Call.join(roomId as Ids.RoomId, options).pipe(Scope.extend(scope)))
+        const call = await runtime.runPromise(
+          (fresh ? Effect.provide(join, JoinCache.layer()) : join).pipe(Scope.extend(scope))
+        )
         return {
           identity: call.connection.identity,
           roomName: call.connection.roomName,
@@ -72,6 +79,7 @@ export const startOursNoMedia = (homeserverUrl: string, creds: Credentials, live
       Layer.mergeAll(
         layerLogin(tokenLogin(homeserverUrl, creds)),
         AuthServiceHttp.layerWith({}).pipe(Layer.provideMerge(FetchHttpClient.layer)),
+        JoinCache.layer(),
         liveKit
       )
     ) as unknown as AnyRuntime
