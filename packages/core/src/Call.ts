@@ -217,13 +217,21 @@ export const join: (
   const connScope = yield* Scope.make()
   const bgScope = yield* Scope.make()
   const ended = yield* Deferred.make<CallEnd>()
-  const endWith = (why: CallEnd) =>
-    leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
-      Effect.zipRight(Deferred.succeed(ended, why)),
-      Effect.annotateLogs({ roomId }),
-      Effect.withSpan("MatrixRTC.leave", { attributes: { roomId, why } })
-    )
-  const [leaveOnce, leaveWhenDisconnected] = yield* once(endWith("Left"), endWith("SfuDisconnected"))
+  // One leave, whichever way in starts it first (leave, scope close, SFU gone); later callers wait for it. It is
+  // uninterruptible, so a caller that interrupts `call.leave` cannot leave a half-done cleanup behind.
+  let leaving = false
+  const endWith = (why: CallEnd): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (leaving) return Effect.asVoid(Deferred.await(ended))
+      leaving = true
+      return leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
+        Effect.ensuring(Deferred.succeed(ended, why)),
+        Effect.annotateLogs({ roomId }),
+        Effect.withSpan("MatrixRTC.leave", { attributes: { roomId, why } }),
+        Effect.uninterruptible
+      )
+    })
+  const leaveOnce = endWith("Left")
   yield* Effect.addFinalizer(() => leaveOnce)
 
   // The delayed leave (`{}` after the delay) is invisible to peers, so it can be scheduled while the JWT is
@@ -290,7 +298,7 @@ export const join: (
     Stream.filter((state) => state === "disconnected"),
     Stream.runHead,
     Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
-    Effect.zipRight(Effect.forkDaemon(leaveWhenDisconnected)),
+    Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
@@ -833,26 +841,6 @@ const leave = (
     if (Option.isNone(disconnected)) yield* Effect.logWarning("LiveKit disconnect timed out")
     yield* m.end(timeoutMs)
     yield* Effect.logDebug("left the call")
-  })
-
-/**
- * Two ways into one run: whichever starts first runs, later callers of either
- * wait for it. The run is uninterruptible, so a caller that interrupts
- * `call.leave` cannot leave a half-done cleanup behind for the scope's finalizer.
- */
-const once = (
-  a: Effect.Effect<void>,
-  b: Effect.Effect<void>
-): Effect.Effect<readonly [Effect.Effect<void>, Effect.Effect<void>]> =>
-  Effect.map(Deferred.make<void>(), (done) => {
-    let started = false
-    const run = (self: Effect.Effect<void>) =>
-      Effect.suspend(() => {
-        if (started) return Deferred.await(done)
-        started = true
-        return Effect.uninterruptible(Effect.ensuring(self, Deferred.succeed(done, undefined)))
-      })
-    return [run(a), run(b)] as const
   })
 
 /**
