@@ -16,7 +16,7 @@
 import type { Scope } from "effect"
 import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
 import { ConnectFailed, EventListeners, LiveKit } from "@matrixrtc-effect/core"
-import type { ConnectOptions, DisconnectReason, LiveKitConnection, LiveKitService } from "@matrixrtc-effect/core"
+import type { ConnectOptions, DisconnectReason, LiveKitConnection, PlatformLiveKitService } from "@matrixrtc-effect/core"
 import { Room, RoomEvent } from "livekit-client"
 import type { DisconnectReason as LkDisconnectReason, RoomOptions } from "livekit-client"
 import { connectFailedOf, disconnectReasonOf } from "./internal/livekitMapping.ts"
@@ -69,17 +69,7 @@ export interface BrowserConnection extends LiveKitConnection {
   readonly canPlaybackAudio: Effect.Effect<boolean>
 }
 
-export interface BrowserLiveKitService extends LiveKitService {
-  readonly connect: (
-    url: string,
-    jwt: Redacted.Redacted<string>,
-    options?: ConnectOptions
-  ) => Effect.Effect<BrowserConnection, ConnectFailed, Scope.Scope>
-  /** The most recently opened connection while it is open. */
-  readonly connection: Effect.Effect<Option.Option<BrowserConnection>>
-  /** The current connection (or none), then every change. */
-  readonly connectionChanges: Stream.Stream<Option.Option<BrowserConnection>>
-}
+export type BrowserLiveKitService = PlatformLiveKitService<BrowserConnection>
 
 const created = new WeakSet<LiveKitConnection>()
 

@@ -4,7 +4,7 @@
  * Platform adapters may offer richer handles (tracks, audio frames) through
  * their own tags; the lifecycle only needs what is here.
  */
-import type { Effect, Redacted, Scope, Stream } from "effect"
+import type { Effect, Option, Redacted, Scope, Stream } from "effect"
 import { Context } from "effect"
 import type { ConnectFailed } from "./CallError.ts"
 
@@ -57,6 +57,22 @@ export interface LiveKitService {
     jwt: Redacted.Redacted<string>,
     options?: ConnectOptions
   ) => Effect.Effect<LiveKitConnection, ConnectFailed, Scope.Scope>
+}
+
+/**
+ * A platform adapter's own service: the port, with its richer connection handle `C`, and the connection the
+ * adapter opened last (so an app can reach the handle of the call `join` connected).
+ */
+export interface PlatformLiveKitService<C extends LiveKitConnection> extends LiveKitService {
+  readonly connect: (
+    url: string,
+    jwt: Redacted.Redacted<string>,
+    options?: ConnectOptions
+  ) => Effect.Effect<C, ConnectFailed, Scope.Scope>
+  /** The most recently opened connection while it is open. */
+  readonly connection: Effect.Effect<Option.Option<C>>
+  /** The current connection (or none), then every change. */
+  readonly connectionChanges: Stream.Stream<Option.Option<C>>
 }
 
 export class LiveKit extends Context.Tag("@matrixrtc-effect/core/LiveKit")<LiveKit, LiveKitService>() {}

@@ -20,7 +20,7 @@ import type {
   ConnectOptions,
   DisconnectReason,
   LiveKitConnection,
-  LiveKitService,
+  PlatformLiveKitService,
   RemoteParticipant
 } from "@matrixrtc-effect/core"
 import {
@@ -124,17 +124,7 @@ export interface NodeConnection extends LiveKitConnection {
   readonly remoteAudio: (options?: RemoteAudioOptions) => Stream.Stream<RemoteAudioFrame, AudioFailed>
 }
 
-export interface NodeLiveKitService extends LiveKitService {
-  readonly connect: (
-    url: string,
-    jwt: Redacted.Redacted<string>,
-    options?: ConnectOptions
-  ) => Effect.Effect<NodeConnection, ConnectFailed, Scope.Scope>
-  /** The most recently opened connection while it is open. */
-  readonly connection: Effect.Effect<Option.Option<NodeConnection>>
-  /** The current connection (or none), then every change. */
-  readonly connectionChanges: Stream.Stream<Option.Option<NodeConnection>>
-}
+export type NodeLiveKitService = PlatformLiveKitService<NodeConnection>
 
 export class NodeLiveKit extends Context.Tag("@matrixrtc-effect/node/NodeLiveKit")<NodeLiveKit, NodeLiveKitService>() {}
 
