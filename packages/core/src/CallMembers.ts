@@ -7,11 +7,14 @@
  * passes, reading time only through `Clock` so TestClock controls it. An event
  * is decoded once, when it arrives, and each member's identity is resolved once.
  *
- * Not modelled here: JS-SDK's "sender is currently joined to the room" check;
- * the event stream does not carry room membership.
+ * Like JS-SDK, a member whose user is not joined to the room is not listed: the
+ * stream also carries `m.room.member` state events. A user the room has said
+ * nothing about counts as joined (an adapter that does not pass room membership
+ * on loses only this filter); JS-SDK, whose room state may lack members it has
+ * not loaded, drops those.
  */
 import type { Stream as StreamT } from "effect"
-import { Array as Arr, Clock, Duration, Effect, HashMap, Option, Stream } from "effect"
+import { Array as Arr, Clock, Duration, Effect, HashMap, Option, Predicate, Stream } from "effect"
 import type { CallMember } from "./CallMember.ts"
 import type { RawCallEvent } from "./MatrixClient.ts"
 import * as Membership from "./Membership.ts"
@@ -47,6 +50,8 @@ export interface State {
   readonly sorted: ReadonlyArray<Candidate>
   /** The soonest expiry among `sticky`: expired sticky entries are dropped once it has passed, not on every event. */
   readonly stickyPruneAt: number
+  /** `m.room.member` → `membership` by user, as far as the stream told. */
+  readonly roomMembership: HashMap.HashMap<string, string>
 }
 
 export interface MembersOptions {
@@ -56,7 +61,13 @@ export interface MembersOptions {
   readonly includeLegacy?: boolean | undefined
 }
 
-export const empty: State = { state: HashMap.empty(), sticky: HashMap.empty(), sorted: [], stickyPruneAt: Infinity }
+export const empty: State = {
+  state: HashMap.empty(),
+  sticky: HashMap.empty(),
+  sorted: [],
+  stickyPruneAt: Infinity,
+  roomMembership: HashMap.empty()
+}
 
 const key = (parts: ReadonlyArray<string>) => JSON.stringify(parts)
 
@@ -133,6 +144,15 @@ const pruneSticky = (s: State, now: number): State => {
 export const apply = (before: State, event: RawCallEvent, receivedAt: number): State => {
   const s = pruneSticky(before, receivedAt)
   if (event.stateKey !== undefined) {
+    if (event.type === Membership.RoomMemberEventType) {
+      const membership = Predicate.isRecord(event.content) ? event.content["membership"] : undefined
+      return {
+        ...s,
+        roomMembership: typeof membership === "string"
+          ? HashMap.set(s.roomMembership, event.stateKey, membership)
+          : HashMap.remove(s.roomMembership, event.stateKey)
+      }
+    }
     if (event.type !== Membership.SessionEventType) return s
     const decoded = Membership.decode(event, receivedAt)
     const k = key([event.type, event.stateKey])
@@ -190,11 +210,16 @@ export const members = (
   for (const c of s.sorted) {
     if (c.legacy && !includeLegacy) continue
     if (c.stateKey !== undefined && masked.has(c.stateKey)) continue
+    if (!joined(s, c.member.userId)) continue
     // A sticky member's expiry is its entry's sticky TTL, so this also drops expired sticky events.
     if (c.member.slotId === slotId && !Membership.isExpired(c.member, now)) out.push(c.member)
   }
   return out
 }
+
+/** Joined, or not known to be anything else. */
+const joined = (s: State, userId: string): boolean =>
+  Option.match(HashMap.get(s.roomMembership, userId), { onNone: () => true, onSome: (m) => m === "join" })
 
 /** The soonest instant after `now` at which `members` can change without a new event. */
 export const nextExpiry = (s: State, now: number): Option.Option<number> => {

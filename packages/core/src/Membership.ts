@@ -16,6 +16,8 @@ import type { RawCallEvent } from "./MatrixClient.ts"
 
 export const SessionEventType = "org.matrix.msc3401.call.member"
 export const StickyEventType = "org.matrix.msc4143.rtc.member"
+/** Room membership (`content.membership`): a call member whose user is not joined is not listed. */
+export const RoomMemberEventType = "m.room.member"
 /** JS-SDK `DEFAULT_EXPIRE_DURATION`: the session `expires` when none is given. */
 export const DefaultExpiresMs = 14_400_000
 /** What JS-SDK asks the server for, and the most it believes from one (`MAX_STICKY_DURATION_MS`). */

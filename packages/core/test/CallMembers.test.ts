@@ -51,6 +51,15 @@ const sticky = (user: string, device: string, memberId: string, opts: { ts?: num
     : Membership.stickyContent({ userId: user, deviceId: device, memberId, livekitServiceUrl: url })
 })
 
+const roomMember = (user: string, membership: string | undefined, ts = 0): RawCallEvent => ({
+  type: Membership.RoomMemberEventType,
+  stateKey: user,
+  sender: user,
+  eventId: `$member/${user}/${membership}/${ts}`,
+  originServerTs: ts,
+  content: membership === undefined ? {} : { membership }
+})
+
 const who = (list: ReadonlyArray<{ readonly userId: string; readonly deviceId: string }>) =>
   list.map((m) => `${m.userId}/${m.deviceId}`)
 
@@ -154,6 +163,24 @@ describe("CallMembers fold", () => {
     assert.deepStrictEqual(who(CallMembers.members(s, 1_000)), [`${alice}/A`])
   })
 
+  it("a member whose user is not joined to the room is not listed (JS-SDK's check); unknown counts as joined", () => {
+    let s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A"), join(bob, "B")], 0)
+    assert.deepStrictEqual(who(CallMembers.members(s, 1)), [`${alice}/A`, `${bob}/B`])
+    s = CallMembers.applyAll(s, [roomMember(alice, "join"), roomMember(bob, "leave")], 1)
+    assert.deepStrictEqual(who(CallMembers.members(s, 2)), [`${alice}/A`])
+    for (const membership of ["ban", "invite", "knock"]) {
+      assert.deepStrictEqual(who(CallMembers.members(CallMembers.apply(s, roomMember(bob, membership), 2), 3)), [`${alice}/A`])
+    }
+    // joined again: listed again, in its place (its call membership never changed)
+    s = CallMembers.apply(s, roomMember(bob, "join", 2), 2)
+    assert.deepStrictEqual(who(CallMembers.members(s, 3)), [`${alice}/A`, `${bob}/B`])
+    // a room-member event before the call membership works the same; a content without membership is "unknown"
+    s = CallMembers.applyAll(CallMembers.empty, [roomMember(carol, "leave"), join(carol, "C")], 0)
+    assert.deepStrictEqual(CallMembers.members(s, 1), [])
+    s = CallMembers.apply(s, roomMember(carol, undefined), 1)
+    assert.deepStrictEqual(who(CallMembers.members(s, 2)), [`${carol}/C`])
+  })
+
   it("myMembership finds our (user, device)", () => {
     const s = CallMembers.applyAll(CallMembers.empty, [join(alice, "A"), join(alice, "B"), join(bob, "A")], 0)
     const mine = CallMembers.myMembership(CallMembers.members(s, 1), alice, "B")
@@ -231,6 +258,7 @@ type StickyRef = Ref & { readonly stickyKey: Option.Option<string>; readonly exp
 const reference = () => {
   const state = new Map<string, Ref>()
   const stickies = new Map<string, StickyRef>()
+  const roomMembership = new Map<string, unknown>()
   const parsed = (r: Ref, legacy: boolean) =>
     r.decoded._tag === "Member" ? [r.decoded.member] : r.decoded._tag === "Legacy" && legacy ? r.decoded.members : []
   return {
@@ -238,6 +266,10 @@ const reference = () => {
       for (const [k, e] of stickies) if (e.expiresAt <= receivedAt) stickies.delete(k)
       const decoded = Membership.decode(event, receivedAt)
       if (event.stateKey !== undefined) {
+        if (event.type === Membership.RoomMemberEventType) {
+          roomMembership.set(event.stateKey, (event.content as { membership?: unknown }).membership)
+          return
+        }
         if (event.type !== Membership.SessionEventType) return
         const k = `${event.type}|${event.stateKey}`
         if (decoded._tag === "Member" || decoded._tag === "Legacy") state.set(k, { decoded, stateKey: event.stateKey })
@@ -259,6 +291,7 @@ const reference = () => {
         ...live.flatMap((e) => parsed(e, false))
       ]
         .filter((m) => m.slotId === Membership.RoomSlotId && !Membership.isExpired(m, now))
+        .filter((m) => (roomMembership.get(m.userId) ?? "join") === "join")
         .sort((a, b) =>
           a.createdTs - b.createdTs || byCodeUnits(a.userId, b.userId) || byCodeUnits(a.deviceId, b.deviceId) ||
           byCodeUnits(a.eventId, b.eventId)
@@ -298,7 +331,9 @@ const anyEvent = (n: number): fc.Arbitrary<RawCallEvent> => {
         }
       })),
     fc.record({ u: user, d: device, m: fc.constantFrom("m1", "m2"), ts, dur: fc.integer({ min: 1, max: 20_000 }), left: fc.boolean() })
-      .map(({ d, dur, left, m, ts, u }) => ({ ...sticky(u, d, m, { ts, durationMs: dur, left }), eventId: `$s${n}/${ts}/${left}` }))
+      .map(({ d, dur, left, m, ts, u }) => ({ ...sticky(u, d, m, { ts, durationMs: dur, left }), eventId: `$s${n}/${ts}/${left}` })),
+    fc.record({ u: user, ts, m: fc.constantFrom("join", "leave", "ban", undefined) })
+      .map(({ m, ts, u }) => ({ ...roomMember(u, m, ts), eventId: `$m${n}/${ts}` }))
   )
 }
 

@@ -104,3 +104,29 @@ describe("Call.members and membershipChanges after the call", () => {
       yield* Fiber.join(changes)
     }).pipe(Effect.provide(Testing.layer())))
 })
+
+describe("Call.members and the room's own membership", () => {
+  it.scoped("a member whose user leaves the Matrix room drops out of the list, and comes back on re-joining", () =>
+    Effect.gen(function*() {
+      const hs = yield* Testing.TestHomeserver.TestHomeserver
+      const bobKey = `_${bob}_BOBDEVICE_m.call`
+      yield* hs.setState(roomId, Membership.SessionEventType, bobKey, staleRoom[1]!.content as Record<string, unknown>, bob)
+      const call = yield* Call.join(roomId)
+      const lists = yield* call.members.pipe(
+        Stream.map((list) => list.map((m) => m.userId)),
+        Stream.take(3),
+        Stream.runCollect,
+        Effect.fork
+      )
+      yield* settle
+      // bob's call membership stays in the room state; only his room membership changes
+      yield* hs.setState(roomId, Membership.RoomMemberEventType, bob, { membership: "leave" }, bob)
+      yield* settle
+      yield* hs.setState(roomId, Membership.RoomMemberEventType, bob, { membership: "join" }, bob)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(lists)), [
+        ["@alice:example.org", bob],
+        ["@alice:example.org"],
+        ["@alice:example.org", bob]
+      ])
+    }).pipe(Effect.provide(Testing.layer())))
+})

@@ -1,6 +1,8 @@
 /**
  * The room's call-membership events as a Stream: what the client already holds
- * first, then each new one. Bridges matrix-js-sdk emitters (effect-style.md §6):
+ * first, then each new one; with them the `m.room.member` events of their senders
+ * (the current ones) and every room-membership change after that, so the fold can
+ * drop members who are no longer joined, as MatrixRTCSession does. Bridges matrix-js-sdk emitters (effect-style.md §6):
  * listeners go on before the current state is read, so nothing falls in between,
  * and an event id seen twice is emitted once. Listeners come off when the
  * stream's scope closes.
@@ -13,6 +15,7 @@ import type { StickyMatrixEvent } from "matrix-js-sdk/lib/models/room-sticky-eve
 
 export const CALL_MEMBER_STATE_TYPE = "org.matrix.msc3401.call.member"
 export const RTC_MEMBER_STICKY_TYPE = "org.matrix.msc4143.rtc.member"
+const ROOM_MEMBER_TYPE = "m.room.member"
 
 /** None for local echoes: they have no server event id yet and come back from sync anyway. */
 const toRaw = (event: sdk.MatrixEvent): RawCallEvent | undefined => {
@@ -44,7 +47,8 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
         }
 
         const onState = (event: sdk.MatrixEvent, state: sdk.RoomState) => {
-          if (event.getRoomId() !== roomId || event.getType() !== CALL_MEMBER_STATE_TYPE) return
+          const type = event.getType()
+          if (event.getRoomId() !== roomId || (type !== CALL_MEMBER_STATE_TYPE && type !== ROOM_MEMBER_TYPE)) return
           // Back-pagination replays old state into `oldState`; only the live state counts.
           const room = client.getRoom(roomId)
           if (room !== null && state !== room.currentState) return
@@ -65,8 +69,16 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
           if (attached !== undefined || room.roomId !== roomId) return
           attached = room
           room.on(RoomStickyEventsEvent.Update, onSticky)
-          for (const e of room.currentState.getStateEvents(CALL_MEMBER_STATE_TYPE)) push(e)
-          for (const e of room._unstable_getStickyEvents()) if (e.getType() === RTC_MEMBER_STICKY_TYPE) push(e)
+          const calls = [
+            ...room.currentState.getStateEvents(CALL_MEMBER_STATE_TYPE),
+            ...[...room._unstable_getStickyEvents()].filter((e) => e.getType() === RTC_MEMBER_STICKY_TYPE)
+          ]
+          // Their senders' room membership first, so no list shows a member who has left the room.
+          for (const sender of new Set(calls.map((e) => e.getSender()))) {
+            const member = sender === undefined ? null : room.currentState.getStateEvents(ROOM_MEMBER_TYPE, sender)
+            if (member !== null) push(member)
+          }
+          for (const e of calls) push(e)
         }
 
         const onSync = (state: sdk.SyncState) => {

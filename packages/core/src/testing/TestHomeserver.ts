@@ -205,7 +205,7 @@ export const make = (
           const r = m.get(roomId)!
           return new Map(m).set(roomId, { ...r, state: new Map(r.state).set(stateId(type, stateKey), entry) })
         })
-        if (type === Membership.SessionEventType) {
+        if (type === Membership.SessionEventType || type === Membership.RoomMemberEventType) {
           yield* PubSub.publish(changes, { roomId, event: toRaw(entry) })
         }
         return eventId
@@ -340,7 +340,9 @@ export const make = (
           const r = yield* room(roomId)
           const now = yield* Clock.currentTimeMillis
           const snapshot: Array<RawCallEvent> = [
-            ...[...r.state.values()].filter((e) => e.type === Membership.SessionEventType).map(toRaw),
+            ...[...r.state.values()]
+              .filter((e) => e.type === Membership.SessionEventType || e.type === Membership.RoomMemberEventType)
+              .map(toRaw),
             ...r.sticky.filter((e) => e.expiresAt > now)
           ]
           return Stream.concat(
