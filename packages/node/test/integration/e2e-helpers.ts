@@ -6,12 +6,12 @@
  * handle is a scoped resource, so a failing test still kills its processes and
  * stops its clients.
  */
-import { type StackInfo, type StackUser, readStack } from "@matrixrtc-effect/devstack"
+import { type StackInfo, type StackUser, loginNewDevice, logoutDevice, readStack } from "@matrixrtc-effect/devstack"
+import { type Sfu, sfuClient, startRtcObserver } from "@matrixrtc-effect/devstack/observers"
 import { Room, RoomEvent } from "@livekit/rtc-node"
 import { Deferred, Duration, Effect, Option, Scope, Stream, SubscriptionRef } from "effect"
-import { AccessToken, RoomServiceClient } from "livekit-server-sdk"
-import * as sdk from "matrix-js-sdk"
-import { type CallMembership, MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js"
+import { AccessToken } from "livekit-server-sdk"
+import type { CallMembership, MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
@@ -159,12 +159,9 @@ export const spawnJoin = (s: StackInfo, user: StackUser, deviceId: string, extra
 // matrix-js-sdk as an independent observer (and peer) of the call
 
 export interface RtcObserver {
-  readonly client: sdk.MatrixClient
-  readonly session: import("matrix-js-sdk/lib/matrixrtc/index.js").MatrixRTCSession
-  /** The session's memberships, updated on every MembershipsChanged. */
-  readonly memberships: SubscriptionRef.SubscriptionRef<ReadonlyArray<CallMembership>>
+  readonly session: MatrixRTCSession
   readonly find: (userId: string, deviceId: string) => Effect.Effect<Option.Option<CallMembership>>
-  /** Waits until `pred` holds for the memberships; returns the wall-clock time it was seen. */
+  /** Waits until `pred` holds for the memberships; returns `performance.now()` when it was seen. */
   readonly waitUntil: (
     pred: (ms: ReadonlyArray<CallMembership>) => boolean,
     timeoutMs: number,
@@ -172,68 +169,32 @@ export interface RtcObserver {
   ) => Effect.Effect<number, Error>
 }
 
-/** Logs `user` in on a new device `deviceId` (password login); the device is logged out when the scope closes. */
-export const loginFresh = (s: StackInfo, user: StackUser, deviceId: string): Effect.Effect<StackUser, Error, Scope.Scope> =>
+const asError = (e: unknown) => (e instanceof Error ? e : new Error(String(e)))
+
+/** Logs `user` in on a new device named `deviceName`; the device is logged out when the scope closes. */
+export const loginFresh = (s: StackInfo, user: StackUser, deviceName: string): Effect.Effect<StackUser, Error, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
-      try: () =>
-        sdk.createClient({ baseUrl: s.homeserverUrl }).loginRequest({
-          type: "m.login.password",
-          identifier: { type: "m.id.user", user: user.userId },
-          password: user.password,
-          device_id: deviceId
-        }),
+      try: () => loginNewDevice(s.homeserverUrl, user.userId, user.password, deviceName),
       catch: (e) => new Error(`login of ${user.userId} failed: ${String(e)}`)
-    }).pipe(Effect.map((r): StackUser => ({ ...user, accessToken: r.access_token, deviceId: r.device_id }))),
-    (u) =>
-      Effect.promise(() =>
-        sdk.createClient({ baseUrl: s.homeserverUrl, accessToken: u.accessToken }).logout(true).catch(() => undefined)
-      )
+    }).pipe(Effect.map((c): StackUser => ({ ...user, ...c }))),
+    (u) => Effect.promise(() => logoutDevice(s.homeserverUrl, u.accessToken))
   )
 
-/** Starts a matrix-js-sdk client for `user` and watches the room's MatrixRTC session. */
+/** devstack's matrix-js-sdk observer of the room's MatrixRTC session, stopped when the scope closes. */
 export const rtcObserver = (s: StackInfo, user: StackUser, roomId: string): Effect.Effect<RtcObserver, Error, Scope.Scope> =>
-  Effect.gen(function*() {
-    const client = sdk.createClient({
-      baseUrl: s.homeserverUrl,
-      accessToken: user.accessToken,
-      userId: user.userId,
-      deviceId: user.deviceId
-    })
-    yield* Effect.addFinalizer(() => Effect.sync(() => client.stopClient()))
-    yield* Effect.async<void, Error>((resume) => {
-      const onSync = (state: sdk.SyncState) => {
-        if (state === sdk.SyncState.Prepared) resume(Effect.void)
-        if (state === sdk.SyncState.Error) resume(Effect.fail(new Error("observer sync failed")))
-      }
-      client.on(sdk.ClientEvent.Sync, onSync)
-      void client.startClient({ initialSyncLimit: 1 })
-      return Effect.sync(() => client.off(sdk.ClientEvent.Sync, onSync))
-    }).pipe(Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error("observer: no first sync in 30 s") }))
-    const room = client.getRoom(roomId)
-    if (room === null) return yield* Effect.fail(new Error(`observer ${user.userId} is not joined to ${roomId}`))
-    const session = client.matrixRTC.getRoomSession(room)
-    yield* Effect.promise(() => session.initialMembershipCalculated)
-    const memberships = yield* SubscriptionRef.make<ReadonlyArray<CallMembership>>(session.memberships)
-    const onChange = () => Effect.runSync(SubscriptionRef.set(memberships, [...session.memberships]))
-    yield* Effect.acquireRelease(
-      Effect.sync(() => session.on(MatrixRTCSessionEvent.MembershipsChanged, onChange)),
-      () => Effect.sync(() => session.off(MatrixRTCSessionEvent.MembershipsChanged, onChange))
-    )
-    // The session may have changed between reading it and subscribing.
-    onChange()
-    return {
-      client,
-      session,
-      memberships,
+  Effect.acquireRelease(
+    Effect.tryPromise({ try: () => startRtcObserver(s.homeserverUrl, user, roomId, 30_000), catch: asError }),
+    (o) => Effect.sync(() => o.stop())
+  ).pipe(
+    Effect.map((o): RtcObserver => ({
+      session: o.session,
       find: (userId, deviceId) =>
-        SubscriptionRef.get(memberships).pipe(
-          Effect.map((ms) => Option.fromNullable(ms.find((m) => m.userId === userId && m.deviceId === deviceId)))
-        ),
+        Effect.sync(() => Option.fromNullable(o.members().find((m) => m.userId === userId && m.deviceId === deviceId))),
       waitUntil: (pred, timeoutMs, what) =>
-        waitFor(memberships, (ms) => (pred(ms) ? Option.some(Date.now()) : Option.none()), timeoutMs, what)
-    } satisfies RtcObserver
-  })
+        Effect.tryPromise({ try: (signal) => o.waitUntil(pred, timeoutMs, what, signal), catch: asError })
+    }))
+  )
 
 export const hasMember = (userId: string, deviceId: string) => (ms: ReadonlyArray<CallMembership>) =>
   ms.some((m) => m.userId === userId && m.deviceId === deviceId)
@@ -254,17 +215,20 @@ export const callMemberState = (s: StackInfo, user: StackUser, roomId: string, s
 // ---------------------------------------------------------------------------------------
 // LiveKit as an independent observer
 
-export const roomService = (s: StackInfo) => new RoomServiceClient(s.livekitHttpUrl, s.livekitApiKey, s.livekitApiSecret)
+const sfus = new Map<string, Sfu>()
+
+/** devstack's RoomService helper, one per stack so that every check reuses its client. */
+const sfu = (s: StackInfo): Sfu => {
+  let found = sfus.get(s.livekitHttpUrl)
+  if (found === undefined) {
+    found = sfuClient(s.livekitHttpUrl, s.livekitApiKey, s.livekitApiSecret)
+    sfus.set(s.livekitHttpUrl, found)
+  }
+  return found
+}
 
 export const listIdentities = (s: StackInfo, roomName: string) =>
-  Effect.tryPromise({
-    try: () => roomService(s).listParticipants(roomName),
-    catch: (e) => new Error(`listParticipants failed: ${String(e)}`)
-  }).pipe(
-    Effect.map((ps) => ps.map((p) => p.identity)),
-    // A room that no longer exists has no participants.
-    Effect.catchAll(() => Effect.succeed([] as ReadonlyArray<string>))
-  )
+  Effect.tryPromise({ try: () => sfu(s).participants(roomName), catch: (e) => new Error(`listParticipants failed: ${String(e)}`) })
 
 export interface LiveKitObserver {
   /** Identities currently in the room, updated by LiveKit room events. */
@@ -294,6 +258,6 @@ export const livekitObserver = (s: StackInfo, roomName: string): Effect.Effect<L
     return {
       identities,
       waitUntil: (pred, timeoutMs, what) =>
-        waitFor(identities, (ids) => (pred(ids) ? Option.some(Date.now()) : Option.none()), timeoutMs, what)
+        waitFor(identities, (ids) => (pred(ids) ? Option.some(performance.now()) : Option.none()), timeoutMs, what)
     } satisfies LiveKitObserver
   })

@@ -6,9 +6,8 @@
  * observer and LiveKit's RoomService.
  */
 import { Call, type Ids } from "@matrixrtc-effect/core"
-import { Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { assertClean, type Env, setupEnv, teardownEnv, withScenario } from "./faults/harness.ts"
+import { assertClean, type Credentials, type Env, joined, type OurClient, setupEnv, teardownEnv, withScenario } from "./faults/harness.ts"
 
 let env: Env | undefined
 beforeAll(async () => {
@@ -24,9 +23,23 @@ const roomId = () => env!.stack.roomId as Ids.RoomId
 const requestsSince = (p: { nextSeq: () => number; requests: () => ReadonlyArray<{ seq: number; method: string; path: string }> }, since: number) =>
   p.requests().filter((r) => r.seq >= since && !r.path.endsWith("/sync")).map((r) => `${r.method} ${r.path}`)
 
+/** Peers see the call (its membership, and `identity` on the SFU); after the leave nothing is left of it. */
+const seenThenClean = async (
+  { creds, ours }: { readonly creds: Credentials; readonly ours: OurClient },
+  name: string,
+  call: Call.Call,
+  identity: string
+) => {
+  await env!.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
+  expect(await env!.sfu.participants(call.connection.roomName)).toContain(identity)
+  await ours.leave()
+  await assertClean(env!, creds, name, { membershipWithinMs: 0, participantWithinMs: 5_000 })
+}
+
 describe("prepare, then join, on the real stack", () => {
   it("the join sends only the delayed leave, the membership and the SFU connect; peers see it; nothing is left", async () => {
-    await withScenario(env!, "prepare", async ({ creds, ours, proxies }) => {
+    await withScenario(env!, "prepare", async (scenario) => {
+      const { creds, ours, proxies } = scenario
       const prepared = await ours.run(Call.prepare(roomId()))
       expect(proxies.auth.count({ method: "POST", path: /^\/sfu\/get/ })).toBe(1)
       // Nothing is visible yet: no membership, no participant.
@@ -34,43 +47,30 @@ describe("prepare, then join, on the real stack", () => {
       expect(proxies.lk.count()).toBe(0)
 
       const [hs0, auth0, lk0] = [proxies.hs.nextSeq(), proxies.auth.nextSeq(), proxies.lk.nextSeq()]
-      const exit = await ours.join({ prepared })
-      expect(Exit.isSuccess(exit)).toBe(true)
+      const call = joined(await ours.join({ prepared }))
       const hsRequests = requestsSince(proxies.hs, hs0)
       expect(hsRequests.some((r) => /openid|whoami|rtc\/transports|versions|capabilities/.test(r))).toBe(false)
       expect(hsRequests.filter((r) => r.startsWith("PUT ") && r.includes("call.member"))).toHaveLength(2) // delayed leave, membership
       expect(requestsSince(proxies.auth, auth0)).toEqual([])
       expect(requestsSince(proxies.lk, lk0)).toEqual(["GET /rtc/v1"])
 
-      await env!.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
-      if (Exit.isSuccess(exit)) {
-        const listed = await env!.rooms.listParticipants(exit.value.connection.roomName)
-        expect(listed.map((p) => p.identity)).toContain(prepared.grant.claims.identity)
-      }
-      await ours.leave()
-      await assertClean(env!, creds, "prepare", { membershipWithinMs: 0, participantWithinMs: 5_000 })
+      await seenThenClean(scenario, "prepare", call, prepared.grant.claims.identity)
     })
   }, 60_000)
 
   it("LiveKit closed the prepared room meanwhile: one fresh JWT, then connected; nothing is left", async () => {
-    await withScenario(env!, "prepare-closed", async ({ creds, ours, proxies }) => {
+    await withScenario(env!, "prepare-closed", async (scenario) => {
+      const { ours, proxies } = scenario
       const prepared = await ours.run(Call.prepare(roomId()))
       // As LiveKit does on its own when nobody joins a room within its empty timeout.
-      await env!.rooms.deleteRoom(prepared.grant.claims.room)
+      await env!.sfu.rooms.deleteRoom(prepared.grant.claims.room)
 
       const auth0 = proxies.auth.nextSeq()
       const lk0 = proxies.lk.nextSeq()
-      const exit = await ours.join({ prepared })
-      expect(Exit.isSuccess(exit)).toBe(true)
+      const call = joined(await ours.join({ prepared }))
       expect(requestsSince(proxies.auth, auth0)).toEqual(["POST /sfu/get"])
       expect(requestsSince(proxies.lk, lk0).length).toBeGreaterThanOrEqual(2) // refused, then the fresh grant
-      await env!.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
-      if (Exit.isSuccess(exit)) {
-        const listed = await env!.rooms.listParticipants(exit.value.connection.roomName)
-        expect(listed.map((p) => p.identity)).toContain(exit.value.connection.identity)
-      }
-      await ours.leave()
-      await assertClean(env!, creds, "prepare-closed", { membershipWithinMs: 0, participantWithinMs: 5_000 })
+      await seenThenClean(scenario, "prepare-closed", call, call.connection.identity)
     })
   }, 60_000)
 })

@@ -28,11 +28,11 @@ import {
   failureOf,
   freshDevice,
   identityOf,
+  joined,
   logout,
   type Proxies,
   setupEnv,
   userAt,
-  roomsListing,
   summaryLine,
   tally,
   teardownEnv,
@@ -99,12 +99,6 @@ const RTC: Match = { method: "GET", path: /^\/rtc/ }
 
 const clean = { membershipWithinMs: 0, participantWithinMs: 5_000 }
 const withinDelay = { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 10_000 }
-
-/** A join that must succeed: returns the call. */
-const joined = (exit: Exit.Exit<Call.Call, unknown>): Call.Call => {
-  if (Exit.isFailure(exit)) throw new Error(`the join failed: ${JSON.stringify(exit.cause)}`)
-  return exit.value
-}
 
 /** JWT failures must leave nothing behind and must never have sent a membership. */
 const jwtFailure = (
@@ -443,7 +437,7 @@ describe("fault injection: crash", () => {
       })
       expect(line).toBe(`JOINED ${identityOf(creds)}`)
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
-      expect((await roomsListing(e.rooms, identityOf(creds))).length).toBe(1)
+      expect((await e.sfu.roomsWith(identityOf(creds))).length).toBe(1)
       child.kill("SIGKILL")
       await exited
       // No goodbye was sent: only the server-side delayed leave can remove us.

@@ -13,7 +13,7 @@ import { type Credentials, type StackInfo, type StackUser, loginNewDevice, logou
 export { userAt }
 import { NodeCall, type NodeCallServices, NodeLiveKit } from "@matrixrtc-effect/node"
 import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
-import { RoomServiceClient } from "livekit-server-sdk"
+import { type Sfu, sfuClient } from "@matrixrtc-effect/devstack/observers"
 import { type ProxiedStack, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
 import { type RoomObserver, startRoomObserver } from "./observer.ts"
 
@@ -42,7 +42,7 @@ export interface Env {
   readonly stack: StackInfo
   readonly observer: RoomObserver
   readonly observerCreds: Credentials
-  readonly rooms: RoomServiceClient
+  readonly sfu: Sfu
 }
 
 export const setupEnv = async (): Promise<Env> => {
@@ -51,7 +51,7 @@ export const setupEnv = async (): Promise<Env> => {
   const observer = await startRoomObserver(stack.homeserverUrl, observerCreds.accessToken, stack.roomId)
   const ffi = ManagedRuntime.make(NodeLiveKit.layer())
   await ffi.runPromise(Effect.void)
-  return { ffi: ffi as ManagedRuntime.ManagedRuntime<unknown, never>, stack, observer, observerCreds, rooms: new RoomServiceClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret) }
+  return { ffi: ffi as ManagedRuntime.ManagedRuntime<unknown, never>, stack, observer, observerCreds, sfu: sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret) }
 }
 
 export const teardownEnv = async (env: Env) => {
@@ -142,6 +142,12 @@ export const ourClient = async (s: StackInfo, creds: Credentials, proxies: Proxi
   }
 }
 
+/** A join that must succeed: returns the call. */
+export const joined = (exit: Outcome): Call.Call => {
+  if (Exit.isFailure(exit)) throw new Error(`the join failed: ${JSON.stringify(exit.cause)}`)
+  return exit.value
+}
+
 /** The typed failure of a join, or a test failure explaining what happened instead. */
 export const failureOf = (exit: Outcome): JoinError => {
   if (Exit.isSuccess(exit)) throw new Error("the join succeeded; a typed failure was expected")
@@ -158,24 +164,14 @@ export const describeError = (e: JoinError) =>
 
 export const identityOf = (c: Credentials) => `${c.userId}:${c.deviceId}`
 
-/** LiveKit rooms in which `identity` is still a participant. */
-export const roomsListing = async (rooms: RoomServiceClient, identity: string): Promise<Array<string>> => {
-  const found: Array<string> = []
-  for (const room of await rooms.listRooms()) {
-    const ps = await rooms.listParticipants(room.name).catch(() => [])
-    if (ps.some((p) => p.identity === identity)) found.push(room.name)
-  }
-  return found
-}
-
 /**
  * Waits (bounded) until the SFU no longer lists `identity`. The RoomService API has no
  * push, so this asks every 250 ms until `timeoutMs`.
  */
-export const waitNoParticipant = async (rooms: RoomServiceClient, identity: string, timeoutMs: number): Promise<Array<string>> => {
+export const waitNoParticipant = async (sfu: Sfu, identity: string, timeoutMs: number): Promise<Array<string>> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const listed = await roomsListing(rooms, identity).catch(() => undefined)
+    const listed = await sfu.roomsWith(identity).catch(() => undefined)
     if (listed !== undefined && listed.length === 0) return []
     if (Date.now() > deadline) return listed ?? ["<LiveKit unreachable>"]
     await new Promise((r) => setTimeout(r, 250))
@@ -201,7 +197,7 @@ export const assertClean = async (env: Env, creds: Credentials, name: string, op
     tally.ghosts++
     problems.push(`ghost membership: ${env.observer.membershipsOf(creds.userId, creds.deviceId).join(", ")}`)
   }
-  const leaked = await waitNoParticipant(env.rooms, identityOf(creds), opts.participantWithinMs)
+  const leaked = await waitNoParticipant(env.sfu, identityOf(creds), opts.participantWithinMs)
   if (leaked.length > 0) {
     tally.leakedParticipants++
     problems.push(`LiveKit still lists ${identityOf(creds)} in ${leaked.join(", ")}`)
