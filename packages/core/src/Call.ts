@@ -100,6 +100,13 @@ export interface Call {
   /** The current membership, then every change (delay id, refreshed content); ends when the call has ended. */
   readonly membershipChanges: Stream.Stream<OwnMembership>
   /**
+   * Whether others can see our membership: the current health, then every change, until the call has ended
+   * (JS-SDK's `probablyLeft`). `"ProbablyLeft"` once the delayed leave has gone unrestarted for its whole delay
+   * (it has most likely fired), or the room shows our membership gone; `"Live"` again once the membership is
+   * back and the delayed leave is restarted. The call mends itself meanwhile; this is for telling the user.
+   */
+  readonly membershipHealth: Stream.Stream<MembershipHealth>
+  /**
    * The call's members (parsed, expired dropped, oldest first): the current list, then every change, until
    * the call has ended. The first list is the first one that shows our own membership: a client's view of the
    * room can lag behind our send (matrix-js-sdk learns of it with the next sync), and a list without us is not
@@ -120,6 +127,8 @@ export interface Call {
 }
 
 export type CallEnd = "Left" | "SfuDisconnected"
+
+export type MembershipHealth = "Live" | "ProbablyLeft"
 
 const defaults = {
   delayMs: 8_000,
@@ -211,7 +220,8 @@ export const join: (
     delayId: Option.none(),
     delayMs: initialDelay
   })
-  const m: MembershipOps = makeMembershipOps(mx, own, contentFor, cfg, support)
+  const visibility = yield* SubscriptionRef.make<Visibility>({ fireAt: Number.POSITIVE_INFINITY, gone: false })
+  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support)
   const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
 
   const connScope = yield* Scope.make()
@@ -320,6 +330,7 @@ export const join: (
     connection,
     membership: SubscriptionRef.get(own),
     membershipChanges: untilEnded(own.changes),
+    membershipHealth: untilEnded(healthOf(visibility)),
     members: untilEnded(Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes))),
     currentMembers,
     leave: leaveOnce,
@@ -592,9 +603,36 @@ interface MembershipOps {
   readonly end: (timeoutMs: number) => Effect.Effect<void>
 }
 
+/** What decides the membership's health: when the delayed leave fires unless restarted, and whether the room lost it. */
+interface Visibility {
+  /** Clock time; infinite without a delayed leave. */
+  readonly fireAt: number
+  /** Our membership is gone from the room (the delayed leave fired, or someone removed it) until the next send. */
+  readonly gone: boolean
+}
+
+/** The health now, then on every change of `visibility` and when an unrestarted delayed leave comes due. */
+const healthOf = (visibility: SubscriptionRef.SubscriptionRef<Visibility>): Stream.Stream<MembershipHealth> =>
+  visibility.changes.pipe(
+    Stream.flatMap(({ fireAt, gone }) =>
+      gone ? Stream.succeed<MembershipHealth>("ProbablyLeft") : Stream.unwrap(
+        Effect.map(Clock.currentTimeMillis, (now) =>
+          now >= fireAt
+            ? Stream.succeed<MembershipHealth>("ProbablyLeft")
+            : Stream.concat(
+              Stream.succeed<MembershipHealth>("Live"),
+              fireAt === Number.POSITIVE_INFINITY
+                ? Stream.empty
+                : Stream.fromEffect(Effect.as(Effect.sleep(fireAt - now), "ProbablyLeft" as const))
+            ))
+      ), { switch: true }),
+    Stream.changes
+  )
+
 const makeMembershipOps = (
   mx: MatrixClientService,
   own: SubscriptionRef.SubscriptionRef<OwnMembership>,
+  visibility: SubscriptionRef.SubscriptionRef<Visibility>,
   /** Our membership content, given the `created_ts` to carry (none on a join) and `expires`. */
   content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>,
   cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
@@ -672,7 +710,14 @@ const makeMembershipOps = (
       }
       lastEventId = r.eventId
       yield* SubscriptionRef.update(own, (x) => ({ ...x, content }))
+      yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: false }))
     })
+
+  /** The delayed leave was scheduled or restarted just now: it fires a delay from now unless restarted again. */
+  const restarted = Effect.flatMap(
+    Effect.all([Clock.currentTimeMillis, SubscriptionRef.get(own)]),
+    ([now, o]) => SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: now + o.delayMs }))
+  )
 
   /** A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without. */
   const armLeave = Effect.gen(function*() {
@@ -688,6 +733,9 @@ const makeMembershipOps = (
           ))
     )
     yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId }))
+    yield* Option.isSome(delayId)
+      ? restarted
+      : SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: Number.POSITIVE_INFINITY }))
   })
 
   const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
@@ -711,11 +759,15 @@ const makeMembershipOps = (
         "restart took too long"
       )
       yield* withMatrixRetry(restart).pipe(
+        Effect.zipRight(restarted),
         Effect.catchTag("MatrixError", (e) =>
           MatrixErrors.classify(e)._tag === "NotFound"
             // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is
             // re-sent only once the room shows it gone (watchMembers).
-            ? Effect.zipRight(Effect.logInfo("delayed leave not found; scheduling a new one"), armLeave)
+            ? Effect.logInfo("delayed leave not found; scheduling a new one").pipe(
+              Effect.zipRight(SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))),
+              Effect.zipRight(armLeave)
+            )
             : Effect.fail(e))
       )
     }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
@@ -734,6 +786,7 @@ const makeMembershipOps = (
   const republish: Effect.Effect<void> = lock.withPermits(1)(
     Effect.gen(function*() {
       yield* Effect.logInfo("our membership vanished from the room; publishing it again")
+      yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
       const o = yield* SubscriptionRef.get(own)
       if (Option.isSome(o.delayId)) {
         yield* mx.updateDelayedEvent(o.delayId.value, "cancel").pipe(withRequestTimeout, Effect.ignore)

@@ -1,6 +1,6 @@
 /** The membership's upkeep under TestClock: delayed-leave restarts, re-arming, expiry refresh, re-publish. */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Chunk, Clock, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
@@ -247,4 +247,80 @@ describe("expiry refresh", () => {
       const refreshes = (yield* entries).filter((e) => e.op === "sendState" && e.detail?.includes("created_ts"))
       assert.deepStrictEqual(refreshes.map((e) => e.at), [1, 2, 3, 4, 5].map((h) => h * (3_600_000 - 5000)))
     }).pipe(Effect.provide(Testing.layer({ homeserver: { delayedEvents: false } }))), 30_000)
+})
+
+describe("membershipHealth", () => {
+  /** Every health the call reports, with the clock time it was reported at. */
+  const recordHealth = (call: Call.Call) =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      yield* call.membershipHealth.pipe(
+        Stream.runForEach((h) => Effect.map(Clock.currentTimeMillis, (at) => void seen.push(`${h}@${at}`))),
+        Effect.forkScoped
+      )
+      yield* settle
+      return seen
+    })
+
+  it.scoped("stays Live while the delayed leave is restarted", () =>
+    Effect.gen(function*() {
+      const seen = yield* recordHealth(yield* joined())
+      yield* TestClock.adjust(60_000)
+      assert.deepStrictEqual(seen, ["Live@0"])
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("a heartbeat outage: ProbablyLeft when the unrestarted leave comes due, Live once re-published", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined()
+      const seen = yield* recordHealth(call)
+      yield* TestClock.adjust(1000)
+      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+      // scheduled at 0 with an 8 s delay, never restarted since
+      yield* TestClock.adjust(6999)
+      assert.deepStrictEqual(seen, ["Live@0"])
+      yield* TestClock.adjust(1)
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      yield* hs.clearFaults
+      yield* TestClock.adjust(15_000)
+      yield* settle
+      assert.strictEqual(seen.length, 3)
+      assert.isTrue(seen[2]!.startsWith("Live@"))
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("someone removes our membership: ProbablyLeft until the re-publish has landed", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined()
+      const seen = yield* recordHealth(call)
+      yield* TestClock.adjust(1000)
+      yield* hs.injectFault("sendState", hang, 1)
+      yield* hs.setState(roomId, "org.matrix.msc3401.call.member", aliceKey, {})
+      yield* awaitLog((e) => e.op === "sendState" && e.who === "@alice:example.org" && e.at === 1000)
+      yield* settle
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@1000"])
+      // the held send times out (10 s) and is retried
+      yield* TestClock.adjust(12_000)
+      yield* settle
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      assert.deepStrictEqual(seen.map((h) => h.split("@")[0]), ["Live", "ProbablyLeft", "Live"])
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("without delayed events (no MSC4140) there is nothing to fire: Live", () =>
+    Effect.gen(function*() {
+      const seen = yield* recordHealth(yield* joined())
+      yield* TestClock.adjust(60_000)
+      assert.deepStrictEqual(seen, ["Live@0"])
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { delayedEvents: false } }))))
+
+  it.scoped("ends with the call", () =>
+    Effect.gen(function*() {
+      const call = yield* joined()
+      const all = yield* Effect.fork(Stream.runCollect(call.membershipHealth))
+      yield* settle
+      yield* call.leave
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(all)), ["Live"])
+    }).pipe(Effect.provide(Testing.layer())))
 })
