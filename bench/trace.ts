@@ -54,10 +54,12 @@ const timeline = (label: string, t0: number, p: Proxies, tEnd: number) => {
   const p = await proxies()
   const ours = await startOurs(p.hs.url, creds)
   await ours.join(stack.roomId).then((c) => c.leave()) // warm-up
-  const t0 = Date.now()
-  const call = await ours.join(stack.roomId)
-  timeline("ours", t0, p, Date.now())
-  await call.leave()
+  for (const fresh of [true, false]) {
+    const t0 = Date.now()
+    const call = await ours.join(stack.roomId, {}, fresh)
+    timeline(fresh ? "ours, first join of a session (empty JoinCache)" : "ours, a later join (JoinCache warm)", t0, p, Date.now())
+    await call.leave()
+  }
   await ours.dispose()
   await p.close()
   await logout(stack.homeserverUrl, creds.accessToken)
