@@ -18,14 +18,15 @@ import * as CallMembers from "./CallMembers.ts"
 import type { RoomId } from "./Ids.ts"
 import type { LiveKitConnection } from "./LiveKit.ts"
 import { LiveKit } from "./LiveKit.ts"
-import type { MatrixClientService, OpenIdToken, RawCallEvent, ServerSupport, Session } from "./MatrixClient.ts"
+import type { MatrixClientService, RawCallEvent, ServerSupport, Session } from "./MatrixClient.ts"
 import { MatrixClient, MatrixError } from "./MatrixClient.ts"
-import * as Discovery from "./Discovery.ts"
+import * as Grant from "./Grant.ts"
 import * as JoinCache from "./JoinCache.ts"
 import * as MatrixErrors from "./MatrixErrors.ts"
+import * as MatrixRetry from "./MatrixRetry.ts"
 import * as Membership from "./Membership.ts"
 
-export type Dialect = "session" | "sticky"
+export type Dialect = Grant.Dialect
 
 export interface JoinOptions {
   /** Delay of the MSC4140 delayed leave (ms, default 8 000); lowered to the server's maximum when it says so. */
@@ -139,10 +140,6 @@ const defaults = {
   requestTimeoutMs: 10_000
 }
 
-// Retry budget for homeserver requests (protocol §3.5).
-const maxRateLimitRetries = 10
-const maxNetworkRetries = 5
-const networkBackoff = (attempt: number) => Math.min(500 * 2 ** attempt, 5_000)
 
 // ---------------------------------------------------------------------------
 // join
@@ -174,9 +171,8 @@ export const join: (
   // while the delayed leave is scheduled below, once cleanup is in place)
   const session = yield* currentSession(mx)
   const prepared = yield* usablePrepared(options.prepared, roomId, dialect, session)
-  const started = Option.isSome(prepared)
-    ? fromPrepared(prepared.value)
-    : yield* start(mx, auth, roomId, dialect, session, options.authServiceUrl)
+  const asker = yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl, prepared)
+  const started = Option.isSome(prepared) ? fromPrepared(prepared.value) : yield* Grant.start(asker)
   const { memberId, serviceUrl } = started
   yield* Effect.annotateCurrentSpan("prepared", Option.isSome(prepared))
   const [support, roomVersion] = yield* started.facts
@@ -249,10 +245,13 @@ export const join: (
   // auth service never advertises a member without media.
   // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
   // may already have accepted, or the cleanup would not know the delay id to cancel.
-  const [jwt, armed] = yield* Effect.all([
+  // With a kept OpenID token and no delayed leave, nothing before the SFU connect would show a dead access token.
+  const [jwt, armed, checked] = yield* Effect.all([
     started.grant,
-    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
+    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave"))),
+    Effect.either(started.tokenReused && !support.delayedEvents ? Grant.checkToken(mx) : Effect.void)
   ], { concurrency: "unbounded" })
+  yield* checked
   const grant = yield* jwt
   yield* armed
   if (support.delayedEvents) {
@@ -284,8 +283,7 @@ export const join: (
     Effect.catchTag("ConnectFailed", (e) =>
       e.reason === "RoomNotFound" || e.reason === "Rejected"
         ? Effect.logInfo("the SFU refused the prepared grant; fetching a fresh one", e.message).pipe(
-          Effect.zipRight(freshOpenIdToken(mx)),
-          Effect.flatMap((openId) => fetchJwt(auth, dialect, serviceUrl, roomId, openId.token, session, memberId)),
+          Effect.zipRight(Grant.grantFor(asker, serviceUrl)),
           Effect.flatMap(connectWith)
         )
         : Effect.fail(e))
@@ -353,10 +351,14 @@ export const prepare: (
   const auth = yield* AuthService
   const dialect = options.dialect ?? "session"
   const session = yield* currentSession(mx)
-  const started = yield* start(mx, auth, roomId, dialect, session, options.authServiceUrl)
+  const started = yield* Grant.start(yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl))
   const [support, roomVersion] = yield* started.facts
   yield* requireStickySupport(dialect, support)
-  const grant = yield* Effect.flatten(started.grant)
+  // A kept OpenID token may have outlived the access token, and a prepared join publishes nothing to find out.
+  const [grant] = yield* Effect.all([
+    Effect.flatten(started.grant),
+    started.tokenReused ? Grant.checkToken(mx) : Effect.void
+  ], { concurrency: "unbounded" })
   return {
     roomId,
     dialect,
@@ -374,78 +376,33 @@ export const prepare: (
 // Steps
 // ---------------------------------------------------------------------------
 
-/** Steps 2–3 under way: the JWT request and the membership facts as effects to await. */
-interface Started {
-  readonly memberId: string
-  readonly serviceUrl: string
-  /** An Either, so that a failed JWT request can wait for the delayed leave scheduled beside it. */
-  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed | NotAuthenticated>>
-  /** What the membership needs: server support and the room version. */
-  readonly facts: Effect.Effect<readonly [ServerSupport, string]>
-}
+const fromPrepared = (p: PreparedJoin): Grant.Started => ({
+  memberId: p.memberId,
+  serviceUrl: p.authServiceUrl,
+  grant: Effect.succeed(Either.right(p.grant)),
+  facts: Effect.succeed([p.support, p.roomVersion] as const),
+  tokenReused: false
+})
 
-/**
- * 2. OpenID token ∥ auth-service discovery ∥ the facts the membership needs, then 3. the JWT request, left
- * running. There is no separate token check (`/whoami`): a dead access token fails the OpenID request, or with
- * a cached OpenID token the delayed leave, with NotAuthenticated just the same, so a check would only add a
- * request. With a `JoinCache`, what an earlier join learned is used instead of asking again.
- * The forked fibers are children of the caller, so they are interrupted with it.
- */
-const start = (
+/** Who asks for the JWT; a prepared join keeps its member id (the JWT was issued for it). */
+const askerFor = (
   mx: MatrixClientService,
   auth: AuthService["Type"],
   roomId: RoomId,
   dialect: Dialect,
   session: Session,
-  configuredUrl: string | undefined
-): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
+  configuredUrl: string | undefined,
+  prepared: Option.Option<PreparedJoin> = Option.none()
+): Effect.Effect<Grant.Asker> =>
   Effect.gen(function*() {
+    const memberId = Option.isSome(prepared)
+      ? prepared.value.memberId
+      : dialect === "session"
+      ? `${session.userId}:${session.deviceId}`
+      : yield* uuidV4
     const cache = yield* Effect.serviceOption(JoinCache.JoinCache)
-    const memberId = dialect === "session" ? `${session.userId}:${session.deviceId}` : yield* uuidV4
-    const sessionKey = JoinCache.sessionKey(session)
-    // Only the membership needs these, so they must not hold up the JWT.
-    const facts = yield* Effect.all([
-      serverSupport(mx, cache, sessionKey),
-      dialect === "session" ? roomVersionOf(mx, roomId) : Effect.succeed("")
-    ], { concurrency: "unbounded" }).pipe(Effect.fork)
-    const urlKey = JSON.stringify([sessionKey, configuredUrl ?? null])
-    const knownUrl = yield* fromCache(cache, (c) => c.authServiceUrl.get(urlKey))
-    const discover = Discovery.discoverAuthService({ configuredUrl }).pipe(
-      Effect.map((d) => d.livekitServiceUrl),
-      Effect.provideService(MatrixClient, mx),
-      Effect.withSpan("MatrixRTC.discover"),
-      Effect.tap((url) => toCache(cache, (c) => c.authServiceUrl.set(urlKey, url)))
-    )
-    // The OpenID token is kept per auth service, so a cached one can only be found once the service is known.
-    const [openId, serviceUrl] = Option.isSome(knownUrl)
-      ? [yield* openIdTokenFor(mx, cache, sessionKey, knownUrl.value), knownUrl.value] as const
-      : yield* Effect.all([freshOpenIdToken(mx), discover], { concurrency: "unbounded" }).pipe(
-        Effect.tap(([fresh, url]) => toCache(cache, (c) => c.openIdToken.set(openIdKey(sessionKey, url), fresh.token)))
-      )
-    const request = (token: OpenIdToken) => fetchJwt(auth, dialect, serviceUrl, roomId, token, session, memberId)
-    const jwt = yield* request(openId.token).pipe(
-      // A token kept from an earlier join can have been revoked since: once more with a new one.
-      Effect.catchIf(
-        (e) => openId.reused && e.reason === "Rejected" && e.status === 401,
-        () =>
-          Effect.logInfo("the auth service refused the cached OpenID token; asking for a new one").pipe(
-            Effect.zipRight(toCache(cache, (c) => c.openIdToken.forget(openIdKey(sessionKey, serviceUrl)))),
-            Effect.zipRight(openIdTokenFor(mx, cache, sessionKey, serviceUrl)),
-            Effect.flatMap((fresh) => request(fresh.token))
-          )
-      ),
-      Effect.either,
-      Effect.fork
-    )
-    return { memberId, serviceUrl, grant: Fiber.join(jwt), facts: Fiber.join(facts) }
+    return { mx, auth, cache, session, roomId, dialect, memberId, configuredUrl }
   })
-
-const fromPrepared = (p: PreparedJoin): Started => ({
-  memberId: p.memberId,
-  serviceUrl: p.authServiceUrl,
-  grant: Effect.succeed(Either.right(p.grant)),
-  facts: Effect.succeed([p.support, p.roomVersion] as const)
-})
 
 // lk-jwt-service creates the SFU room when it issues the JWT, and LiveKit closes a room nobody has joined
 // after its empty timeout (300 s): an older grant would most likely be refused.
@@ -492,90 +449,6 @@ const currentSession = (mx: MatrixClientService) =>
     onNone: () => Effect.fail(new NotAuthenticated({ reason: "NoSession" })),
     onSome: Effect.succeed
   }))
-
-const freshOpenIdToken = (mx: MatrixClientService) =>
-  withMatrixRetry(mx.requestOpenIdToken).pipe(
-    Effect.mapError((e) =>
-      isTokenRejected(e)
-        ? tokenRejected(e)
-        : new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
-    ),
-    Effect.map((token) => ({ token, reused: false })),
-    Effect.withSpan("MatrixRTC.openId")
-  )
-
-const openIdKey = (sessionKey: string, serviceUrl: string) => JSON.stringify([sessionKey, serviceUrl])
-
-/** The cached OpenID token for this service, else a new one (then cached). */
-const openIdTokenFor = (
-  mx: MatrixClientService,
-  cache: Option.Option<JoinCache.JoinCacheService>,
-  sessionKey: string,
-  serviceUrl: string
-): Effect.Effect<{ readonly token: OpenIdToken; readonly reused: boolean }, NotAuthenticated | JwtFetchFailed> => {
-  const key = openIdKey(sessionKey, serviceUrl)
-  return Effect.flatMap(fromCache(cache, (c) => c.openIdToken.get(key)), Option.match({
-    onSome: (token) => Effect.succeed({ token, reused: true }),
-    onNone: () =>
-      Effect.tap(freshOpenIdToken(mx), ({ token }) => toCache(cache, (c) => c.openIdToken.set(key, token)))
-  }))
-}
-
-/** What the cache holds, if there is a cache. */
-const fromCache = <A>(
-  cache: Option.Option<JoinCache.JoinCacheService>,
-  f: (c: JoinCache.JoinCacheService) => Effect.Effect<Option.Option<A>>
-): Effect.Effect<Option.Option<A>> => Option.match(cache, { onNone: () => Effect.succeed(Option.none()), onSome: f })
-
-/** Updates the cache, if there is a cache. */
-const toCache = (
-  cache: Option.Option<JoinCache.JoinCacheService>,
-  f: (c: JoinCache.JoinCacheService) => Effect.Effect<void>
-): Effect.Effect<void> => Option.match(cache, { onNone: () => Effect.void, onSome: f })
-
-const serverSupport = (
-  mx: MatrixClientService,
-  cache: Option.Option<JoinCache.JoinCacheService>,
-  sessionKey: string
-): Effect.Effect<ServerSupport> =>
-  Effect.flatMap(fromCache(cache, (c) => c.serverSupport.get(sessionKey)), Option.match({
-    onSome: Effect.succeed,
-    onNone: () =>
-      mx.serverSupport.pipe(
-        Effect.tap((support) => toCache(cache, (c) => c.serverSupport.set(sessionKey, support))),
-        // The fallback is a guess, so it is not cached.
-        Effect.catchTag("MatrixError", (e) =>
-          Effect.as(
-            Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
-            { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
-          ))
-      )
-  }))
-
-const roomVersionOf = (mx: MatrixClientService, roomId: RoomId) =>
-  mx.roomVersion(roomId).pipe(
-    Effect.catchTag("MatrixError", (e) =>
-      // Unknown version: the `_` prefix is what every normal room version needs.
-      Effect.as(Effect.logWarning("could not read the room version", e.message), "1"))
-  )
-
-const fetchJwt = (
-  auth: AuthService["Type"],
-  dialect: Dialect,
-  serviceUrl: string,
-  roomId: RoomId,
-  openIdToken: OpenIdToken,
-  session: Session,
-  memberId: string
-): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
-  (dialect === "session"
-    ? auth.sfuGet(serviceUrl, { roomId, openIdToken, deviceId: session.deviceId })
-    : auth.getToken(serviceUrl, {
-      roomId,
-      slotId: Membership.RoomSlotId,
-      openIdToken,
-      member: { id: memberId, claimedUserId: session.userId, claimedDeviceId: session.deviceId }
-    })).pipe(Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } }))
 
 // JS-SDK refreshes at most hourly (sticky events live ≤ 1 h) and 5 s before due.
 const refreshEveryMs = (dialect: Dialect, expiryMs: number) => {
@@ -675,7 +548,7 @@ const makeMembershipOps = (
             ? Effect.succeed(r.delayId)
             : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
       )
-    return yield* withMatrixRetry(withRequestTimeout(attempt)).pipe(
+    return yield* MatrixRetry.withRetry(withRequestTimeout(attempt)).pipe(
       Effect.catchTag("MatrixError", (e) => {
         const kind = MatrixErrors.classify(e)
         const max = kind._tag === "MaxDelayExceeded" ? Option.getOrElse(kind.maxDelayMs, () => 0) : 0
@@ -696,8 +569,8 @@ const makeMembershipOps = (
       written = true
       sentAt = yield* Clock.currentTimeMillis
       const r = o.dialect === "session"
-        ? yield* withMatrixRetry(withRequestTimeout(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
-        : yield* withMatrixRetry(
+        ? yield* MatrixRetry.withRetry(withRequestTimeout(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
+        : yield* MatrixRetry.withRetry(
           withRequestTimeout(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
         )
       if (r.eventId !== undefined) {
@@ -758,16 +631,21 @@ const makeMembershipOps = (
         Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
         "restart took too long"
       )
-      yield* withMatrixRetry(restart).pipe(
+      yield* MatrixRetry.withRetry(restart).pipe(
         Effect.zipRight(restarted),
         Effect.catchTag("MatrixError", (e) =>
           MatrixErrors.classify(e)._tag === "NotFound"
             // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is
             // re-sent only once the room shows it gone (watchMembers).
-            ? Effect.logInfo("delayed leave not found; scheduling a new one").pipe(
-              Effect.zipRight(SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))),
-              Effect.zipRight(armLeave)
-            )
+            ? Effect.gen(function*() {
+              yield* Effect.logInfo("delayed leave not found; scheduling a new one")
+              // Fired if its time had come (the room no longer shows us); before that it was cancelled or lost.
+              const fired = (yield* Clock.currentTimeMillis) >= (yield* SubscriptionRef.get(visibility)).fireAt
+              if (fired) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
+              yield* armLeave
+              // The member watch follows the session dialect's state key only: a fired sticky leave is re-published here.
+              if (fired && o.dialect === "sticky") yield* send(o.content)
+            })
             : Effect.fail(e))
       )
     }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
@@ -917,31 +795,6 @@ const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option
 // ---------------------------------------------------------------------------
 // Matrix error classification and retries
 // ---------------------------------------------------------------------------
-
-const isTokenRejected = (e: MatrixError) => MatrixErrors.classify(e)._tag === "UnknownToken"
-
-/** 429 waits `retry_after` (up to 10 times); network errors and 5xx back off (up to 5 times); others are final. */
-const withMatrixRetry = <A, R>(eff: Effect.Effect<A, MatrixError, R>): Effect.Effect<A, MatrixError, R> => {
-  const loop = (rate: number, net: number): Effect.Effect<A, MatrixError, R> =>
-    Effect.catchTag(eff, "MatrixError", (e) => {
-      const kind = MatrixErrors.classify(e)
-      if (kind._tag === "RateLimited" && rate < maxRateLimitRetries) {
-        return Effect.logDebug(`rate limited; retrying in ${kind.waitMs} ms`, e.message).pipe(
-          Effect.zipRight(Effect.sleep(kind.waitMs)),
-          Effect.zipRight(loop(rate + 1, net))
-        )
-      }
-      if (kind._tag === "Transient" && net < maxNetworkRetries) {
-        const wait = networkBackoff(net)
-        return Effect.logDebug(`request failed; retrying in ${wait} ms`, e.message).pipe(
-          Effect.zipRight(Effect.sleep(wait)),
-          Effect.zipRight(loop(rate, net + 1))
-        )
-      }
-      return Effect.fail(e)
-    })
-  return loop(0, 0)
-}
 
 const membershipFailure = (e: MatrixError, kind: MatrixErrors.MatrixErrorKind): MembershipFailed["reason"] => {
   switch (kind._tag) {

@@ -50,7 +50,7 @@ export interface State {
   readonly sorted: ReadonlyArray<Candidate>
   /** The soonest expiry among `sticky`: expired sticky entries are dropped once it has passed, not on every event. */
   readonly stickyPruneAt: number
-  /** `m.room.member` → `membership` by user, as far as the stream told. */
+  /** `m.room.member` → `membership` by user, for users the stream last said are not joined. */
   readonly roomMembership: HashMap.HashMap<string, string>
 }
 
@@ -146,9 +146,10 @@ export const apply = (before: State, event: RawCallEvent, receivedAt: number): S
   if (event.stateKey !== undefined) {
     if (event.type === Membership.RoomMemberEventType) {
       const membership = Predicate.isRecord(event.content) ? event.content["membership"] : undefined
+      // Only the exceptions are kept: a big room's joined users cost nothing.
       return {
         ...s,
-        roomMembership: typeof membership === "string"
+        roomMembership: typeof membership === "string" && membership !== "join"
           ? HashMap.set(s.roomMembership, event.stateKey, membership)
           : HashMap.remove(s.roomMembership, event.stateKey)
       }

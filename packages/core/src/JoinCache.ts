@@ -3,8 +3,10 @@
  * homeserver supports, and an OpenID token. With it in the context, a join after the first asks the
  * homeserver for none of them and its first request is the JWT; without it, every join asks again.
  *
- * An OpenID token is only reused for the auth service it was first sent to, so one token never reaches a
- * second relying party, and only while it has `openIdMarginMs` left. Failures are never kept.
+ * Only what got a JWT is kept, and failures never are. An OpenID token is only reused for the auth service
+ * it got a JWT from, so one token never reaches a second relying party, and only while it has
+ * `openIdMarginMs` left. Element Call asks for a new token per request; Synapse's tokens are good for an
+ * hour and any number of uses, and a service that refuses a kept token gets a new one (Grant.ts).
  */
 import { Clock, Context, Effect, Layer, Option, Ref } from "effect"
 import type { OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
@@ -13,9 +15,10 @@ import type { OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
 export interface Memo<A> {
   /** The value under `key` if it has not expired. */
   readonly get: (key: string) => Effect.Effect<Option.Option<A>>
-  /** Keeps `value` under `key` for as long as the memo's lifetime gives it (nothing if that is not positive). */
+  /** Keeps `value` under `key` until the memo's expiry for it (nothing if that has passed already). */
   readonly set: (key: string, value: A) => Effect.Effect<void>
-  readonly forget: (key: string) => Effect.Effect<void>
+  /** Drops the entry under `key`; with `only`, just when the entry still is the one `only` accepts. */
+  readonly forget: (key: string, only?: (value: A) => boolean) => Effect.Effect<void>
 }
 
 interface Entry<A> {
@@ -23,7 +26,8 @@ interface Entry<A> {
   readonly until: number
 }
 
-const makeMemo = <A>(lifetimeMs: (value: A) => number): Effect.Effect<Memo<A>> =>
+/** `expiresAt(value, now)`: the clock time until which a value set at `now` is kept. */
+const makeMemo = <A>(expiresAt: (value: A, now: number) => number): Effect.Effect<Memo<A>> =>
   Effect.map(Ref.make<ReadonlyMap<string, Entry<A>>>(new Map()), (ref) => ({
     get: (key) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -34,13 +38,15 @@ const makeMemo = <A>(lifetimeMs: (value: A) => number): Effect.Effect<Memo<A>> =
         Ref.update(ref, (entries) => {
           // Dropping what has expired on every write keeps a long-lived process from collecting dead sessions.
           const kept = new Map([...entries].filter(([, e]) => e.until > now))
-          const lifetime = lifetimeMs(value)
-          if (lifetime > 0) kept.set(key, { value, until: now + lifetime })
+          const until = expiresAt(value, now)
+          if (until > now) kept.set(key, { value, until })
           else kept.delete(key)
           return kept
         })),
-    forget: (key) =>
+    forget: (key, only) =>
       Ref.update(ref, (entries) => {
+        const entry = entries.get(key)
+        if (entry === undefined || (only !== undefined && !only(entry.value))) return entries
         const kept = new Map(entries)
         kept.delete(key)
         return kept
@@ -54,13 +60,19 @@ export interface JoinCacheOptions {
   readonly openIdMarginMs?: number | undefined
 }
 
+/** An OpenID token and when the homeserver issued it (its `expires_in` counts from then). */
+export interface IssuedOpenIdToken {
+  readonly token: OpenIdToken
+  readonly receivedAt: number
+}
+
 export interface JoinCacheService {
   /** The auth-service base URL, by session and configured fallback URL. */
   readonly authServiceUrl: Memo<string>
   /** `/versions` + `/capabilities`, by session. */
   readonly serverSupport: Memo<ServerSupport>
-  /** By session and the auth service it was sent to. */
-  readonly openIdToken: Memo<OpenIdToken>
+  /** By session and the auth service it got a JWT from. */
+  readonly openIdToken: Memo<IssuedOpenIdToken>
 }
 
 export class JoinCache extends Context.Tag("@matrixrtc-effect/core/JoinCache")<JoinCache, JoinCacheService>() {}
@@ -72,9 +84,9 @@ export const make = (options: JoinCacheOptions = {}): Effect.Effect<JoinCacheSer
     const factsTtlMs = options.factsTtlMs ?? defaults.factsTtlMs
     const openIdMarginMs = options.openIdMarginMs ?? defaults.openIdMarginMs
     return {
-      authServiceUrl: yield* makeMemo<string>(() => factsTtlMs),
-      serverSupport: yield* makeMemo<ServerSupport>(() => factsTtlMs),
-      openIdToken: yield* makeMemo<OpenIdToken>((t) => t.expiresIn * 1000 - openIdMarginMs)
+      authServiceUrl: yield* makeMemo<string>((_, now) => now + factsTtlMs),
+      serverSupport: yield* makeMemo<ServerSupport>((_, now) => now + factsTtlMs),
+      openIdToken: yield* makeMemo<IssuedOpenIdToken>((t) => t.receivedAt + t.token.expiresIn * 1000 - openIdMarginMs)
     }
   })
 

@@ -112,9 +112,9 @@ export interface MatrixClientService {
    * The room's call-membership events: first every current one (state events of
    * `org.matrix.msc3401.call.member`, live sticky `org.matrix.msc4143.rtc.member`),
    * then each new one as it arrives. Ends when the client stops.
-   * Also the `m.room.member` state events of their senders, current and new, so that
-   * members who left the room drop out of the call as JS-SDK drops them (an adapter
-   * that leaves them out only loses that filter).
+   * Also the current `m.room.member` state events of their senders, and every later
+   * change of anyone's room membership, so that members who left the room drop out of
+   * the call as JS-SDK drops them (an adapter that leaves them out only loses that filter).
    */
   readonly callMemberEvents: (roomId: RoomId) => Stream.Stream<RawCallEvent, MatrixError>
 }

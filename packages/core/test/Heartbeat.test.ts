@@ -308,6 +308,36 @@ describe("membershipHealth", () => {
       assert.deepStrictEqual(seen.map((h) => h.split("@")[0]), ["Live", "ProbablyLeft", "Live"])
     }).pipe(Effect.provide(Testing.layer())))
 
+  it.scoped("a delayed leave the server lost before its time (404, nothing fired): stays Live", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const seen = yield* recordHealth(yield* joined())
+      yield* TestClock.adjust(2000)
+      yield* serverForgetsDelayedLeave
+      // the restart at 5 s gets a 404 and schedules a new one; the membership never left the room
+      yield* TestClock.adjust(30_000)
+      assert.deepStrictEqual(seen, ["Live@0"])
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
+      assert.strictEqual((yield* hs.scheduledDelayedEvents).length, 1)
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("sticky dialect: a delayed leave that fired in an outage is followed by the membership again", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined({ dialect: "sticky" })
+      const seen = yield* recordHealth(call)
+      yield* TestClock.adjust(1000)
+      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+      yield* TestClock.adjust(7000)
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), [])
+      yield* hs.clearFaults
+      yield* TestClock.adjust(15_000)
+      yield* settle
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
+
   it.scoped("without delayed events (no MSC4140) there is nothing to fire: Live", () =>
     Effect.gen(function*() {
       const seen = yield* recordHealth(yield* joined())

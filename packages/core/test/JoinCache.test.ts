@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Option, Scope, TestClock } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as CallService from "../src/CallService.ts"
 import * as JoinCache from "../src/JoinCache.ts"
 import * as Testing from "../src/testing/index.ts"
-import { assertNothingLeft, ops, roomId, TestAuthService, TestHomeserver } from "./utils.ts"
+import { assertNothingLeft, ops, roomId, settle, TestAuthService, TestHomeserver } from "./utils.ts"
 
 const { fail } = Testing.TestCallLog
 const withCache = (options: Testing.TestLayerOptions = {}, cache: JoinCache.JoinCacheOptions = {}) =>
@@ -154,4 +154,69 @@ describe("JoinCache", () => {
       assert.isTrue(Option.isNone(yield* calls.activeCall))
       yield* assertNothingLeft
     }).pipe(Effect.provide(CallService.layer.pipe(Layer.provideMerge(withCache())))))
+
+  it.effect("a service that a fallback found and that could not be reached is not kept: the next join discovers again", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      // the transports endpoint fails once; .well-known has nothing; the configured fallback is not there
+      yield* hs.injectFault("transports", fail({ status: 502 }), 1)
+      const options = { authServiceUrl: "https://gone.example.org/jwt" }
+      const first = yield* Effect.flip(Effect.scoped(Call.join(roomId, options)))
+      assert.strictEqual(first._tag === "JwtFetchFailed" && first.reason, "Unreachable")
+      const second = yield* joinAndLeave(options)
+      assert.include(second, "homeserver:transports")
+      assert.include(second, "sfu:connect")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(withCache({ homeserver: { wellKnown: null } }))))
+
+  it.effect("a new token the auth service refused is not kept", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const auth = yield* TestAuthService.TestAuthService
+      yield* auth.injectFault("sfuGet", fail({ status: 401, errcode: "M_UNAUTHORIZED" }))
+      yield* Effect.flip(Effect.scoped(Call.join(roomId)))
+      assert.include(yield* joinAndLeave(), "homeserver:openid")
+      assert.strictEqual((yield* hs.issuedOpenIdTokens).length, 2)
+    }).pipe(Effect.provide(withCache())))
+
+  it.effect("a kept token's expiry counts from when the homeserver issued it, not from when it was kept", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      // issued at 0 and good for 3600 s − 3590 s margin = 10 s; discovery takes 50 s, so it is kept at 50 s
+      yield* hs.injectFault("transports", Testing.TestCallLog.delay(50_000), 1)
+      const first = yield* Effect.fork(joinAndLeave())
+      yield* settle
+      yield* TestClock.adjust(50_000)
+      yield* Fiber.join(first)
+      assert.include(yield* joinAndLeave(), "homeserver:openid")
+    }).pipe(Effect.provide(withCache({}, { openIdMarginMs: 3_590_000 }))))
+
+  it.effect("with a kept token: a prepare asks /whoami, and finds a dead access token", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joinAndLeave()
+      yield* hs.injectFault("whoami", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const error = yield* Effect.flip(Call.prepare(roomId))
+      assert.strictEqual(error._tag === "NotAuthenticated" && error.reason, "TokenRejected")
+    }).pipe(Effect.provide(withCache())))
+
+  it.effect("with a kept token and no delayed leave (no MSC4140), a dead access token fails the join before the SFU", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* joinAndLeave()
+      const before = (yield* ops).length
+      yield* hs.injectFault("whoami", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const error = yield* Effect.flip(Effect.scoped(Call.join(roomId)))
+      assert.strictEqual(error._tag === "NotAuthenticated" && error.reason, "TokenRejected")
+      assert.notInclude((yield* ops).slice(before), "sfu:connect")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(withCache({ homeserver: { delayedEvents: false } }))))
+
+  it.effect("first join with a dead token and no auth service anywhere: NotAuthenticated, not NoAuthService", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("openid", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const error = yield* Effect.flip(Effect.scoped(Call.join(roomId)))
+      assert.strictEqual(error._tag === "NotAuthenticated" && error.reason, "TokenRejected")
+    }).pipe(Effect.provide(withCache({ homeserver: { transports: null, wellKnown: null } }))))
 })

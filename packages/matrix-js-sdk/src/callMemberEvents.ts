@@ -1,8 +1,8 @@
 /**
  * The room's call-membership events as a Stream: what the client already holds
- * first, then each new one; with them the `m.room.member` events of their senders
- * (the current ones) and every room-membership change after that, so the fold can
- * drop members who are no longer joined, as MatrixRTCSession does. Bridges matrix-js-sdk emitters (effect-style.md §6):
+ * first, then each new one; with them the current `m.room.member` events of their
+ * senders and every later change of anyone's room membership, so the fold can drop
+ * members who are no longer joined, as MatrixRTCSession does. Bridges matrix-js-sdk emitters (effect-style.md §6):
  * listeners go on before the current state is read, so nothing falls in between,
  * and an event id seen twice is emitted once. Listeners come off when the
  * stream's scope closes.
@@ -49,6 +49,8 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
         const onState = (event: sdk.MatrixEvent, state: sdk.RoomState) => {
           const type = event.getType()
           if (event.getRoomId() !== roomId || (type !== CALL_MEMBER_STATE_TYPE && type !== ROOM_MEMBER_TYPE)) return
+          // A display name or avatar change says nothing about who is in the room.
+          if (type === ROOM_MEMBER_TYPE && event.getPrevContent()["membership"] === event.getContent()["membership"]) return
           // Back-pagination replays old state into `oldState`; only the live state counts.
           const room = client.getRoom(roomId)
           if (room !== null && state !== room.currentState) return

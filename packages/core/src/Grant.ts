@@ -1,0 +1,226 @@
+/**
+ * Steps 2–3 of a join: the auth service (discovery), an OpenID token and the LiveKit JWT, and beside them what
+ * the membership needs (the server's support, the room version). With a JoinCache in the context, what an
+ * earlier join of the session learned is used instead of asking again; only what got a JWT is kept, and a
+ * service that could not be reached is forgotten, so a join never repeats a failure it could have avoided.
+ */
+import { Clock, Effect, Either, Fiber, Option } from "effect"
+import type { AuthService, LiveKitGrant } from "./AuthService.ts"
+import type { NotAuthenticated } from "./CallError.ts"
+import { JwtFetchFailed, tokenRejected } from "./CallError.ts"
+import * as Discovery from "./Discovery.ts"
+import type { RoomId } from "./Ids.ts"
+import * as JoinCache from "./JoinCache.ts"
+import type { MatrixClientService, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
+import { MatrixClient } from "./MatrixClient.ts"
+import * as MatrixRetry from "./MatrixRetry.ts"
+import * as Membership from "./Membership.ts"
+
+export type Dialect = "session" | "sticky"
+
+/** Who asks, for what: everything the JWT request and the cache keys depend on. */
+export interface Asker {
+  readonly mx: MatrixClientService
+  readonly auth: AuthService["Type"]
+  readonly cache: Option.Option<JoinCache.JoinCacheService>
+  readonly session: Session
+  readonly roomId: RoomId
+  readonly dialect: Dialect
+  readonly memberId: string
+  /** Last resort of discovery, e.g. from app config. */
+  readonly configuredUrl: string | undefined
+}
+
+/** Steps 2–3 under way: the JWT request and the membership facts as effects to await. */
+export interface Started {
+  readonly memberId: string
+  readonly serviceUrl: string
+  /** An Either, so that a failed JWT request can wait for the delayed leave scheduled beside it. */
+  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed | NotAuthenticated>>
+  /** What the membership needs: server support and the room version. */
+  readonly facts: Effect.Effect<readonly [ServerSupport, string], NotAuthenticated>
+  /**
+   * The OpenID token came from the cache: no homeserver request of this join has shown the access token to
+   * be alive yet.
+   */
+  readonly tokenReused: boolean
+}
+
+interface OpenId extends JoinCache.IssuedOpenIdToken {
+  readonly reused: boolean
+}
+
+const sessionKey = (a: Asker) => JoinCache.sessionKey(a.session)
+const serviceKey = (a: Asker) => JSON.stringify([sessionKey(a), a.configuredUrl ?? null])
+const tokenKey = (a: Asker, serviceUrl: string) => JSON.stringify([sessionKey(a), serviceUrl])
+
+/** What the cache holds, if there is a cache. */
+const fromCache = <A>(
+  a: Asker,
+  f: (c: JoinCache.JoinCacheService) => Effect.Effect<Option.Option<A>>
+): Effect.Effect<Option.Option<A>> => Option.match(a.cache, { onNone: () => Effect.succeed(Option.none()), onSome: f })
+
+/** Updates the cache, if there is a cache. */
+const toCache = (a: Asker, f: (c: JoinCache.JoinCacheService) => Effect.Effect<void>): Effect.Effect<void> =>
+  Option.match(a.cache, { onNone: () => Effect.void, onSome: f })
+
+const freshOpenId = (mx: MatrixClientService): Effect.Effect<OpenId, NotAuthenticated | JwtFetchFailed> =>
+  MatrixRetry.withRetry(mx.requestOpenIdToken).pipe(
+    Effect.mapError((e) =>
+      MatrixRetry.isTokenRejected(e)
+        ? tokenRejected(e)
+        : new JwtFetchFailed({ reason: "OpenIdFailed", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+    ),
+    Effect.flatMap((token) => Effect.map(Clock.currentTimeMillis, (receivedAt) => ({ token, receivedAt, reused: false }))),
+    Effect.withSpan("MatrixRTC.openId")
+  )
+
+/** The kept token for `serviceUrl`, else a new one. */
+const openIdFor = (a: Asker, serviceUrl: string): Effect.Effect<OpenId, NotAuthenticated | JwtFetchFailed> =>
+  Effect.flatMap(fromCache(a, (c) => c.openIdToken.get(tokenKey(a, serviceUrl))), Option.match({
+    onSome: (kept) => Effect.succeed({ ...kept, reused: true }),
+    onNone: () => freshOpenId(a.mx)
+  }))
+
+const requestJwt = (a: Asker, serviceUrl: string, token: OpenIdToken): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
+  (a.dialect === "session"
+    ? a.auth.sfuGet(serviceUrl, { roomId: a.roomId, openIdToken: token, deviceId: a.session.deviceId })
+    : a.auth.getToken(serviceUrl, {
+      roomId: a.roomId,
+      slotId: Membership.RoomSlotId,
+      openIdToken: token,
+      member: { id: a.memberId, claimedUserId: a.session.userId, claimedDeviceId: a.session.deviceId }
+    })).pipe(Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } }))
+
+/** The service is not there (any more): asking it again soon would fail the same way. */
+const unreachable = (e: JwtFetchFailed | NotAuthenticated) =>
+  e._tag === "JwtFetchFailed" && (e.reason === "Unreachable" || e.reason === "Timeout" || e.status === 404)
+
+/**
+ * The JWT from `serviceUrl` with `openId`. A kept token the service refuses (401) may have been revoked: it is
+ * replaced once. What got the JWT is kept: the token, and the service if discovery has just found it (a kept
+ * service is not kept longer for working, or a changed configuration would never be noticed).
+ */
+const jwtWith = (
+  a: Asker,
+  serviceUrl: string,
+  openId: OpenId,
+  discovered: boolean
+): Effect.Effect<LiveKitGrant, JwtFetchFailed | NotAuthenticated> => {
+  const key = tokenKey(a, serviceUrl)
+  const request = (o: OpenId) => Effect.map(requestJwt(a, serviceUrl, o.token), (grant) => [grant, o] as const)
+  return request(openId).pipe(
+    Effect.catchIf(
+      (e) => openId.reused && e.reason === "Rejected" && e.status === 401,
+      () =>
+        Effect.logInfo("the auth service refused the kept OpenID token; asking for a new one").pipe(
+          Effect.zipRight(toCache(a, (c) => c.openIdToken.forget(key, (kept) => kept.token === openId.token))),
+          Effect.zipRight(freshOpenId(a.mx)),
+          Effect.flatMap(request)
+        )
+    ),
+    Effect.tap(([, used]) =>
+      toCache(a, (c) =>
+        Effect.all([
+          used.reused ? Effect.void : c.openIdToken.set(key, used),
+          discovered ? c.authServiceUrl.set(serviceKey(a), serviceUrl) : Effect.void
+        ], { discard: true }))
+    ),
+    Effect.tapError((e) => unreachable(e) ? toCache(a, (c) => c.authServiceUrl.forget(serviceKey(a))) : Effect.void),
+    Effect.map(([grant]) => grant)
+  )
+}
+
+/** A JWT from a known service: the kept OpenID token or a new one (e.g. when the SFU refused a prepared grant). */
+export const grantFor = (a: Asker, serviceUrl: string): Effect.Effect<LiveKitGrant, JwtFetchFailed | NotAuthenticated> =>
+  Effect.flatMap(openIdFor(a, serviceUrl), (openId) => jwtWith(a, serviceUrl, openId, false))
+
+/**
+ * Without a kept service, discovery and a new OpenID token at once. When both fail, a dead session says more
+ * than a missing service (discovery's requests may have failed for the same reason).
+ */
+const discoverWithToken = (a: Asker): Effect.Effect<readonly [OpenId, string], JwtFetchFailed | NotAuthenticated> =>
+  Effect.all([
+    Effect.either(freshOpenId(a.mx)),
+    Effect.either(
+      Discovery.discoverAuthService({ configuredUrl: a.configuredUrl }).pipe(
+        Effect.map((d) => d.livekitServiceUrl),
+        Effect.provideService(MatrixClient, a.mx),
+        Effect.withSpan("MatrixRTC.discover")
+      )
+    )
+  ], { concurrency: "unbounded" }).pipe(
+    Effect.flatMap(([openId, url]) =>
+      Either.isLeft(openId) && openId.left._tag === "NotAuthenticated"
+        ? Effect.fail(openId.left)
+        : Effect.all([openId, url])
+    )
+  )
+
+/** `/versions` + `/capabilities`, kept; a failed read assumes no delayed events, and that guess is not kept. */
+const serverSupport = (a: Asker): Effect.Effect<ServerSupport> =>
+  Effect.flatMap(fromCache(a, (c) => c.serverSupport.get(sessionKey(a))), Option.match({
+    onSome: Effect.succeed,
+    onNone: () =>
+      a.mx.serverSupport.pipe(
+        Effect.tap((support) => toCache(a, (c) => c.serverSupport.set(sessionKey(a), support))),
+        Effect.catchTag("MatrixError", (e) =>
+          Effect.as(
+            Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
+            { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
+          ))
+      )
+  }))
+
+/** The room version; a dead access token is NotAuthenticated, anything else falls back to what every version needs. */
+const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
+  a.mx.roomVersion(a.roomId).pipe(
+    Effect.catchTag("MatrixError", (e) =>
+      MatrixRetry.isTokenRejected(e)
+        ? Effect.fail(tokenRejected(e))
+        // Unknown version: the `_` prefix is what every normal room version needs.
+        : Effect.as(Effect.logWarning("could not read the room version", e.message), "1"))
+  )
+
+/**
+ * Steps 2–3: the facts the membership needs, and beside them the OpenID token and the service (kept, or asked
+ * for at once), then the JWT request, left running. There is no separate token check (`/whoami`): a dead access
+ * token fails the OpenID request, or with a kept token the join's first homeserver write, with NotAuthenticated
+ * just the same (`tokenReused` says when no request has shown the token alive yet).
+ * The forked fibers are children of the caller, so they are interrupted with it.
+ */
+export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
+  Effect.gen(function*() {
+    // Only the membership needs these, so they must not hold up the JWT.
+    const facts = yield* Effect.all([
+      serverSupport(a),
+      a.dialect === "session" ? roomVersionOf(a) : Effect.succeed("")
+    ], { concurrency: "unbounded" }).pipe(Effect.fork)
+    const knownUrl = yield* fromCache(a, (c) => c.authServiceUrl.get(serviceKey(a)))
+    // The OpenID token is kept per auth service, so a kept one can only be found once the service is known.
+    const [openId, serviceUrl] = Option.isSome(knownUrl)
+      ? [yield* openIdFor(a, knownUrl.value), knownUrl.value] as const
+      : yield* discoverWithToken(a)
+    const jwt = yield* jwtWith(a, serviceUrl, openId, Option.isNone(knownUrl)).pipe(Effect.either, Effect.fork)
+    return {
+      memberId: a.memberId,
+      serviceUrl,
+      grant: Fiber.join(jwt),
+      facts: Fiber.join(facts),
+      tokenReused: openId.reused
+    } satisfies Started
+  })
+
+/**
+ * Confirms the access token still works (`/account/whoami`) when nothing else of the step would: a dead one is
+ * NotAuthenticated; a failure that says nothing about the token is only logged.
+ */
+export const checkToken = (mx: MatrixClientService): Effect.Effect<void, NotAuthenticated> =>
+  mx.whoami.pipe(
+    Effect.asVoid,
+    Effect.catchTag("MatrixError", (e) =>
+      MatrixRetry.isTokenRejected(e)
+        ? Effect.fail(tokenRejected(e))
+        : Effect.logWarning("whoami failed; going on", e.message)),
+    Effect.withSpan("MatrixRTC.authenticate")
+  )
