@@ -6,8 +6,8 @@
  * Input (env BENCH_CHILD, JSON): { path: "ours" | "reference", homeserverUrl, roomId, creds }.
  */
 import { captureConsole } from "./lib/log.ts" // NODE_ENV=production comes from the parent (run.ts)
-import type { Credentials } from "./lib/matrix.ts"
-import { startSyncedClient } from "./lib/matrix.ts"
+import type { Credentials } from "@matrixrtc-effect/devstack"
+import { startSyncedClient } from "@matrixrtc-effect/devstack/observers"
 import { startOurs } from "./lib/ours.ts"
 import { referenceJoin } from "./lib/reference.ts"
 

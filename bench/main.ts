@@ -27,11 +27,11 @@ import { join } from "node:path"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { captureConsole, say } from "./lib/log.ts"
-import { type Credentials, loginNewDevice, logout, type Observer, startObserver, startSyncedClient } from "./lib/matrix.ts"
+import { type Credentials, loginNewDevice, logoutDevice as logout } from "@matrixrtc-effect/devstack"
+import { type RtcObserver as Observer, sfuClient, startRtcObserver as startObserver, startSyncedClient } from "@matrixrtc-effect/devstack/observers"
 import { noMediaLiveKit } from "./lib/nomedia.ts"
 import { startOurs, startOursNoMedia } from "./lib/ours.ts"
 import { EC_DELAYED_LEAVE_MS, referenceJoin } from "./lib/reference.ts"
-import { sfuClient } from "./lib/sfu.ts"
 import { round, type Summary, summarize } from "./lib/stats.ts"
 import { fmtMs, markdownTable, textTable } from "./lib/table.ts"
 
@@ -107,94 +107,111 @@ const emptySamples = (): PathSamples => ({
 // ---------------------------------------------------------------------------
 // Join + leave, interleaved
 
-/**
- * Both paths' samples of one pass; `ours` is the plain join (the layer's JoinCache warm from the warm-up join), in
- * a cold pass the join on an empty JoinCache (the first join of a session), in a prepared pass the join after
- * `Call.prepare`.
- */
+/** One variant's samples against the reference runs it was interleaved with. */
 interface PassSamples {
   readonly ours: PathSamples
   readonly reference: PathSamples
 }
 
+/** How our join runs: `plain` on the layer's JoinCache (warm from the warm-up join), `cold` on an empty one, `prepared` after `Call.prepare`. */
+type Variant = "plain" | "cold" | "prepared"
+type Slot = Variant | "reference"
+const slots: ReadonlyArray<Slot> = ["plain", "cold", "prepared", "reference"]
+
 /**
- * One pass of interleaved join/leave runs: our path (plain, or after `Call.prepare` done before the clock starts,
- * as an app does while the user is in its lobby) against the reference. One pass per variant, so the process
- * never runs more clients than the two paths and the observer (they share one JS thread).
+ * Interleaved join/leave runs: in every run our join three ways and the reference's once, in an order that rotates
+ * from run to run, so that drift of the stack (Synapse caches, DB growth, other load) hits every variant alike and
+ * all three are compared with the same reference runs. One runtime of ours, the reference's client and the observer:
+ * three matrix-js-sdk clients sharing one JS thread with the measured code.
  * `homeserverUrl`: where both paths reach the homeserver (the stack's, or a proxy's).
  */
 const joinLeave = async (
   stack: StackInfo,
   observer: Observer,
   creds: { readonly ours: Credentials; readonly reference: Credentials },
-  variant: Variant,
   homeserverUrl = stack.homeserverUrl
-): Promise<PassSamples> => {
+): Promise<Record<Variant, PassSamples>> => {
   const sfu = sfuClient(stack.livekitHttpUrl, stack.livekitApiKey, stack.livekitApiSecret)
   const ours = await startOurs(homeserverUrl, creds.ours)
   const refClient = await startSyncedClient(homeserverUrl, creds.reference)
-  const samples = { ours: emptySamples(), reference: emptySamples() }
+  const samples: Record<Slot, PathSamples> = {
+    plain: emptySamples(),
+    cold: emptySamples(),
+    prepared: emptySamples(),
+    reference: emptySamples()
+  }
+  const link = homeserverUrl === stack.homeserverUrl ? "" : ", wide-area link"
 
-  const one = async (path: "ours" | "reference", i: number) => {
-    const { deviceId, userId } = creds[path]
-    const s = samples[path]
+  /** Joins and leaves; when anything fails on the way, leaves if still in and waits until both views are empty. */
+  const one = async (slot: Slot, i: number) => {
+    const { deviceId, userId } = creds[slot === "reference" ? "reference" : "ours"]
+    const s = samples[slot]
+    // Every wait started, so that none is left to reject unhandled (which would end the process) after a failure.
+    const waits: Array<Promise<unknown>> = []
+    const waiting = <A>(p: Promise<A>): Promise<A> => {
+      waits.push(p)
+      return p
+    }
+    let call: { readonly roomName: string; readonly identity: string; readonly leave: () => Promise<void> } | undefined
+    let leaving = false
     try {
-      const prepared = path === "ours" && variant === "prepared" ? await ours.prepare(stack.roomId) : undefined
+      const prepared = slot === "prepared" ? await ours.prepare(stack.roomId) : undefined
       // A member already listed would make the join look instant.
       if (observer.isMember(userId, deviceId)) throw new Error("the observer still lists this device from an earlier run")
-      const seen = observer.when(userId, deviceId, true, 30_000)
+      const seen = waiting(observer.when(userId, deviceId, true, 30_000))
       const t0 = performance.now()
-      const call = path === "reference"
+      const joined = slot === "reference"
         ? await referenceJoin(refClient, stack.roomId)
-        : await ours.join(stack.roomId, { prepared }, variant === "cold").then((c) => ({ ...c, connectedAt: performance.now() }))
+        : await ours.join(stack.roomId, { prepared }, slot === "cold").then((c) => ({ ...c, connectedAt: performance.now() }))
+      call = joined
       const tSeen = await seen
-      s.join.push(Math.max(call.connectedAt, tSeen) - t0)
-      s.joinReturn.push(call.connectedAt - t0)
+      s.join.push(Math.max(joined.connectedAt, tSeen) - t0)
+      s.joinReturn.push(joined.connectedAt - t0)
       s.joinObserved.push(tSeen - t0)
       // Both must really be on the SFU before we time the leave.
-      await sfu.when(call.roomName, call.identity, true, 10_000)
+      await sfu.when(joined.roomName, joined.identity, true, 10_000)
 
-      const gone = observer.when(userId, deviceId, false, 30_000)
+      const gone = waiting(observer.when(userId, deviceId, false, 30_000))
       const t1 = performance.now()
-      const sfuGone = sfu.when(call.roomName, call.identity, false, 30_000)
-      await call.leave()
+      const sfuGone = waiting(sfu.when(joined.roomName, joined.identity, false, 30_000))
+      leaving = true
+      await joined.leave()
       const [tGone, tSfuGone] = await Promise.all([gone, sfuGone])
       s.leave.push(Math.max(tGone, tSfuGone) - t1)
     } catch (e) {
       s.failures.push(`run ${i}: ${String(e)}`)
-      progress(`${variant} ${path} run ${i} failed: ${String(e)}`)
+      progress(`${slot} run ${i} failed: ${String(e)}`)
+      for (const w of waits) w.catch(() => undefined)
+      // A device left in the call would fail every later run of its path.
+      if (call !== undefined && !leaving) await call.leave().catch(() => undefined)
+      await observer.when(userId, deviceId, false, 30_000).catch(() => undefined)
+      if (call !== undefined) await sfu.when(call.roomName, call.identity, false, 30_000).catch(() => undefined)
     }
   }
 
-  // One untimed join and leave per path first: connection pools, JIT and (ours) the JoinCache are then as in a
-  // running app. The cold pass empties our cache for every timed join.
-  await referenceJoin(refClient, stack.roomId).then((c) => c.leave())
-  await ours.join(stack.roomId).then((c) => c.leave())
-  for (const { deviceId, userId } of [creds.ours, creds.reference]) await observer.when(userId, deviceId, false, 30_000)
-  for (let i = 0; i < runs; i++) {
-    // Alternate who goes first so that drift (Synapse caches, DB growth) hits both alike.
-    const order: Array<"ours" | "reference"> = i % 2 === 0 ? ["ours", "reference"] : ["reference", "ours"]
-    for (const p of order) await one(p, i)
-    progress(`join/leave run ${i + 1}/${runs} (${variant}${homeserverUrl === stack.homeserverUrl ? "" : ", wide-area link"})`)
+  try {
+    // One untimed join and leave per path first, each until both views are empty again: connection pools, JIT and
+    // (ours) the JoinCache are then as in a running app.
+    for (const [path, warm] of [
+      ["reference", () => referenceJoin(refClient, stack.roomId)],
+      ["ours", () => ours.join(stack.roomId)]
+    ] as const) {
+      const c = await warm()
+      await c.leave()
+      const { deviceId, userId } = creds[path]
+      await Promise.all([observer.when(userId, deviceId, false, 30_000), sfu.when(c.roomName, c.identity, false, 30_000)])
+    }
+    for (let i = 0; i < runs; i++) {
+      for (let k = 0; k < slots.length; k++) await one(slots[(i + k) % slots.length]!, i)
+      progress(`join/leave run ${i + 1}/${runs} (plain, cold, prepared, reference${link})`)
+    }
+  } finally {
+    refClient.stopClient()
+    await ours.dispose()
   }
-  refClient.stopClient()
-  await ours.dispose()
-  return samples
+  const against = (ours: PathSamples): PassSamples => ({ ours, reference: samples.reference })
+  return { plain: against(samples.plain), cold: against(samples.cold), prepared: against(samples.prepared) }
 }
-
-type Variant = "plain" | "cold" | "prepared"
-
-/** The plain pass, the cold one, then the prepared one. */
-const joinLeavePasses = async (
-  stack: StackInfo,
-  observer: Observer,
-  creds: { readonly ours: Credentials; readonly reference: Credentials },
-  homeserverUrl = stack.homeserverUrl
-) => ({
-  plain: await joinLeave(stack, observer, creds, "plain", homeserverUrl),
-  cold: await joinLeave(stack, observer, creds, "cold", homeserverUrl),
-  prepared: await joinLeave(stack, observer, creds, "prepared", homeserverUrl)
-})
 
 /**
  * Join/leave with every client (both paths and the observer) on an emulated wide-area link of
@@ -208,7 +225,7 @@ const joinLeaveWan = async (
   const observerLink = await startFaultProxy({ target: stack.homeserverUrl, latencyMs: rttMs / 2 })
   const observer = await startObserver(observerLink.url, users.observer, stack.roomId)
   try {
-    return await joinLeavePasses(stack, observer, users, net.hs.url)
+    return await joinLeave(stack, observer, users, net.hs.url)
   } finally {
     observer.stop()
     await Promise.all([net.close(), observerLink.close()])
@@ -429,7 +446,9 @@ const machine = () => ({
   cores: os.cpus().length,
   memoryGiB: round(os.totalmem() / 2 ** 30, 1),
   os: `${os.type()} ${os.release()} ${os.arch()}`,
-  node: process.version
+  node: process.version,
+  /** 1, 5 and 15 min load averages when the results were written: how busy the machine was around the run. */
+  loadAverage: os.loadavg().map((l) => round(l, 2))
 })
 
 const sum = (s: Summary) => ({ n: s.n, median: round(s.median), p95: round(s.p95), min: round(s.min), max: round(s.max) })
@@ -452,12 +471,12 @@ const main = async () => {
   const pathCreds = { ours: oursCreds, reference: refCreds }
   const observer = await startObserver(stack.homeserverUrl, observerCreds, stack.roomId)
 
-  let jl: Awaited<ReturnType<typeof joinLeavePasses>> | undefined
-  let wan: Awaited<ReturnType<typeof joinLeavePasses>> | undefined
+  let jl: Awaited<ReturnType<typeof joinLeave>> | undefined
+  let wan: Awaited<ReturnType<typeof joinLeave>> | undefined
   let cr: Awaited<ReturnType<typeof crash>> | undefined
   let sc: Array<ScaleResult> = []
   try {
-    if (only.has("join")) jl = await joinLeavePasses(stack, observer, pathCreds)
+    if (only.has("join")) jl = await joinLeave(stack, observer, pathCreds)
     if (only.has("wan")) {
       // Its own observer device. Sharing the loopback observer's device (a second client of it in this process),
       // its MatrixRTCSession kept listing memberships whose state the server already had as {} (7 of 20 runs of
@@ -607,8 +626,10 @@ const main = async () => {
     },
     scale: sc
   }
-  mkdirSync(benchDir, { recursive: true })
+  mkdirSync(join(benchDir, ".logs"), { recursive: true })
   writeFileSync(join(benchDir, "results.json"), `${JSON.stringify(results, null, 2)}\n`)
+  // results.json holds the latest run only; earlier runs stay readable here (bench/.logs is not committed).
+  writeFileSync(join(benchDir, ".logs", `results-${results.generatedAt.replace(/[:.]/g, "-")}.json`), `${JSON.stringify(results, null, 2)}\n`)
   writeFileSync(
     join(benchDir, ".logs", "results.md"),
     [
@@ -639,8 +660,9 @@ const main = async () => {
   const failures = [
     ...ours.failures,
     ...ref.failures,
-    ...(jl === undefined ? [] : [prepared, cold].flatMap((p) => [...p.ours.failures, ...p.reference.failures])),
-    ...(wan === undefined ? [] : [wanPlain, wanCold, wanPrepared].flatMap((p) => [...p.ours.failures, ...p.reference.failures]))
+    // The reference runs are shared by the three variants of a section: their failures are listed once.
+    ...(jl === undefined ? [] : [cold, prepared].flatMap((p) => p.ours.failures)),
+    ...(wan === undefined ? [] : [...[wanPlain, wanCold, wanPrepared].flatMap((p) => p.ours.failures), ...wanPlain.reference.failures])
   ]
   if (failures.length > 0) {
     say()

@@ -4,9 +4,9 @@
  * relative to the start of the join. Shows where a join spends its time.
  */
 process.env["NODE_ENV"] ??= "production"
-const { readStack } = await import("@matrixrtc-effect/devstack")
+const { loginNewDevice, logoutDevice: logout, readStack } = await import("@matrixrtc-effect/devstack")
 const { captureConsole, say } = await import("./lib/log.ts")
-const { loginNewDevice, logout, startSyncedClient } = await import("./lib/matrix.ts")
+const { startSyncedClient } = await import("@matrixrtc-effect/devstack/observers")
 const { startOurs } = await import("./lib/ours.ts")
 const { referenceJoin } = await import("./lib/reference.ts")
 const { startProxiedStack } = await import("@matrixrtc-effect/devstack/fault-proxy")

@@ -9,7 +9,7 @@ import { type AuthService, AuthServiceHttp, Call, type Ids, JoinCache, type Live
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import { NodeCall } from "@matrixrtc-effect/node"
 import { Effect, Exit, Layer, ManagedRuntime, Redacted, Scope } from "effect"
-import type { Credentials } from "./matrix.ts"
+import type { Credentials } from "@matrixrtc-effect/devstack"
 
 export interface OurCall {
   readonly identity: string

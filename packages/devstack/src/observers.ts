@@ -6,7 +6,7 @@
  * A subpath export of its own, so that importing the devstack does not load
  * matrix-js-sdk and the LiveKit server SDK.
  */
-import { RoomServiceClient } from "livekit-server-sdk"
+import { RoomServiceClient, ServerError } from "livekit-server-sdk"
 import { ClientEvent, type MatrixClient, SyncState, createClient } from "matrix-js-sdk"
 import { type CallMembership, type MatrixRTCSession, MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js"
 import type { Credentials } from "./matrix.ts"
@@ -20,17 +20,12 @@ export const startSyncedClient = async (homeserverUrl: string, creds: Credential
     deviceId: creds.deviceId
   })
   // No fail-fast on SyncState.Error: matrix-js-sdk retries, and a benchmark over a shaped link may see one.
+  let t: ReturnType<typeof setTimeout> | undefined
+  let onSync: ((state: SyncState) => void) | undefined
   const synced = new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      client.off(ClientEvent.Sync, onSync)
-      reject(new Error(`${creds.userId}: no first sync within ${timeoutMs} ms`))
-    }, timeoutMs)
-    const onSync = (state: SyncState) => {
-      if (state === SyncState.Prepared || state === SyncState.Syncing) {
-        clearTimeout(t)
-        client.off(ClientEvent.Sync, onSync)
-        resolve()
-      }
+    t = setTimeout(() => reject(new Error(`${creds.userId}: no first sync within ${timeoutMs} ms`)), timeoutMs)
+    onSync = (state: SyncState) => {
+      if (state === SyncState.Prepared || state === SyncState.Syncing) resolve()
     }
     client.on(ClientEvent.Sync, onSync)
   })
@@ -39,7 +34,12 @@ export const startSyncedClient = async (homeserverUrl: string, creds: Credential
     await synced
   } catch (e) {
     client.stopClient()
+    // A start that failed leaves `synced` to its timer: nobody must be left to hear it reject.
+    synced.catch(() => undefined)
     throw e
+  } finally {
+    clearTimeout(t)
+    if (onSync !== undefined) client.off(ClientEvent.Sync, onSync)
   }
   return client
 }
@@ -65,7 +65,8 @@ export interface RtcObserver {
   readonly stop: () => void
 }
 
-const hasMember = (members: ReadonlyArray<CallMembership>, userId: string, deviceId: string) =>
+/** Whether (userId, deviceId) is among `members`. */
+export const hasMember = (userId: string, deviceId: string) => (members: ReadonlyArray<CallMembership>): boolean =>
   members.some((m) => m.userId === userId && m.deviceId === deviceId)
 
 /** A matrix-js-sdk client of `creds` (a member of `roomId`) following the room's MatrixRTC session. */
@@ -76,14 +77,18 @@ export const startRtcObserver = async (
   syncTimeoutMs?: number
 ): Promise<RtcObserver> => {
   const client = await startSyncedClient(homeserverUrl, creds, syncTimeoutMs)
-  const room = client.getRoom(roomId)
-  if (room === null) {
+  let session: MatrixRTCSession
+  try {
+    const room = client.getRoom(roomId)
+    if (room === null) throw new Error(`observer ${creds.userId} is not joined to ${roomId}`)
+    session = client.matrixRTC.getRoomSession(room)
+    await session.initialMembershipCalculated
+  } catch (e) {
     client.stopClient()
-    throw new Error(`observer ${creds.userId} is not joined to ${roomId}`)
+    throw e
   }
-  const session = client.matrixRTC.getRoomSession(room)
-  await session.initialMembershipCalculated
   const waitUntil: RtcObserver["waitUntil"] = (pred, timeoutMs, what, signal) => {
+    if (signal?.aborted) return Promise.reject(signal.reason)
     if (pred(session.memberships)) return Promise.resolve(performance.now())
     return new Promise((resolve, reject) => {
       const done = () => {
@@ -91,12 +96,17 @@ export const startRtcObserver = async (
         session.off(MatrixRTCSessionEvent.MembershipsChanged, onChange)
         signal?.removeEventListener("abort", onAbort)
       }
+      // Runs inside matrix-js-sdk's emitter: a throwing predicate must reject this wait, not the SDK's emit.
       const onChange = () => {
-        if (pred(session.memberships)) {
-          const at = performance.now()
+        try {
+          if (!pred(session.memberships)) return
+        } catch (e) {
           done()
-          resolve(at)
+          return reject(e)
         }
+        const at = performance.now()
+        done()
+        resolve(at)
       }
       const onAbort = () => {
         done()
@@ -114,11 +124,11 @@ export const startRtcObserver = async (
     client,
     session,
     members: () => session.memberships,
-    isMember: (userId, deviceId) => hasMember(session.memberships, userId, deviceId),
+    isMember: (userId, deviceId) => hasMember(userId, deviceId)(session.memberships),
     waitUntil,
     when: (userId, deviceId, present, timeoutMs) =>
       waitUntil(
-        (ms) => hasMember(ms, userId, deviceId) === present,
+        (ms) => hasMember(userId, deviceId)(ms) === present,
         timeoutMs,
         `${userId}/${deviceId} ${present ? "present" : "gone"}`
       ),
@@ -147,7 +157,7 @@ export const sfuClient = (livekitHttpUrl: string, apiKey: string, apiSecret: str
     try {
       return (await rooms.listParticipants(roomName)).map((p) => p.identity)
     } catch (e) {
-      if (String(e).includes("not_found") || String(e).includes("does not exist")) return []
+      if (e instanceof ServerError && (e.code === "not_found" || e.status === 404)) return []
       throw e
     }
   }

@@ -14,7 +14,11 @@ const [alice, bob] = stack.users as unknown as [StackUser, StackUser]
 
 const as = (user: StackUser, method: string, path: string, body?: unknown) =>
   Effect.promise(() =>
-    matrixRequest(method, path, { accessToken: user.accessToken, ...(method === "GET" ? {} : { body: body ?? {} }) })
+    matrixRequest(method, path, {
+      baseUrl: stack.homeserverUrl,
+      accessToken: user.accessToken,
+      ...(method === "GET" ? {} : { body: body ?? {} })
+    })
   )
 
 layer(
@@ -32,12 +36,19 @@ layer(
       const client = yield* MatrixSdkClient
       const { room_id } = yield* Effect.promise(() =>
         matrixRequest<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", {
+          baseUrl: stack.homeserverUrl,
           accessToken: alice.accessToken,
           body: { preset: "public_chat", power_level_content_override: { events: { [Membership.SessionEventType]: 0 } } }
         })
       )
       const roomId = room_id as Ids.RoomId
       const roomPath = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`
+      // The stack lives on between runs: the room goes, so that the users' syncs do not grow with every run.
+      yield* Effect.addFinalizer(() =>
+        Effect.forEach([bob, alice], (u) =>
+          Effect.ignore(Effect.all([as(u, "POST", `${roomPath}/leave`), as(u, "POST", `${roomPath}/forget`)])), {
+          discard: true
+        }))
       yield* as(bob, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`)
       const bobKey = Membership.sessionStateKey(bob.userId, bob.deviceId, "11")
       yield* as(
@@ -54,18 +65,17 @@ layer(
         Effect.forkScoped
       )
       const theirs = yield* Queue.unbounded<ReadonlyArray<string>>()
-      const room = yield* Effect.promise(() =>
-        new Promise<sdk.Room>((resolve) => {
-          const known = client.getRoom(roomId)
-          if (known !== null) return resolve(known)
-          const onRoom = (r: sdk.Room) => {
-            if (r.roomId !== roomId) return
-            client.off(sdk.ClientEvent.Room, onRoom)
-            resolve(r)
-          }
-          client.on(sdk.ClientEvent.Room, onRoom)
-        })
-      )
+      const room = yield* Effect.async<sdk.Room, Error>((resume) => {
+        const known = client.getRoom(roomId)
+        if (known !== null) return resume(Effect.succeed(known))
+        const onRoom = (r: sdk.Room) => {
+          if (r.roomId !== roomId) return
+          client.off(sdk.ClientEvent.Room, onRoom)
+          resume(Effect.succeed(r))
+        }
+        client.on(sdk.ClientEvent.Room, onRoom)
+        return Effect.sync(() => client.off(sdk.ClientEvent.Room, onRoom))
+      }).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("alice's client never saw the room") }))
       const session = client.matrixRTC.getRoomSession(room)
       const onChange = () => Queue.unsafeOffer(theirs, session.memberships.map((m) => m.userId ?? ""))
       yield* Effect.acquireRelease(

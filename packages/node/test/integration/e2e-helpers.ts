@@ -7,7 +7,7 @@
  * stops its clients.
  */
 import { type StackInfo, type StackUser, loginNewDevice, logoutDevice, readStack } from "@matrixrtc-effect/devstack"
-import { type Sfu, sfuClient, startRtcObserver } from "@matrixrtc-effect/devstack/observers"
+import { hasMember, type Sfu, sfuClient, startRtcObserver } from "@matrixrtc-effect/devstack/observers"
 import { Room, RoomEvent } from "@livekit/rtc-node"
 import { Deferred, Duration, Effect, Option, Scope, Stream, SubscriptionRef } from "effect"
 import { AccessToken } from "livekit-server-sdk"
@@ -190,14 +190,13 @@ export const rtcObserver = (s: StackInfo, user: StackUser, roomId: string): Effe
     Effect.map((o): RtcObserver => ({
       session: o.session,
       find: (userId, deviceId) =>
-        Effect.sync(() => Option.fromNullable(o.members().find((m) => m.userId === userId && m.deviceId === deviceId))),
+        Effect.sync(() => Option.fromNullable(o.members().find((m) => hasMember(userId, deviceId)([m])))),
       waitUntil: (pred, timeoutMs, what) =>
         Effect.tryPromise({ try: (signal) => o.waitUntil(pred, timeoutMs, what, signal), catch: asError })
     }))
   )
 
-export const hasMember = (userId: string, deviceId: string) => (ms: ReadonlyArray<CallMembership>) =>
-  ms.some((m) => m.userId === userId && m.deviceId === deviceId)
+export { hasMember } from "@matrixrtc-effect/devstack/observers"
 
 /** The raw call-member state content for a state key (`{}` after a leave), straight from the homeserver. */
 export const callMemberState = (s: StackInfo, user: StackUser, roomId: string, stateKey: string) =>

@@ -49,7 +49,7 @@ describe("interop with matrix-js-sdk MatrixRTCSession", () => {
     Effect.gen(function*() {
       const s = stack()
       // The matrix-js-sdk peer: carol on a device of her own, joined through MatrixRTCSession.
-      const carol = yield* loginFresh(s, userAt(s, 2), freshDeviceId("interop-sdk"))
+      const carol = yield* loginFresh(s, userAt(s, 2), "interop-sdk")
       const peer = yield* rtcObserver(s, carol, s.roomId)
       const transport = { type: "livekit", livekit_service_url: s.authServiceUrl, livekit_alias: s.roomId }
       yield* Effect.acquireRelease(
