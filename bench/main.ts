@@ -561,13 +561,13 @@ const main = async () => {
     ["  join() returned / LiveKit connected", s(ours.joinReturn), s(ref.joinReturn)],
     ["  observer saw the membership", s(ours.joinObserved), s(ref.joinObserved)],
     ["leave (observer sees it gone + SFU drops us)", s(ours.leave), s(ref.leave)],
-    ["first join of a session: empty JoinCache (own pass, own reference runs)", s(cold.ours.join), s(cold.reference.join)],
-    ["join after Call.prepare (own pass, own reference runs)", s(prepared.ours.join), s(prepared.reference.join)],
+    ["join on an empty JoinCache (as a session's first)", s(cold.ours.join), s(cold.reference.join)],
+    ["join after Call.prepare (prepared before the clock)", s(prepared.ours.join), s(prepared.reference.join)],
     [`join, clients on a ${wanRtt} ms RTT link`, s(wanOurs.join), s(wanRef.join)],
     ["  join() returned / LiveKit connected", s(wanOurs.joinReturn), s(wanRef.joinReturn)],
     ["  observer saw the membership", s(wanOurs.joinObserved), s(wanRef.joinObserved)],
     [`leave, clients on a ${wanRtt} ms RTT link`, s(wanOurs.leave), s(wanRef.leave)],
-    [`first join of a session, ${wanRtt} ms RTT link`, s(wanCold.ours.join), s(wanCold.reference.join)],
+    [`join on an empty JoinCache, ${wanRtt} ms RTT link`, s(wanCold.ours.join), s(wanCold.reference.join)],
     [`join after Call.prepare, ${wanRtt} ms RTT link`, s(wanPrepared.ours.join), s(wanPrepared.reference.join)],
     ["crash → observer sees membership gone", s(ours.crashMembership), s(ref.crashMembership)],
     ["crash → SFU drops the participant", s(ours.crashSfu), s(ref.crashSfu)]
@@ -649,7 +649,7 @@ const main = async () => {
   say()
   say(`joinRatio (ours/ref, medians) = ${results.joinRatio ?? "n/a"}  (goal ≤ 0.6)   leaveRatio = ${results.leaveRatio ?? "n/a"}`)
   say(`on a ${wanRtt} ms RTT link: joinRatio = ${results.wanJoinRatio ?? "n/a"}   leaveRatio = ${results.wanLeaveRatio ?? "n/a"}`)
-  say(`first join of a session (empty JoinCache): joinRatio = ${results.coldJoinRatio ?? "n/a"} on loopback, ${results.wanColdJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
+  say(`on an empty JoinCache (as a session's first join): joinRatio = ${results.coldJoinRatio ?? "n/a"} on loopback, ${results.wanColdJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
   say(`after Call.prepare (the lobby): joinRatio = ${results.preparedJoinRatio ?? "n/a"} on loopback, ${results.wanPreparedJoinRatio ?? "n/a"} on the ${wanRtt} ms link`)
   say(`delayed leave: ours ${OUR_DELAY_MS} ms, reference ${EC_DELAYED_LEAVE_MS} ms (Element Call's setting)`)
   if (sc.length > 0) {

@@ -57,7 +57,7 @@ const timeline = (label: string, t0: number, p: Proxies, tEnd: number) => {
   for (const fresh of [true, false]) {
     const t0 = Date.now()
     const call = await ours.join(stack.roomId, {}, fresh)
-    timeline(fresh ? "ours, first join of a session (empty JoinCache)" : "ours, a later join (JoinCache warm)", t0, p, Date.now())
+    timeline(fresh ? "ours, on an empty JoinCache (as a session's first join)" : "ours, a later join (JoinCache warm)", t0, p, Date.now())
     await call.leave()
   }
   await ours.dispose()
