@@ -159,6 +159,21 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
       Effect.forkScoped
     )
 
+    // Live when the join returned: only changes are news.
+    yield* call.membershipHealth.pipe(
+      Stream.drop(1),
+      Stream.runForEach((health) =>
+        out.event(
+          "health",
+          { health },
+          health === "ProbablyLeft"
+            ? "our membership has probably lapsed: others may not see us in the call; publishing it again"
+            : "our membership is live again"
+        )
+      ),
+      Effect.forkScoped
+    )
+
     // One level reader per remote participant that publishes audio, started as they appear.
     const reading = new Set<string>()
     const startLevelReaders = (list: ReadonlyArray<RemoteParticipant>) =>
