@@ -173,6 +173,8 @@ export const join: (
   const prepared = yield* usablePrepared(options.prepared, roomId, dialect, session)
   const asker = yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl, prepared)
   const started = Option.isSome(prepared) ? fromPrepared(prepared.value) : yield* Grant.start(asker)
+  // A join that fails before awaiting the JWT request must not leave it running (nor let it fill the cache).
+  yield* Effect.addFinalizer(() => started.interrupt)
   const { memberId, serviceUrl } = started
   yield* Effect.annotateCurrentSpan("prepared", Option.isSome(prepared))
   const [support, roomVersion] = yield* started.facts
@@ -249,7 +251,7 @@ export const join: (
   const [jwt, armed, checked] = yield* Effect.all([
     started.grant,
     Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave"))),
-    Effect.either(started.tokenReused && !support.delayedEvents ? Grant.checkToken(mx) : Effect.void)
+    Effect.either(started.tokenReused && !support.delayedEvents ? Grant.checkToken(mx, cfg.requestTimeoutMs) : Effect.void)
   ], { concurrency: "unbounded" })
   yield* checked
   const grant = yield* jwt
@@ -352,24 +354,29 @@ export const prepare: (
   const dialect = options.dialect ?? "session"
   const session = yield* currentSession(mx)
   const started = yield* Grant.start(yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl))
-  const [support, roomVersion] = yield* started.facts
-  yield* requireStickySupport(dialect, support)
-  // A kept OpenID token may have outlived the access token, and a prepared join publishes nothing to find out.
-  const [grant] = yield* Effect.all([
-    Effect.flatten(started.grant),
-    started.tokenReused ? Grant.checkToken(mx) : Effect.void
-  ], { concurrency: "unbounded" })
-  return {
-    roomId,
-    dialect,
-    session,
-    memberId: started.memberId,
-    authServiceUrl: started.serviceUrl,
-    grant,
-    support,
-    roomVersion,
-    preparedAt: yield* Clock.currentTimeMillis
-  } satisfies PreparedJoin
+  return yield* Effect.gen(function*() {
+    const [support, roomVersion] = yield* started.facts
+    yield* requireStickySupport(dialect, support)
+    // A kept OpenID token may have outlived the access token, and a prepared join publishes nothing to find out.
+    // As in `join`, a dead token is the error to report when the JWT request failed too.
+    const [jwt, checked] = yield* Effect.all([
+      started.grant,
+      Effect.either(started.tokenReused ? Grant.checkToken(mx, defaults.requestTimeoutMs) : Effect.void)
+    ], { concurrency: "unbounded" })
+    yield* checked
+    const grant = yield* jwt
+    return {
+      roomId,
+      dialect,
+      session,
+      memberId: started.memberId,
+      authServiceUrl: started.serviceUrl,
+      grant,
+      support,
+      roomVersion,
+      preparedAt: yield* Clock.currentTimeMillis
+    } satisfies PreparedJoin
+  }).pipe(Effect.onError(() => started.interrupt))
 })
 
 // ---------------------------------------------------------------------------
@@ -381,7 +388,8 @@ const fromPrepared = (p: PreparedJoin): Grant.Started => ({
   serviceUrl: p.authServiceUrl,
   grant: Effect.succeed(Either.right(p.grant)),
   facts: Effect.succeed([p.support, p.roomVersion] as const),
-  tokenReused: false
+  tokenReused: false,
+  interrupt: Effect.void
 })
 
 /** Who asks for the JWT; a prepared join keeps its member id (the JWT was issued for it). */
@@ -530,8 +538,15 @@ const makeMembershipOps = (
       Effect.timeoutFail({ duration: ms, onTimeout: () => new MatrixError({ reason: "Timeout", error }) })
     )
 
+  /**
+   * The request's answer and when it was sent: the server starts a delay's countdown on receipt, so counting from
+   * the send never puts the fire time later than the server's.
+   */
+  const timed = <A>(request: Effect.Effect<A, MatrixError>) =>
+    Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.map(request, (a) => [a, at] as const))
+
   /** Schedules the delayed leave; on a max-delay error lowers the delay and tries again. */
-  const scheduleLeave: Effect.Effect<string, MatrixError> = Effect.gen(function*() {
+  const scheduleLeave: Effect.Effect<readonly [string, number], MatrixError> = Effect.gen(function*() {
     const o = yield* SubscriptionRef.get(own)
     const attempt = o.dialect === "session"
       ? Effect.map(
@@ -548,7 +563,7 @@ const makeMembershipOps = (
             ? Effect.succeed(r.delayId)
             : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
       )
-    return yield* MatrixRetry.withRetry(withRequestTimeout(attempt)).pipe(
+    return yield* MatrixRetry.withRetry(timed(withRequestTimeout(attempt))).pipe(
       Effect.catchTag("MatrixError", (e) => {
         const kind = MatrixErrors.classify(e)
         const max = kind._tag === "MaxDelayExceeded" ? Option.getOrElse(kind.maxDelayMs, () => 0) : 0
@@ -586,32 +601,42 @@ const makeMembershipOps = (
       yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: false }))
     })
 
-  /** The delayed leave was scheduled or restarted just now: it fires a delay from now unless restarted again. */
-  const restarted = Effect.flatMap(
-    Effect.all([Clock.currentTimeMillis, SubscriptionRef.get(own)]),
-    ([now, o]) => SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: now + o.delayMs }))
-  )
+  /** The delayed leave was scheduled or restarted by a request sent at `sentAt`: it fires a delay after that. */
+  const restarted = (sentAt: number) =>
+    Effect.flatMap(SubscriptionRef.get(own), (o) =>
+      SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: sentAt + o.delayMs })))
 
   /** A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without. */
   const armLeave = Effect.gen(function*() {
     if (!support.delayedEvents) return
-    const delayId = yield* scheduleLeave.pipe(
+    const scheduled = yield* scheduleLeave.pipe(
       Effect.map(Option.some),
       Effect.catchTag("MatrixError", (e) =>
         ["Forbidden", "UnknownToken"].includes(MatrixErrors.classify(e)._tag)
           ? Effect.fail(e)
           : Effect.as(
             Effect.logWarning("could not schedule the delayed leave; going on without one", e.message),
-            Option.none<string>()
+            Option.none<readonly [string, number]>()
           ))
     )
-    yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId }))
-    yield* Option.isSome(delayId)
-      ? restarted
-      : SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: Number.POSITIVE_INFINITY }))
+    yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId: Option.map(scheduled, ([id]) => id) }))
+    yield* Option.match(scheduled, {
+      onSome: ([, sentAt]) => restarted(sentAt),
+      onNone: () => SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: Number.POSITIVE_INFINITY }))
+    })
   })
 
   const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
+
+  /**
+   * The member watch follows the session dialect's state key only: a sticky membership that a fired delayed leave
+   * ended is sent again here, on every heartbeat until a send succeeds.
+   */
+  const resendIfGone = (o: OwnMembership) =>
+    Effect.flatMap(SubscriptionRef.get(visibility), (v) =>
+      o.dialect === "sticky" && v.gone
+        ? Effect.zipRight(Effect.logInfo("our membership ended; publishing it again"), send(o.content))
+        : Effect.void)
 
   const publish = lock.withPermits(1)(
     Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
@@ -622,7 +647,8 @@ const makeMembershipOps = (
       const o = yield* SubscriptionRef.get(own)
       if (Option.isNone(o.delayId)) {
         // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
-        return yield* armLeave
+        yield* armLeave
+        return yield* resendIfGone(o)
       }
       // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
       // a slow request cannot use up the whole delay.
@@ -631,23 +657,22 @@ const makeMembershipOps = (
         Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
         "restart took too long"
       )
-      yield* MatrixRetry.withRetry(restart).pipe(
-        Effect.zipRight(restarted),
+      yield* MatrixRetry.withRetry(timed(restart)).pipe(
+        Effect.flatMap(([, sentAt]) => restarted(sentAt)),
         Effect.catchTag("MatrixError", (e) =>
           MatrixErrors.classify(e)._tag === "NotFound"
-            // The server forgot it (fired, or restarted too late): schedule a new one. The membership itself is
-            // re-sent only once the room shows it gone (watchMembers).
+            // The server forgot it (fired, or restarted too late): schedule a new one. In the session dialect the
+            // membership itself is re-sent once the room shows it gone (watchMembers).
             ? Effect.gen(function*() {
               yield* Effect.logInfo("delayed leave not found; scheduling a new one")
               // Fired if its time had come (the room no longer shows us); before that it was cancelled or lost.
               const fired = (yield* Clock.currentTimeMillis) >= (yield* SubscriptionRef.get(visibility)).fireAt
               if (fired) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
               yield* armLeave
-              // The member watch follows the session dialect's state key only: a fired sticky leave is re-published here.
-              if (fired && o.dialect === "sticky") yield* send(o.content)
             })
             : Effect.fail(e))
       )
+      yield* resendIfGone(o)
     }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
   )
 

@@ -1,8 +1,9 @@
 /**
  * Steps 2–3 of a join: the auth service (discovery), an OpenID token and the LiveKit JWT, and beside them what
  * the membership needs (the server's support, the room version). With a JoinCache in the context, what an
- * earlier join of the session learned is used instead of asking again; only what got a JWT is kept, and a
- * service that could not be reached is forgotten, so a join never repeats a failure it could have avoided.
+ * earlier join of the session learned is used instead of asking again. A service and a token are kept only once
+ * they got a JWT, and a service that could not be reached is forgotten, so a join does not repeat a failure it
+ * could have avoided.
  */
 import { Clock, Effect, Either, Fiber, Option } from "effect"
 import type { AuthService, LiveKitGrant } from "./AuthService.ts"
@@ -12,7 +13,7 @@ import * as Discovery from "./Discovery.ts"
 import type { RoomId } from "./Ids.ts"
 import * as JoinCache from "./JoinCache.ts"
 import type { MatrixClientService, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
-import { MatrixClient } from "./MatrixClient.ts"
+import { MatrixClient, MatrixError } from "./MatrixClient.ts"
 import * as MatrixRetry from "./MatrixRetry.ts"
 import * as Membership from "./Membership.ts"
 
@@ -40,10 +41,13 @@ export interface Started {
   /** What the membership needs: server support and the room version. */
   readonly facts: Effect.Effect<readonly [ServerSupport, string], NotAuthenticated>
   /**
-   * The OpenID token came from the cache: no homeserver request of this join has shown the access token to
-   * be alive yet.
+   * The JWT request went out with a kept OpenID token: no homeserver request of this join has shown the access
+   * token to be alive. (Should the service refuse that token, the new one's request does; a check started
+   * beside the JWT request is then one request too many, and harmless.)
    */
   readonly tokenReused: boolean
+  /** Stops what is still under way (the JWT request, the facts), e.g. when the join fails before awaiting them. */
+  readonly interrupt: Effect.Effect<void>
 }
 
 interface OpenId extends JoinCache.IssuedOpenIdToken {
@@ -106,7 +110,7 @@ const jwtWith = (
   serviceUrl: string,
   openId: OpenId,
   discovered: boolean
-): Effect.Effect<LiveKitGrant, JwtFetchFailed | NotAuthenticated> => {
+): Effect.Effect<readonly [LiveKitGrant, OpenId], JwtFetchFailed | NotAuthenticated> => {
   const key = tokenKey(a, serviceUrl)
   const request = (o: OpenId) => Effect.map(requestJwt(a, serviceUrl, o.token), (grant) => [grant, o] as const)
   return request(openId).pipe(
@@ -126,18 +130,21 @@ const jwtWith = (
           discovered ? c.authServiceUrl.set(serviceKey(a), serviceUrl) : Effect.void
         ], { discard: true }))
     ),
-    Effect.tapError((e) => unreachable(e) ? toCache(a, (c) => c.authServiceUrl.forget(serviceKey(a))) : Effect.void),
-    Effect.map(([grant]) => grant)
+    // Only if it still is this service: a concurrent join may have kept another one that works.
+    Effect.tapError((e) =>
+      unreachable(e) ? toCache(a, (c) => c.authServiceUrl.forget(serviceKey(a), (kept) => kept === serviceUrl)) : Effect.void
+    )
   )
 }
 
 /** A JWT from a known service: the kept OpenID token or a new one (e.g. when the SFU refused a prepared grant). */
 export const grantFor = (a: Asker, serviceUrl: string): Effect.Effect<LiveKitGrant, JwtFetchFailed | NotAuthenticated> =>
-  Effect.flatMap(openIdFor(a, serviceUrl), (openId) => jwtWith(a, serviceUrl, openId, false))
+  Effect.flatMap(openIdFor(a, serviceUrl), (openId) => Effect.map(jwtWith(a, serviceUrl, openId, false), ([grant]) => grant))
 
 /**
- * Without a kept service, discovery and a new OpenID token at once. When both fail, a dead session says more
- * than a missing service (discovery's requests may have failed for the same reason).
+ * Without a kept service, discovery and a new OpenID token at once, each run to its end. When both fail, the
+ * OpenID request's error is the one reported: a dead session says more than a missing service (discovery's
+ * requests may have failed for the same reason).
  */
 const discoverWithToken = (a: Asker): Effect.Effect<readonly [OpenId, string], JwtFetchFailed | NotAuthenticated> =>
   Effect.all([
@@ -149,26 +156,25 @@ const discoverWithToken = (a: Asker): Effect.Effect<readonly [OpenId, string], J
         Effect.withSpan("MatrixRTC.discover")
       )
     )
-  ], { concurrency: "unbounded" }).pipe(
-    Effect.flatMap(([openId, url]) =>
-      Either.isLeft(openId) && openId.left._tag === "NotAuthenticated"
-        ? Effect.fail(openId.left)
-        : Effect.all([openId, url])
-    )
-  )
+  ], { concurrency: "unbounded" }).pipe(Effect.flatMap((both) => Effect.all(both)))
 
-/** `/versions` + `/capabilities`, kept; a failed read assumes no delayed events, and that guess is not kept. */
-const serverSupport = (a: Asker): Effect.Effect<ServerSupport> =>
+/**
+ * `/versions` + `/capabilities`, kept (they describe the server, not this join's JWT). A dead access token is
+ * NotAuthenticated; another failure assumes no delayed events, and that guess is not kept.
+ */
+const serverSupport = (a: Asker): Effect.Effect<ServerSupport, NotAuthenticated> =>
   Effect.flatMap(fromCache(a, (c) => c.serverSupport.get(sessionKey(a))), Option.match({
     onSome: Effect.succeed,
     onNone: () =>
       a.mx.serverSupport.pipe(
         Effect.tap((support) => toCache(a, (c) => c.serverSupport.set(sessionKey(a), support))),
         Effect.catchTag("MatrixError", (e) =>
-          Effect.as(
-            Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
-            { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
-          ))
+          MatrixRetry.isTokenRejected(e)
+            ? Effect.fail(tokenRejected(e))
+            : Effect.as(
+              Effect.logWarning("could not read /versions; assuming no delayed events", e.message),
+              { delayedEvents: false, maxDelayMs: Option.none(), stickyEvents: false }
+            ))
       )
   }))
 
@@ -184,10 +190,9 @@ const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
 
 /**
  * Steps 2–3: the facts the membership needs, and beside them the OpenID token and the service (kept, or asked
- * for at once), then the JWT request, left running. There is no separate token check (`/whoami`): a dead access
- * token fails the OpenID request, or with a kept token the join's first homeserver write, with NotAuthenticated
- * just the same (`tokenReused` says when no request has shown the token alive yet).
- * The forked fibers are children of the caller, so they are interrupted with it.
+ * for at once), then the JWT request, left running. A dead access token fails the OpenID request with
+ * NotAuthenticated; with a kept token, `tokenReused` tells the caller that no request has shown the token alive
+ * yet (`checkToken`). `interrupt` stops the forked fibers when the caller fails before awaiting them.
  */
 export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
   Effect.gen(function*() {
@@ -205,19 +210,21 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
     return {
       memberId: a.memberId,
       serviceUrl,
-      grant: Fiber.join(jwt),
+      grant: Effect.map(Fiber.join(jwt), Either.map(([grant]) => grant)),
       facts: Fiber.join(facts),
-      tokenReused: openId.reused
+      tokenReused: openId.reused,
+      interrupt: Effect.asVoid(Fiber.interruptAll([jwt, facts]))
     } satisfies Started
   })
 
 /**
  * Confirms the access token still works (`/account/whoami`) when nothing else of the step would: a dead one is
- * NotAuthenticated; a failure that says nothing about the token is only logged.
+ * NotAuthenticated; a failure that says nothing about the token, or no answer within `timeoutMs`, is only logged.
  */
-export const checkToken = (mx: MatrixClientService): Effect.Effect<void, NotAuthenticated> =>
+export const checkToken = (mx: MatrixClientService, timeoutMs: number): Effect.Effect<void, NotAuthenticated> =>
   mx.whoami.pipe(
     Effect.asVoid,
+    Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer in time" }) }),
     Effect.catchTag("MatrixError", (e) =>
       MatrixRetry.isTokenRejected(e)
         ? Effect.fail(tokenRejected(e))

@@ -3,10 +3,10 @@
  * homeserver supports, and an OpenID token. With it in the context, a join after the first asks the
  * homeserver for none of them and its first request is the JWT; without it, every join asks again.
  *
- * Only what got a JWT is kept, and failures never are. An OpenID token is only reused for the auth service
- * it got a JWT from, so one token never reaches a second relying party, and only while it has
- * `openIdMarginMs` left. Element Call asks for a new token per request; Synapse's tokens are good for an
- * hour and any number of uses, and a service that refuses a kept token gets a new one (Grant.ts).
+ * A service and a token are kept only once they got a JWT, and failures never are. An OpenID token is only
+ * reused for the auth service it got a JWT from, so one token never reaches a second relying party, and only
+ * while it has `openIdMarginMs` left. Element Call asks for a new token per request; Synapse's tokens are good
+ * for an hour and any number of uses, and a service that refuses a kept token gets a new one (Grant.ts).
  */
 import { Clock, Context, Effect, Layer, Option, Ref } from "effect"
 import type { OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"

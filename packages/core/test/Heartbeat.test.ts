@@ -338,6 +338,28 @@ describe("membershipHealth", () => {
       assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 
+  it.scoped("sticky dialect: a re-send that fails after the fire is tried again on the next heartbeat", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined({ dialect: "sticky" })
+      const seen = yield* recordHealth(call)
+      yield* TestClock.adjust(1000)
+      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+      yield* TestClock.adjust(7000)
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      yield* hs.clearFaults
+      // after the outage: the new delayed leave goes through, the membership send is refused once
+      yield* hs.injectFault("sendSticky", Testing.TestCallLog.delay(0))
+      yield* hs.injectFault("sendSticky", fail({ status: 403, errcode: "M_FORBIDDEN" }))
+      yield* TestClock.adjust(15_000)
+      yield* settle
+      assert.isTrue((yield* entries).some((e) => e.op === "sendSticky" && e.detail?.includes("fault 403") === true))
+      yield* TestClock.adjust(10_000)
+      yield* settle
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
+
   it.scoped("without delayed events (no MSC4140) there is nothing to fire: Live", () =>
     Effect.gen(function*() {
       const seen = yield* recordHealth(yield* joined())

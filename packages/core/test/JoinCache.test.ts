@@ -169,6 +169,19 @@ describe("JoinCache", () => {
       yield* assertNothingLeft
     }).pipe(Effect.provide(withCache({ homeserver: { wellKnown: null } }))))
 
+  it.effect("a kept service that stops answering is forgotten: the next join discovers again", () =>
+    Effect.gen(function*() {
+      const auth = yield* TestAuthService.TestAuthService
+      yield* joinAndLeave()
+      yield* auth.injectFault("sfuGet", fail())
+      const error = yield* Effect.flip(Effect.scoped(Call.join(roomId)))
+      assert.strictEqual(error._tag === "JwtFetchFailed" && error.reason, "Unreachable")
+      const third = yield* joinAndLeave()
+      assert.include(third, "homeserver:transports")
+      assert.include(third, "sfu:connect")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(withCache())))
+
   it.effect("a new token the auth service refused is not kept", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver

@@ -39,9 +39,19 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
     (emit) =>
       Effect.gen(function* () {
         const seen = new Set<string>()
+        // The room membership last passed on per user; a user not in here counts as joined, as in the fold.
+        const membershipOf = new Map<string, string>()
         const push = (event: sdk.MatrixEvent) => {
           const raw = toRaw(event)
           if (raw === undefined || seen.has(raw.eventId)) return
+          if (raw.type === ROOM_MEMBER_TYPE && raw.stateKey !== undefined) {
+            // Only a change of what the fold knows is news (not a display name or avatar change, which a
+            // gappy sync can deliver as the only event after a leave and a re-join).
+            const membership = String(event.getContent()["membership"] ?? "")
+            if (membership === (membershipOf.get(raw.stateKey) ?? "join")) return
+            if (membership === "join") membershipOf.delete(raw.stateKey)
+            else membershipOf.set(raw.stateKey, membership)
+          }
           seen.add(raw.eventId)
           void emit.single(raw)
         }
@@ -49,8 +59,6 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
         const onState = (event: sdk.MatrixEvent, state: sdk.RoomState) => {
           const type = event.getType()
           if (event.getRoomId() !== roomId || (type !== CALL_MEMBER_STATE_TYPE && type !== ROOM_MEMBER_TYPE)) return
-          // A display name or avatar change says nothing about who is in the room.
-          if (type === ROOM_MEMBER_TYPE && event.getPrevContent()["membership"] === event.getContent()["membership"]) return
           // Back-pagination replays old state into `oldState`; only the live state counts.
           const room = client.getRoom(roomId)
           if (room !== null && state !== room.currentState) return

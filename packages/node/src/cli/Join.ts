@@ -159,15 +159,16 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
       Effect.forkScoped
     )
 
-    // Live when the join returned: only changes are news.
-    yield* call.membershipHealth.pipe(
+    // A join returns live: only a change from that is news (also a lapse during a slow join).
+    yield* Stream.concat(Stream.succeed<Call.MembershipHealth>("Live"), call.membershipHealth).pipe(
+      Stream.changes,
       Stream.drop(1),
       Stream.runForEach((health) =>
         out.event(
           "health",
           { health },
           health === "ProbablyLeft"
-            ? "our membership has probably lapsed: others may not see us in the call; publishing it again"
+            ? "our membership has probably lapsed: others may not see us in the call"
             : "our membership is live again"
         )
       ),
