@@ -140,7 +140,6 @@ const defaults = {
   requestTimeoutMs: 10_000
 }
 
-
 // ---------------------------------------------------------------------------
 // join
 // ---------------------------------------------------------------------------
@@ -247,13 +246,11 @@ export const join: (
   // auth service never advertises a member without media.
   // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
   // may already have accepted, or the cleanup would not know the delay id to cancel.
-  // With a kept OpenID token and no delayed leave, nothing before the SFU connect would show a dead access token.
-  const [jwt, armed, checked] = yield* Effect.all([
-    started.grant,
-    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave"))),
-    Effect.either(started.tokenReused && !support.delayedEvents ? Grant.checkToken(mx, cfg.requestTimeoutMs) : Effect.void)
+  // Without a delayed leave, no homeserver request before the SFU connect would show a dead access token.
+  const [jwt, armed] = yield* Effect.all([
+    started.grant({ verify: !support.delayedEvents, timeoutMs: cfg.requestTimeoutMs }),
+    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
   ], { concurrency: "unbounded" })
-  yield* checked
   const grant = yield* jwt
   yield* armed
   if (support.delayedEvents) {
@@ -358,13 +355,7 @@ export const prepare: (
     const [support, roomVersion] = yield* started.facts
     yield* requireStickySupport(dialect, support)
     // A kept OpenID token may have outlived the access token, and a prepared join publishes nothing to find out.
-    // As in `join`, a dead token is the error to report when the JWT request failed too.
-    const [jwt, checked] = yield* Effect.all([
-      started.grant,
-      Effect.either(started.tokenReused ? Grant.checkToken(mx, defaults.requestTimeoutMs) : Effect.void)
-    ], { concurrency: "unbounded" })
-    yield* checked
-    const grant = yield* jwt
+    const grant = yield* Effect.flatten(started.grant({ verify: true, timeoutMs: defaults.requestTimeoutMs }))
     return {
       roomId,
       dialect,
@@ -386,9 +377,8 @@ export const prepare: (
 const fromPrepared = (p: PreparedJoin): Grant.Started => ({
   memberId: p.memberId,
   serviceUrl: p.authServiceUrl,
-  grant: Effect.succeed(Either.right(p.grant)),
+  grant: () => Effect.succeed(Either.right(p.grant)),
   facts: Effect.succeed([p.support, p.roomVersion] as const),
-  tokenReused: false,
   interrupt: Effect.void
 })
 
@@ -601,10 +591,10 @@ const makeMembershipOps = (
       yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: false }))
     })
 
-  /** The delayed leave was scheduled or restarted by a request sent at `sentAt`: it fires a delay after that. */
-  const restarted = (sentAt: number) =>
+  /** The delayed leave was scheduled or restarted by a request sent at `requestedAt`: it fires a delay after that. */
+  const restarted = (requestedAt: number) =>
     Effect.flatMap(SubscriptionRef.get(own), (o) =>
-      SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: sentAt + o.delayMs })))
+      SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: requestedAt + o.delayMs })))
 
   /** A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without. */
   const armLeave = Effect.gen(function*() {
@@ -621,7 +611,7 @@ const makeMembershipOps = (
     )
     yield* SubscriptionRef.update(own, (x) => ({ ...x, delayId: Option.map(scheduled, ([id]) => id) }))
     yield* Option.match(scheduled, {
-      onSome: ([, sentAt]) => restarted(sentAt),
+      onSome: ([, requestedAt]) => restarted(requestedAt),
       onNone: () => SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: Number.POSITIVE_INFINITY }))
     })
   })
@@ -642,38 +632,40 @@ const makeMembershipOps = (
     Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
   ).pipe(Effect.mapError(toJoinFailure))
 
+  /** Restarts the delayed leave, or schedules a new one when there is none or the server forgot it. */
+  const renewLeave = (o: OwnMembership): Effect.Effect<void, MatrixError> => {
+    if (Option.isNone(o.delayId)) {
+      // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
+      return armLeave
+    }
+    // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
+    // a slow request cannot use up the whole delay.
+    const restart = withRequestTimeout(
+      mx.updateDelayedEvent(o.delayId.value, "restart"),
+      Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
+      "restart took too long"
+    )
+    return MatrixRetry.withRetry(timed(restart)).pipe(
+      Effect.flatMap(([, requestedAt]) => restarted(requestedAt)),
+      Effect.catchTag("MatrixError", (e) =>
+        MatrixErrors.classify(e)._tag === "NotFound"
+          // The server forgot it (fired, or restarted too late): schedule a new one. In the session dialect the
+          // membership itself is re-sent once the room shows it gone (watchMembers).
+          ? Effect.gen(function*() {
+            yield* Effect.logInfo("delayed leave not found; scheduling a new one")
+            // Fired if its time had come (the room no longer shows us); before that it was cancelled or lost.
+            const fired = (yield* Clock.currentTimeMillis) >= (yield* SubscriptionRef.get(visibility)).fireAt
+            if (fired) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
+            yield* armLeave
+          })
+          : Effect.fail(e))
+    )
+  }
+
   const heartbeat = lock.withPermits(1)(
-    Effect.gen(function*() {
-      const o = yield* SubscriptionRef.get(own)
-      if (Option.isNone(o.delayId)) {
-        // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
-        yield* armLeave
-        return yield* resendIfGone(o)
-      }
-      // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
-      // a slow request cannot use up the whole delay.
-      const restart = withRequestTimeout(
-        mx.updateDelayedEvent(o.delayId.value, "restart"),
-        Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
-        "restart took too long"
-      )
-      yield* MatrixRetry.withRetry(timed(restart)).pipe(
-        Effect.flatMap(([, sentAt]) => restarted(sentAt)),
-        Effect.catchTag("MatrixError", (e) =>
-          MatrixErrors.classify(e)._tag === "NotFound"
-            // The server forgot it (fired, or restarted too late): schedule a new one. In the session dialect the
-            // membership itself is re-sent once the room shows it gone (watchMembers).
-            ? Effect.gen(function*() {
-              yield* Effect.logInfo("delayed leave not found; scheduling a new one")
-              // Fired if its time had come (the room no longer shows us); before that it was cancelled or lost.
-              const fired = (yield* Clock.currentTimeMillis) >= (yield* SubscriptionRef.get(visibility)).fireAt
-              if (fired) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
-              yield* armLeave
-            })
-            : Effect.fail(e))
-      )
-      yield* resendIfGone(o)
-    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message)))
+    Effect.flatMap(SubscriptionRef.get(own), (o) => Effect.zipRight(renewLeave(o), resendIfGone(o))).pipe(
+      Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message))
+    )
   )
 
   const refresh = lock.withPermits(1)(

@@ -36,18 +36,23 @@ export interface Asker {
 export interface Started {
   readonly memberId: string
   readonly serviceUrl: string
-  /** An Either, so that a failed JWT request can wait for the delayed leave scheduled beside it. */
-  readonly grant: Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed | NotAuthenticated>>
+  /**
+   * The JWT request's outcome, as an Either so that a failure can wait for the delayed leave scheduled beside it.
+   * With `verify`, when the request went out with a kept OpenID token (no homeserver request of this step has
+   * then shown the access token alive), `/whoami` runs beside it, and a dead access token is the outcome.
+   */
+  readonly grant: (check: TokenCheck) => Effect.Effect<Either.Either<LiveKitGrant, JwtFetchFailed | NotAuthenticated>>
   /** What the membership needs: server support and the room version. */
   readonly facts: Effect.Effect<readonly [ServerSupport, string], NotAuthenticated>
-  /**
-   * The JWT request went out with a kept OpenID token: no homeserver request of this join has shown the access
-   * token to be alive. (Should the service refuse that token, the new one's request does; a check started
-   * beside the JWT request is then one request too many, and harmless.)
-   */
-  readonly tokenReused: boolean
   /** Stops what is still under way (the JWT request, the facts), e.g. when the join fails before awaiting them. */
   readonly interrupt: Effect.Effect<void>
+}
+
+export interface TokenCheck {
+  /** Whether nothing else the caller does first would show a dead access token. */
+  readonly verify: boolean
+  /** Bound of the `/whoami`; without an answer by then the join goes on. */
+  readonly timeoutMs: number
 }
 
 interface OpenId extends JoinCache.IssuedOpenIdToken {
@@ -191,8 +196,8 @@ const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
 /**
  * Steps 2–3: the facts the membership needs, and beside them the OpenID token and the service (kept, or asked
  * for at once), then the JWT request, left running. A dead access token fails the OpenID request with
- * NotAuthenticated; with a kept token, `tokenReused` tells the caller that no request has shown the token alive
- * yet (`checkToken`). `interrupt` stops the forked fibers when the caller fails before awaiting them.
+ * NotAuthenticated; with a kept token, `grant` can check it. `interrupt` stops the forked fibers when the
+ * caller fails before awaiting them.
  */
 export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
   Effect.gen(function*() {
@@ -207,12 +212,20 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
       ? [yield* openIdFor(a, knownUrl.value), knownUrl.value] as const
       : yield* discoverWithToken(a)
     const jwt = yield* jwtWith(a, serviceUrl, openId, Option.isNone(knownUrl)).pipe(Effect.either, Effect.fork)
+    const outcome = Effect.map(Fiber.join(jwt), Either.map(([grant]) => grant))
     return {
       memberId: a.memberId,
       serviceUrl,
-      grant: Effect.map(Fiber.join(jwt), Either.map(([grant]) => grant)),
+      // Should the service refuse the kept token, the new one's request shows the access token alive: the check
+      // started beside it is then one request too many, and harmless.
+      grant: (check) =>
+        check.verify && openId.reused
+          ? Effect.map(
+            Effect.all([outcome, Effect.either(checkToken(a.mx, check.timeoutMs))], { concurrency: "unbounded" }),
+            ([result, checked]) => Either.isLeft(checked) ? Either.left(checked.left) : result
+          )
+          : outcome,
       facts: Fiber.join(facts),
-      tokenReused: openId.reused,
       interrupt: Effect.asVoid(Fiber.interruptAll([jwt, facts]))
     } satisfies Started
   })
@@ -221,7 +234,7 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
  * Confirms the access token still works (`/account/whoami`) when nothing else of the step would: a dead one is
  * NotAuthenticated; a failure that says nothing about the token, or no answer within `timeoutMs`, is only logged.
  */
-export const checkToken = (mx: MatrixClientService, timeoutMs: number): Effect.Effect<void, NotAuthenticated> =>
+const checkToken = (mx: MatrixClientService, timeoutMs: number): Effect.Effect<void, NotAuthenticated> =>
   mx.whoami.pipe(
     Effect.asVoid,
     Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer in time" }) }),

@@ -321,32 +321,38 @@ describe("membershipHealth", () => {
       assert.strictEqual((yield* hs.scheduledDelayedEvents).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
+  /** A sticky call whose restarts fail from 1 s on (faults left in place), past its delayed leave firing at 8 s. */
+  const stickyCallPastOutage = Effect.gen(function*() {
+    const hs = yield* TestHomeserver.TestHomeserver
+    const call = yield* joined({ dialect: "sticky" })
+    const seen = yield* recordHealth(call)
+    yield* TestClock.adjust(1000)
+    yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+    yield* TestClock.adjust(7000)
+    assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+    return { hs, call, seen }
+  })
+
+  /** Our membership is listed again, and the call says so. */
+  const assertBack = (call: Call.Call, seen: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
+    })
+
   it.scoped("sticky dialect: a delayed leave that fired in an outage is followed by the membership again", () =>
     Effect.gen(function*() {
-      const hs = yield* TestHomeserver.TestHomeserver
-      const call = yield* joined({ dialect: "sticky" })
-      const seen = yield* recordHealth(call)
-      yield* TestClock.adjust(1000)
-      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
-      yield* TestClock.adjust(7000)
-      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      const { call, hs, seen } = yield* stickyCallPastOutage
       assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), [])
       yield* hs.clearFaults
       yield* TestClock.adjust(15_000)
       yield* settle
-      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
-      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
+      yield* assertBack(call, seen)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 
   it.scoped("sticky dialect: a re-send that fails after the fire is tried again on the next heartbeat", () =>
     Effect.gen(function*() {
-      const hs = yield* TestHomeserver.TestHomeserver
-      const call = yield* joined({ dialect: "sticky" })
-      const seen = yield* recordHealth(call)
-      yield* TestClock.adjust(1000)
-      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
-      yield* TestClock.adjust(7000)
-      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      const { call, hs, seen } = yield* stickyCallPastOutage
       yield* hs.clearFaults
       // after the outage: the new delayed leave goes through, the membership send is refused once
       yield* hs.injectFault("sendSticky", Testing.TestCallLog.delay(0))
@@ -356,8 +362,7 @@ describe("membershipHealth", () => {
       assert.isTrue((yield* entries).some((e) => e.op === "sendSticky" && e.detail?.includes("fault 403") === true))
       yield* TestClock.adjust(10_000)
       yield* settle
-      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
-      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
+      yield* assertBack(call, seen)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 
   it.scoped("without delayed events (no MSC4140) there is nothing to fire: Live", () =>

@@ -2,10 +2,11 @@
  * The room's call-membership events as a Stream: what the client already holds
  * first, then each new one; with them the current `m.room.member` events of their
  * senders and every later change of anyone's room membership, so the fold can drop
- * members who are no longer joined, as MatrixRTCSession does. Bridges matrix-js-sdk emitters (effect-style.md §6):
- * listeners go on before the current state is read, so nothing falls in between,
- * and an event id seen twice is emitted once. Listeners come off when the
- * stream's scope closes.
+ * members who are no longer joined, as MatrixRTCSession does.
+ *
+ * Bridges matrix-js-sdk emitters (effect-style.md §6): listeners go on before the
+ * current state is read, so nothing falls in between, and an event id seen twice
+ * is emitted once. Listeners come off when the stream's scope closes.
  */
 import type { Ids, RawCallEvent } from "@matrixrtc-effect/core"
 import { Effect, Stream } from "effect"
