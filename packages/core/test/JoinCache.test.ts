@@ -129,6 +129,25 @@ describe("JoinCache", () => {
       yield* assertNothingLeft
     }).pipe(Effect.provide(withCache({ homeserver: { transports: null, wellKnown: null } }))))
 
+  it.effect("two reachable auth services: each only ever sees the token issued for it, and reuses its own", () =>
+    Effect.gen(function*() {
+      const auth = yield* TestAuthService.TestAuthService
+      const second = "https://second.example.org/jwt"
+      for (const url of [auth.url, second, auth.url, second]) yield* joinAndLeave({ authServiceUrl: url })
+      const received = yield* auth.received
+      assert.deepStrictEqual(received.map((r) => r.url), [auth.url, second, auth.url, second])
+      const tokenOf = (url: string) => [...new Set(received.filter((r) => r.url === url).map((r) => r.openIdToken))]
+      assert.lengthOf(tokenOf(auth.url), 1)
+      assert.lengthOf(tokenOf(second), 1)
+      assert.notStrictEqual(tokenOf(auth.url)[0], tokenOf(second)[0])
+      yield* assertNothingLeft
+    }).pipe(
+      Effect.provide(withCache({
+        homeserver: { transports: null, wellKnown: null },
+        authService: { alsoAt: ["https://second.example.org/jwt"] }
+      }))
+    ))
+
   it.effect("a dead access token on a warm join is NotAuthenticated(TokenRejected) from the delayed leave; nothing left", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver

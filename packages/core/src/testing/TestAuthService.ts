@@ -21,6 +21,14 @@ export interface TestAuthServiceOptions {
   readonly url?: string | undefined
   /** The SFU websocket URL it hands out. */
   readonly sfuUrl?: string | undefined
+  /** More base URLs it answers on, as if several relying parties shared one SFU. */
+  readonly alsoAt?: ReadonlyArray<string> | undefined
+}
+
+/** One request as the service received it: the base URL it was sent to and the OpenID token it carried. */
+export interface ReceivedRequest {
+  readonly url: string
+  readonly openIdToken: string
 }
 
 export interface TestAuthServiceService {
@@ -33,6 +41,8 @@ export interface TestAuthServiceService {
   readonly claimsFor: (jwt: string) => Effect.Effect<Option.Option<LiveKitClaims>>
   /** Every JWT issued so far (so tests can prove none leaks into logs). */
   readonly issuedJwts: Effect.Effect<ReadonlyArray<string>>
+  /** Every request that reached one of its URLs, in order (so tests can tell which token went where). */
+  readonly received: Effect.Effect<ReadonlyArray<ReceivedRequest>>
 }
 
 export class TestAuthService extends Context.Tag("@matrixrtc-effect/core/testing/TestAuthService")<
@@ -56,6 +66,8 @@ export const make = (options: TestAuthServiceOptions = {}) =>
     const log = yield* TestCallLog
     const url = (options.url ?? defaultAuthServiceUrl).replace(/\/+$/, "")
     const sfuUrl = options.sfuUrl ?? defaultSfuUrl
+    const answersOn = new Set([url, ...(options.alsoAt ?? []).map((u) => u.replace(/\/+$/, ""))])
+    const received = yield* Ref.make<ReadonlyArray<ReceivedRequest>>([])
     const faults: FaultQueue<AuthOp> = yield* makeFaultQueue<AuthOp>(log, "auth")
     const issued = yield* Ref.make<ReadonlyMap<string, LiveKitClaims>>(new Map())
     const counter = yield* Ref.make(0)
@@ -72,10 +84,12 @@ export const make = (options: TestAuthServiceOptions = {}) =>
       slotId: string
     ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
       Effect.gen(function*() {
-        const endpoint = `${baseUrl.replace(/\/+$/, "")}/${op === "sfuGet" ? "sfu/get" : "get_token"}`
-        if (baseUrl.replace(/\/+$/, "") !== url) {
+        const base = baseUrl.replace(/\/+$/, "")
+        const endpoint = `${base}/${op === "sfuGet" ? "sfu/get" : "get_token"}`
+        if (!answersOn.has(base)) {
           return yield* Effect.fail(new JwtFetchFailed({ reason: "Unreachable", endpoint }))
         }
+        yield* Ref.update(received, (r) => [...r, { url: base, openIdToken: Redacted.value(openIdToken.accessToken) }])
         yield* faults.play(op, { roomId }, (fault) =>
           fault.status === undefined
             ? new JwtFetchFailed({ reason: "Unreachable", endpoint })
@@ -135,7 +149,8 @@ export const make = (options: TestAuthServiceOptions = {}) =>
       injectFault: faults.inject,
       clearFaults: faults.clear,
       claimsFor: (jwt) => Effect.map(Ref.get(issued), (m) => Option.fromNullable(m.get(jwt))),
-      issuedJwts: Effect.map(Ref.get(issued), (m) => [...m.keys()])
+      issuedJwts: Effect.map(Ref.get(issued), (m) => [...m.keys()]),
+      received: Ref.get(received)
     })
     return [service, control] as const
   })
