@@ -14,6 +14,7 @@
  */
 import { Layer } from "effect"
 import type { AuthService } from "../AuthService.ts"
+import * as JoinCache from "../JoinCache.ts"
 import type { LiveKit } from "../LiveKit.ts"
 import type { MatrixClient } from "../MatrixClient.ts"
 import * as TestAuthService from "./TestAuthService.ts"
@@ -26,6 +27,12 @@ export { TestAuthService, TestCallLog, TestHomeserver, TestLiveKit }
 export interface TestLayerOptions {
   readonly homeserver?: TestHomeserver.TestHomeserverOptions | undefined
   readonly authService?: TestAuthService.TestAuthServiceOptions | undefined
+  /**
+   * The `JoinCache`, set as on `NodeCall.layer` / `BrowserCall.layer`. Default `false` (unlike those layers):
+   * every join then makes all of its requests, which is what most tests want to see. Pass `{}` to test an
+   * app with the platform layers' default caching.
+   */
+  readonly joinCache?: JoinCache.JoinCacheOptions | false | undefined
 }
 
 export type TestServices =
@@ -36,10 +43,15 @@ export type TestServices =
   | TestAuthService.TestAuthService
   | TestLiveKit.TestLiveKit
   | TestCallLog.TestCallLog
+  | JoinCache.JoinCache
 
-/** All three backends wired to one call log. */
+/** All three backends wired to one call log, and a `JoinCache` as `options.joinCache` says. */
 export const layer = (options: TestLayerOptions = {}): Layer.Layer<TestServices> => {
   const hs = TestHomeserver.layer(options.homeserver)
   const auth = TestAuthService.layer(options.authService).pipe(Layer.provideMerge(hs))
-  return TestLiveKit.layer.pipe(Layer.provideMerge(auth), Layer.provideMerge(TestCallLog.layer))
+  return TestLiveKit.layer.pipe(
+    Layer.provideMerge(auth),
+    Layer.provideMerge(TestCallLog.layer),
+    Layer.merge(JoinCache.layerOrNone(options.joinCache ?? false))
+  )
 }
