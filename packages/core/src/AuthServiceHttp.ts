@@ -12,8 +12,12 @@
  * Secrets: the OpenID access token is encoded into the body at the last moment
  * and the JWT is handed out `Redacted`; neither request nor response objects
  * are kept in errors.
+ *
+ * Redirects are not followed: fetch re-sends a POST's body on 307/308, even from
+ * https to http, so the OpenID token would reach a URL `isTokenSafeUrl` never saw.
+ * A redirect answer is a final `Rejected`.
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientRequest } from "@effect/platform"
 import type { HttpClientError } from "@effect/platform"
 import { Duration, Effect, Either, Encoding, Layer, Option, Redacted, Schedule, Schema } from "effect"
 import { AuthService } from "./AuthService.ts"
@@ -65,6 +69,22 @@ export const isTokenSafeUrl = (url: string): boolean => {
   if (host === "") return false
   return scheme === "https" || (scheme === "http" && isLoopbackHost(host))
 }
+
+/**
+ * Runs `self` (HTTP requests) with fetch's `redirect: "manual"`, keeping the rest of a
+ * `FetchHttpClient.RequestInit` the caller provided: the 3xx comes back as the answer
+ * (in browsers as an opaque one with status 0). Other `HttpClient`s ignore it; the
+ * platform ones do not follow redirects, except XMLHttpRequest, which always does.
+ */
+export const withoutRedirects = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(Effect.serviceOption(FetchHttpClient.RequestInit), (init) =>
+    Effect.provideService(self, FetchHttpClient.RequestInit, {
+      ...Option.getOrElse(init, () => ({})),
+      redirect: "manual"
+    }))
+
+/** A redirect as `withoutRedirects` leaves it: a 3xx, or the browser's opaque redirect (status 0). */
+export const isRedirect = (status: number): boolean => status === 0 || (status >= 300 && status < 400)
 
 // Exactly the four keys of the homeserver's answer: the service rejects unknown keys.
 const OpenIdTokenBody = Schema.Struct({
@@ -174,6 +194,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
     const send = (url: string, request: HttpClientRequest.HttpClientRequest): Effect.Effect<Answer, Attempt> =>
       client.execute(request).pipe(
         Effect.flatMap((response) => Effect.map(response.text, (text) => ({ status: response.status, text }))),
+        withoutRedirects,
         Effect.mapError((e): Attempt => ({ _tag: "Network", detail: networkDetail(e) })),
         Effect.timeoutFail({ duration: timeout, onTimeout: (): Attempt => ({ _tag: "Timeout" }) }),
         Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "Network" }),
@@ -187,6 +208,14 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
 
     /** `sent`: the OpenID token of the request; a service or proxy that echoes it must not put it in our error. */
     const rejected = (url: string, answer: Answer, sent: Redacted.Redacted<string>) => {
+      if (isRedirect(answer.status)) {
+        return new JwtFetchFailed({
+          reason: "Rejected",
+          endpoint: url,
+          status: answer.status,
+          error: "answered with a redirect, which is not followed: the OpenID token only goes to the configured URL"
+        })
+      }
       const clean = (text: string) => scrubSecrets(text.replaceAll(Redacted.value(sent), "<redacted>"))
       const body = decodeErrorBody(answer.text)
       const snippet = clean(answer.text.trim()).slice(0, 200)

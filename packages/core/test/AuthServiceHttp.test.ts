@@ -1,7 +1,7 @@
-import { HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
+import { FetchHttpClient, HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Encoding, Fiber, Redacted, Ref, TestClock } from "effect"
+import { Context, Effect, Encoding, Fiber, FiberRef, Redacted, Ref, TestClock } from "effect"
 import type { GetTokenRequest, LiveKitGrant, SfuGetRequest } from "../src/AuthService.ts"
 import * as AuthServiceHttp from "../src/AuthServiceHttp.ts"
 import type { JwtFetchFailed } from "../src/CallError.ts"
@@ -17,9 +17,14 @@ interface Captured {
   readonly url: string
   readonly headers: Record<string, string>
   readonly body: unknown
+  readonly init: unknown
 }
 
-type Reply = { readonly status: number; readonly body: string; readonly contentType?: string } | "network" | "hang"
+type Reply =
+  | { readonly status: number; readonly body: string; readonly contentType?: string; readonly location?: string }
+  | "network"
+  | "hang"
+  | "opaqueRedirect"
 
 const jwtWith = (payload: unknown) =>
   `${Encoding.encodeBase64Url(JSON.stringify({ alg: "HS256", typ: "JWT" }))}.${Encoding.encodeBase64Url(JSON.stringify(payload))}.sig`
@@ -47,19 +52,23 @@ const matrixError = (status: number, errcode: string, error: string): Reply => (
 const fakeService = (replies: ReadonlyArray<Reply>, options: AuthServiceHttp.Options = {}) =>
   Effect.gen(function*() {
     const calls = yield* Ref.make<ReadonlyArray<Captured>>([])
-    const client = HttpClient.make((request: HttpClientRequest.HttpClientRequest, url) =>
+    const client = HttpClient.make((request: HttpClientRequest.HttpClientRequest, url, _signal, fiber) =>
       Effect.gen(function*() {
         const body = request.body._tag === "Uint8Array" ? JSON.parse(utf8.decode(request.body.body)) : undefined
-        const n = (yield* Ref.updateAndGet(calls, (all) => [...all, { method: request.method, url: url.toString(), headers: request.headers, body }])).length
+        // What FetchHttpClient would pass to fetch.
+        const init = Context.getOption(fiber.getFiberRef(FiberRef.currentContext), FetchHttpClient.RequestInit)
+        const captured = { method: request.method, url: url.toString(), headers: request.headers, body, init: init._tag === "Some" ? init.value : undefined }
+        const n = (yield* Ref.updateAndGet(calls, (all) => [...all, captured])).length
         const reply = replies[Math.min(n, replies.length) - 1]!
         if (reply === "hang") return yield* Effect.never
         if (reply === "network") {
           return yield* new HttpClientError.RequestError({ request, reason: "Transport", cause: new Error("fetch failed") })
         }
-        return HttpClientResponse.fromWeb(
-          request,
-          new WebResponse(reply.body, { status: reply.status, headers: { "content-type": reply.contentType ?? "text/plain" } }) as any
-        )
+        // A browser's fetch answers `redirect: "manual"` with an opaque response: status 0, no headers, no body.
+        if (reply === "opaqueRedirect") return HttpClientResponse.fromWeb(request, (globalThis as any).Response.error())
+        const headers: Record<string, string> = { "content-type": reply.contentType ?? "text/plain" }
+        if (reply.location !== undefined) headers["location"] = reply.location
+        return HttpClientResponse.fromWeb(request, new WebResponse(reply.body, { status: reply.status, headers }) as any)
       })
     )
     const service = yield* AuthServiceHttp.make(options).pipe(Effect.provideService(HttpClient.HttpClient, client))
@@ -284,6 +293,39 @@ describe("AuthServiceHttp: where the OpenID token may go", () => {
       assertNoSecret(e)
       yield* service.getToken("http://127.0.0.1:8080/", getTokenRequest)
       assert.strictEqual((yield* Ref.get(calls))[0]!.url, "http://127.0.0.1:8080/get_token")
+    }))
+})
+
+describe("AuthServiceHttp: redirects are not followed", () => {
+  it.effect("fetch is asked not to follow them; a caller's other RequestInit options are kept", () =>
+    Effect.gen(function*() {
+      const { service, calls } = yield* fakeService([ok()])
+      yield* service.sfuGet("https://rtc.example.org", sfuGetRequest)
+      yield* service.sfuGet("https://rtc.example.org", sfuGetRequest).pipe(
+        Effect.provideService(FetchHttpClient.RequestInit, { credentials: "omit", redirect: "follow" })
+      )
+      const [plain, withInit] = yield* Ref.get(calls)
+      assert.deepStrictEqual(plain!.init, { redirect: "manual" })
+      assert.deepStrictEqual(withInit!.init, { credentials: "omit", redirect: "manual" })
+    }))
+
+  it.effect("a 3xx or an opaque redirect is a final Rejected (one attempt, nothing sent on)", () =>
+    Effect.gen(function*() {
+      const replies: ReadonlyArray<{ readonly status: number; readonly body: string; readonly location?: string } | "opaqueRedirect"> = [
+        { status: 307, body: "", location: "http://evil.example/sfu/get" },
+        { status: 308, body: "", location: "https://other.example/sfu/get" },
+        { status: 302, body: "", location: "/elsewhere" },
+        "opaqueRedirect"
+      ]
+      for (const reply of replies) {
+        const { service, calls } = yield* fakeService([reply, ok()])
+        const e = yield* Effect.flip(service.sfuGet("https://rtc.example.org", sfuGetRequest))
+        assert.strictEqual(e.reason, "Rejected")
+        assert.strictEqual(e.status, reply === "opaqueRedirect" ? 0 : reply.status)
+        assert.include(e.message, "redirect")
+        assert.strictEqual((yield* Ref.get(calls)).length, 1)
+        assertNoSecret(e)
+      }
     }))
 })
 

@@ -6,13 +6,12 @@ import { FetchHttpClient } from "@effect/platform"
 import { JwtFetchFailed, NotAuthenticated } from "@matrixrtc-effect/core"
 import type { CallMember } from "@matrixrtc-effect/core"
 import { Console, Effect, Option, Redacted } from "effect"
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
 import { exitCodeOf, main } from "../src/cli/Cli.ts"
 import * as Doctor from "../src/cli/Doctor.ts"
 import { ExitCode } from "../src/cli/Main.ts"
 import * as Output from "../src/cli/Output.ts"
 import * as Render from "../src/cli/Render.ts"
+import { fakeServer, json } from "./support/loopback.ts"
 
 /** Runs `effect` with a console that records what it prints. */
 const capture = <A, E>(effect: Effect.Effect<A, E>) =>
@@ -160,29 +159,6 @@ describe("Render", () => {
 })
 
 // --- doctor against a fake deployment on loopback ------------------------------------
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
-
-const fakeServer = (handler: Handler) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly close: () => void }>((resume) => {
-      const server = createServer(handler)
-      server.listen(0, "127.0.0.1", () =>
-        resume(Effect.succeed({
-          url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-          close: () => {
-            server.closeAllConnections()
-            server.close()
-          }
-        })))
-    }),
-    (s) => Effect.sync(s.close)
-  )
-
-const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-  res.writeHead(status, { "content-type": "application/json", ...headers })
-  res.end(JSON.stringify(body))
-}
 
 describe("doctor", () => {
   it.scopedLive("reports a homeserver without MSC4140 and an auth service without CORS, with fixes", () =>
