@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { FetchHttpClient } from "@effect/platform"
 import { JwtFetchFailed, NotAuthenticated } from "@matrixrtc-effect/core"
 import type { CallMember } from "@matrixrtc-effect/core"
-import { Console, Effect, Option, Redacted } from "effect"
+import { Console, Effect, Option, Redacted, Ref } from "effect"
 import { exitCodeOf, main } from "../src/cli/Cli.ts"
 import * as Doctor from "../src/cli/Doctor.ts"
 import { ExitCode } from "../src/cli/Main.ts"
@@ -191,6 +191,74 @@ describe("doctor", () => {
       // One JSON line per check.
       assert.strictEqual(lines.length, result.length)
       assert.isTrue(lines.every((l) => JSON.parse(l).event === "check"))
+    }))
+
+  /** A homeserver with a valid token that names `authUrl` on /rtc/transports; counts OpenID token requests. */
+  const deployment = (authUrl: string, openIdRequests: Ref.Ref<number>) =>
+    fakeServer((req, res) => {
+      if (req.url === "/_matrix/client/versions") return json(res, 200, { versions: ["v1.11"], unstable_features: { "org.matrix.msc4140": true } })
+      if (req.url === "/_matrix/client/v3/account/whoami") return json(res, 200, { user_id: "@doc:example.org" })
+      if (req.url === "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports") {
+        return json(res, 200, { rtc_transports: [{ type: "livekit", livekit_service_url: authUrl }] })
+      }
+      if (req.url?.endsWith("/openid/request_token")) {
+        Effect.runSync(Ref.update(openIdRequests, (n) => n + 1))
+        return json(res, 200, { access_token: "openid_secret_token", token_type: "Bearer", matrix_server_name: "example.org", expires_in: 3600 })
+      }
+      return json(res, 404, { errcode: "M_UNRECOGNIZED" })
+    })
+
+  const runDoctor = (homeserver: string) =>
+    capture(
+      Doctor.run(
+        { homeserver, accessToken: Option.some(Redacted.make("syt_doctor_access")), roomId: Option.none() },
+        Output.make({ json: true, secrets: [] })
+      ).pipe(Effect.provide(FetchHttpClient.layer))
+    ).pipe(Effect.map(({ result }) => new Map(result.map((r) => [r.check, r]))))
+
+  it.scopedLive("an auth service URL that is not https or loopback fails, and no OpenID token is requested or sent", () =>
+    Effect.gen(function*() {
+      const posted = yield* Ref.make<ReadonlyArray<string>>([])
+      const auth = yield* fakeServer((req, res) => {
+        let body = ""
+        req.on("data", (chunk) => (body += chunk))
+        req.on("end", () => {
+          Effect.runSync(Ref.update(posted, (all) => [...all, body]))
+          json(res, 400, { errcode: "M_NOT_JSON" }, { "access-control-allow-origin": "*" })
+        })
+      })
+      // 0.0.0.0 reaches the loopback server on Linux, but is not a loopback address to isTokenSafeUrl.
+      const insecure = auth.url.replace("127.0.0.1", "0.0.0.0")
+      const openIdRequests = yield* Ref.make(0)
+      const hs = yield* deployment(insecure, openIdRequests)
+      const byName = yield* runDoctor(hs.url)
+      assert.strictEqual(byName.get("auth service URL")?.status, "fail")
+      assert.match(byName.get("auth service URL")!.detail, /not https or loopback; clients refuse it/)
+      assert.strictEqual(byName.get("LiveKit SFU")?.status, "skip")
+      assert.strictEqual(yield* Ref.get(openIdRequests), 0)
+      assert.isFalse((yield* Ref.get(posted)).some((body) => body.includes("openid")))
+    }))
+
+  it.scopedLive("the auth service's redirects are not followed: the OpenID token stays with the URL that was checked", () =>
+    Effect.gen(function*() {
+      const reached = yield* Ref.make(0)
+      const elsewhere = yield* fakeServer((_req, res) => {
+        Effect.runSync(Ref.update(reached, (n) => n + 1))
+        json(res, 500, {})
+      })
+      const auth = yield* fakeServer((req, res) => {
+        if (req.method === "OPTIONS") return json(res, 204, {})
+        res.writeHead(307, { location: `${elsewhere.url}/sfu/get` })
+        res.end()
+      })
+      const openIdRequests = yield* Ref.make(0)
+      const hs = yield* deployment(auth.url, openIdRequests)
+      const byName = yield* runDoctor(hs.url)
+      assert.isUndefined(byName.get("auth service URL"))
+      assert.strictEqual(yield* Ref.get(openIdRequests), 1)
+      assert.strictEqual(byName.get("LiveKit SFU")?.status, "fail")
+      assert.match(byName.get("LiveKit SFU")!.detail, /HTTP 307, a redirect to .* \(not followed\)/)
+      assert.strictEqual(yield* Ref.get(reached), 0)
     }))
 
   it.scopedLive("an unreachable homeserver is one failing line", () =>

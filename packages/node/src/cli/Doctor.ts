@@ -5,7 +5,7 @@
  * which is exactly what the higher-level clients abstract away.
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { Discovery } from "@matrixrtc-effect/core"
+import { AuthServiceHttp, Discovery } from "@matrixrtc-effect/core"
 import { Duration, Effect, Option, Redacted, Schema } from "effect"
 import type { Output } from "./Output.ts"
 
@@ -88,6 +88,12 @@ const send = (request: HttpClientRequest.HttpClientRequest): Effect.Effect<Reply
     )
   )
 
+/**
+ * The auth service as clients reach it: without following redirects (core refuses them,
+ * since fetch would re-send a POST body, and so the OpenID token, to the new URL).
+ */
+const sendToAuthService = (request: HttpClientRequest.HttpClientRequest) => AuthServiceHttp.withoutRedirects(send(request))
+
 const describeTransport = (e: { readonly message?: string; readonly cause?: unknown }): string => {
   // fetch hides the interesting part (ECONNREFUSED, ENOTFOUND) in cause.cause.
   const inner = (e.cause as { cause?: { code?: string; message?: string } } | undefined)?.cause
@@ -98,6 +104,9 @@ const decode = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Option.Option
   Schema.decodeUnknownOption(schema)(body)
 
 const describeAnswer = (a: Answer): string => {
+  if (AuthServiceHttp.isRedirect(a.status)) {
+    return `HTTP ${a.status}, a redirect${a.headers["location"] ? ` to ${a.headers["location"]}` : ""} (not followed)`
+  }
   const err = decode(MatrixErrorBody, a.body)
   return Option.match(err, {
     onNone: () => `HTTP ${a.status}`,
@@ -208,13 +217,23 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
       )
     }
     const authUrl = discovered[0] === undefined ? undefined : trimSlash(discovered[0])
+    const tokenSafe = authUrl !== undefined && AuthServiceHttp.isTokenSafeUrl(authUrl)
 
     // 4. The auth service: CORS preflight and the lk-jwt-style answer to an empty POST.
     if (authUrl === undefined) {
       yield* report(skip("auth service CORS", "no auth service URL discovered"))
       yield* report(skip("auth service /sfu/get", "no auth service URL discovered"))
     } else {
-      const pre = yield* send(
+      if (!tokenSafe) {
+        yield* report(
+          fail(
+            "auth service URL",
+            `${authUrl} is not https or loopback; clients refuse it (they only send OpenID tokens over https)`,
+            "serve the auth service over https and publish that URL as livekit_service_url"
+          )
+        )
+      }
+      const pre = yield* sendToAuthService(
         HttpClientRequest.make("OPTIONS")(`${authUrl}/sfu/get`).pipe(
           HttpClientRequest.setHeaders({
             Origin: "http://localhost:3000",
@@ -243,7 +262,7 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
             )
         )
       }
-      const empty = yield* send(HttpClientRequest.post(`${authUrl}/sfu/get`))
+      const empty = yield* sendToAuthService(HttpClientRequest.post(`${authUrl}/sfu/get`))
       const code = empty._tag === "Answer" ? decode(MatrixErrorBody, empty.answer.body) : Option.none()
       if (empty._tag === "Answer" && empty.answer.status === 400 && Option.exists(code, (c) => c.errcode === "M_NOT_JSON")) {
         yield* report(pass("auth service /sfu/get", "an empty POST gets 400 M_NOT_JSON, as lk-jwt-service answers"))
@@ -295,6 +314,8 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
     // 6. LiveKit: a real /sfu/get gives the SFU URL; the SFU must answer on it.
     if (authUrl === undefined || Option.isNone(token) || userId === undefined) {
       yield* report(skip("LiveKit SFU", "needs a valid --access-token and a discovered auth service (the SFU URL comes from /sfu/get)"))
+    } else if (!tokenSafe) {
+      yield* report(skip("LiveKit SFU", "the auth service URL is not https or loopback: no OpenID token is sent to it"))
     } else {
       yield* checkLiveKit({ hs, authUrl, userId, token: token.value, roomId: options.roomId, out }).pipe(Effect.flatMap(report))
     }
@@ -357,7 +378,7 @@ const checkLiveKit = (args: {
     args.out.addSecret(openId.value.access_token)
     // Without --room we ask for a placeholder room: the service only needs a room id to mint a token.
     const room = Option.getOrElse(args.roomId, () => `!matrixrtc-doctor:${openId.value.matrix_server_name}`)
-    const got = yield* send(
+    const got = yield* sendToAuthService(
       HttpClientRequest.post(`${args.authUrl}/sfu/get`).pipe(
         HttpClientRequest.bodyUnsafeJson({ room, openid_token: openId.value, device_id: "MATRIXRTC_DOCTOR" })
       )
