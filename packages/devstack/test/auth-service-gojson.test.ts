@@ -92,7 +92,12 @@ describe("GoJson", () => {
 describe("auth service settings from the environment", () => {
   const load = (env: Record<string, string>) =>
     Effect.either(Effect.withConfigProvider(Settings.config, ConfigProvider.fromMap(new Map(Object.entries(env)))))
-  const required = { LIVEKIT_URL: "ws://127.0.0.1:7880", LIVEKIT_KEY: "devkey", LIVEKIT_SECRET: "s3cret" }
+  const required = {
+    LIVEKIT_URL: "ws://127.0.0.1:7880",
+    LIVEKIT_KEY: "devkey",
+    LIVEKIT_SECRET: "s3cret",
+    LIVEKIT_FULL_ACCESS_HOMESERVERS: "*"
+  }
 
   it.effect("defaults and parsing", () =>
     Effect.gen(function*() {
@@ -131,6 +136,10 @@ describe("auth service settings from the environment", () => {
   it.effect("missing or invalid settings fail", () =>
     Effect.gen(function*() {
       assert.isTrue(Either.isLeft(yield* load({ LIVEKIT_KEY: "k", LIVEKIT_SECRET: "s" })))
+      // required since lk-jwt-service v0.5.0: unset or empty is an error, not "everyone"
+      const { LIVEKIT_FULL_ACCESS_HOMESERVERS: _, ...withoutFullAccess } = required
+      assert.isTrue(Either.isLeft(yield* load(withoutFullAccess)))
+      assert.isTrue(Either.isLeft(yield* load({ ...required, LIVEKIT_FULL_ACCESS_HOMESERVERS: " , " })))
       assert.isTrue(Either.isLeft(yield* load({ ...required, LIVEKIT_JWT_BIND: "8080" })))
       assert.isTrue(Either.isLeft(yield* load({ ...required, LIVEKIT_JWT_BIND: ":1", LIVEKIT_JWT_PORT: "2" })))
       assert.isTrue(Either.isLeft(yield* load({ ...required, MATRIXRTC_USERINFO_URLS: "localhost" })))

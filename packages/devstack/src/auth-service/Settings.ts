@@ -74,12 +74,12 @@ const bind = Config.all({
   })
 )
 
-/** Split on commas and whitespace; unset or empty ⇒ `*` (lk-jwt-service's default). */
+/** Split on commas and whitespace. Required, as in lk-jwt-service since v0.5.0 (older ones took unset as `*`). */
 const fullAccess = Config.string("LIVEKIT_FULL_ACCESS_HOMESERVERS").pipe(
-  Config.withDefault(""),
-  Config.map((raw) => {
-    const list = raw.split(/[\s,]+/).filter((s) => s !== "")
-    return list.length === 0 ? ["*"] : list
+  Config.map((raw) => raw.split(/[\s,]+/).filter((s) => s !== "")),
+  Config.validate({
+    message: "LIVEKIT_FULL_ACCESS_HOMESERVERS must name at least one homeserver, or be *",
+    validation: (list) => list.length > 0
   })
 )
 
