@@ -1,7 +1,7 @@
 // The emitter bridge on a real (never started) matrix-js-sdk client, driven by hand.
 import { assert, describe, it } from "@effect/vitest"
 import type { Ids, RawCallEvent } from "@matrixrtc-effect/core"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Effect, Fiber, Schedule, Stream } from "effect"
 import { ClientEvent, createClient, MatrixEvent, Room, RoomStateEvent, SyncState } from "matrix-js-sdk"
 import { RoomStickyEventsEvent } from "matrix-js-sdk/lib/models/room-sticky-events.js"
 import { callMemberEvents } from "../src/callMemberEvents.ts"
@@ -27,12 +27,27 @@ const setup = () => {
   return { client, room }
 }
 
+/**
+ * Waits until the stream's fiber has put its listeners on `client` (its Sync listener is the
+ * last to go on): they go on in that fiber, after the fork returned.
+ */
+const listening = (client: ReturnType<typeof createClient>, before: number) =>
+  Effect.suspend(() => client.listenerCount(ClientEvent.Sync) > before ? Effect.void : Effect.fail("not yet")).pipe(
+    Effect.retry(Schedule.spaced("1 millis")),
+    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("the stream never put its listeners on") })
+  )
+
 /** Runs the stream until it has `n` events (or ends), after `act` drove the emitters. */
-const collect = (stream: Stream.Stream<RawCallEvent>, n: number, act: Effect.Effect<void>) =>
+const collect = (
+  client: ReturnType<typeof createClient>,
+  stream: Stream.Stream<RawCallEvent>,
+  n: number,
+  act: Effect.Effect<void>
+) =>
   Effect.gen(function* () {
+    const before = client.listenerCount(ClientEvent.Sync)
     const fiber = yield* stream.pipe(Stream.take(n), Stream.runCollect, Effect.fork)
-    // The listeners go on in the stream's own fiber; give it a moment to start.
-    yield* Effect.sleep("20 millis")
+    yield* listening(client, before)
     yield* act
     return Chunk.toReadonlyArray(yield* Fiber.join(fiber))
   })
@@ -44,6 +59,7 @@ describe("callMemberEvents", () => {
       room.currentState.setStateEvents([stateEvent("$current", "_@bob:localhost_B_m.call")])
       client.store.storeRoom(room)
       const events = yield* collect(
+        client,
         callMemberEvents(client, roomId),
         2,
         Effect.sync(() => {
@@ -79,6 +95,7 @@ describe("callMemberEvents", () => {
         msc4354_sticky: { duration_ms: 60_000 }
       })
       const events = yield* collect(
+        client,
         callMemberEvents(client, roomId),
         1,
         Effect.sync(() => {
@@ -96,8 +113,9 @@ describe("callMemberEvents", () => {
       const { client, room } = setup()
       client.store.storeRoom(room)
       const before = client.listenerCount(RoomStateEvent.Events)
+      const beforeSync = client.listenerCount(ClientEvent.Sync)
       const fiber = yield* callMemberEvents(client, roomId).pipe(Stream.runCollect, Effect.fork)
-      yield* Effect.sleep("20 millis")
+      yield* listening(client, beforeSync)
       assert.strictEqual(client.listenerCount(RoomStateEvent.Events), before + 1)
       client.emit(ClientEvent.Sync, SyncState.Stopped, SyncState.Syncing)
       assert.strictEqual(Chunk.size(yield* Fiber.join(fiber)), 0)
