@@ -95,7 +95,9 @@ export const make = (options: TestAuthServiceOptions = {}) =>
             ? new JwtFetchFailed({ reason: "Unreachable", endpoint })
             : reject(endpoint, fault.status, fault.errcode ?? "M_UNKNOWN", fault.error ?? "injected fault"))
         const verified = yield* hs.verifyOpenIdToken(Redacted.value(openIdToken.accessToken))
-        if (Option.isNone(verified) || !verified.value.sub.endsWith(`:${openIdToken.matrixServerName}`)) {
+        // As lk-jwt-service: the server part of the user id (after the first ':') is the claimed server name.
+        const serverOf = (sub: string) => sub.slice(sub.indexOf(":") + 1)
+        if (Option.isNone(verified) || serverOf(verified.value.sub) !== openIdToken.matrixServerName) {
           yield* log.append({ actor: "auth", op, roomId, detail: "401 M_UNAUTHORIZED" })
           return yield* Effect.fail(reject(endpoint, 401, "M_UNAUTHORIZED", "The request could not be authorised."))
         }
