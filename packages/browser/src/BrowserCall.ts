@@ -12,7 +12,7 @@ import { FetchHttpClient } from "@effect/platform"
 import type { HttpClient } from "@effect/platform"
 import { Layer } from "effect"
 import { AuthServiceHttp, JoinCache } from "@matrixrtc-effect/core"
-import type { AuthService, LiveKit, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
+import type { AuthService, LiveKit, MatrixClient, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
 import { layerFromClient, layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import type { LoginOptions, MatrixSdkClient, StartOptions } from "@matrixrtc-effect/matrix-js-sdk"
 import * as BrowserLiveKit from "./BrowserLiveKit.ts"
@@ -47,7 +47,8 @@ export type Services =
 
 const isExisting = (m: Config["matrix"]): m is ExistingClient => "client" in m
 
-export const layer = (config: Config): Layer.Layer<Services, MatrixError> =>
+/** A login with a dead access token or a wrong password fails with `NotAuthenticated` (`TokenRejected`). */
+export const layer = (config: Config): Layer.Layer<Services, NotAuthenticated | MatrixError> =>
   Layer.mergeAll(
     isExisting(config.matrix)
       ? layerFromClient(config.matrix.client, { start: config.matrix.start ?? false })

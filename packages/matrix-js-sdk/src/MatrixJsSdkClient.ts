@@ -11,9 +11,16 @@
  *
  * No Node- or DOM-only APIs here: everything goes through the SDK's own fetch.
  */
-import { Ids, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
-import type { DelayedEventAction, MatrixClientService, OpenIdToken, ServerSupport, Session } from "@matrixrtc-effect/core"
-import { Context, Duration, Effect, FiberRef, GlobalValue, Layer, Option, Predicate, Redacted, Schema } from "effect"
+import { Ids, MatrixClient, MatrixError, MatrixErrors, tokenRejected } from "@matrixrtc-effect/core"
+import type {
+  DelayedEventAction,
+  MatrixClientService,
+  NotAuthenticated,
+  OpenIdToken,
+  ServerSupport,
+  Session
+} from "@matrixrtc-effect/core"
+import { Context, Duration, Effect, FiberRef, GlobalValue, Layer, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
 import * as sdk from "matrix-js-sdk"
 import { callMemberEvents } from "./callMemberEvents.ts"
 import { toMatrixError } from "./errors.ts"
@@ -67,6 +74,20 @@ const decodeWith =
   <A, I>(schema: Schema.Schema<A, I>, what: string) =>
   (raw: unknown): Effect.Effect<A, MatrixError> =>
     Schema.decodeUnknown(schema)(raw).pipe(Effect.mapError(badResponse(what)))
+
+/**
+ * `decodeWith` for answers that carry a token (OpenID, /login): a `ParseError` holds
+ * the raw answer (`issue.actual`), so the error keeps only the paths that failed.
+ */
+const decodeSecretWith =
+  <A, I>(schema: Schema.Schema<A, I>, what: string) =>
+  (raw: unknown): Effect.Effect<A, MatrixError> =>
+    Schema.decodeUnknown(schema)(raw).pipe(
+      Effect.mapError((e) => {
+        const paths = ParseResult.ArrayFormatter.formatErrorSync(e).map((issue) => issue.path.join(".") || "(root)")
+        return new MatrixError({ reason: "Http", error: `unexpected ${what} response (at ${[...new Set(paths)].join(", ")})` })
+      })
+    )
 
 // ---------------------------------------------------------------------------------------
 
@@ -136,7 +157,7 @@ export const make = (client: sdk.MatrixClient): MatrixClientService => {
   const requestOpenIdToken: Effect.Effect<OpenIdToken, MatrixError> = call("requestOpenIdToken", () =>
     client.getOpenIdToken()
   ).pipe(
-    Effect.flatMap(decodeWith(OpenIdResponse, "openid/request_token")),
+    Effect.flatMap(decodeSecretWith(OpenIdResponse, "openid/request_token")),
     Effect.map(
       (r): OpenIdToken => ({
         accessToken: Redacted.make(r.access_token),
@@ -398,12 +419,16 @@ export interface PasswordLogin extends LoginCommon {
 export type LoginOptions = AccessTokenLogin | PasswordLogin
 
 const LoginResponse = Schema.Struct({ user_id: Schema.String, device_id: Schema.String, access_token: Schema.String })
+const IssuedToken = Schema.Struct({ access_token: Schema.String })
 
 interface Credentials {
   readonly userId: string
   readonly deviceId: string | undefined
   readonly accessToken: Redacted.Redacted<string>
 }
+
+/** Whether the layer logs out the device of a password login (see `PasswordLogin.logoutOnClose`). */
+const ownsDevice = (options: PasswordLogin): boolean => options.logoutOnClose ?? options.deviceId === undefined
 
 const passwordLogin = (options: PasswordLogin): Effect.Effect<Credentials, MatrixError> => {
   const anonymous = sdk.createClient({ baseUrl: options.homeserverUrl })
@@ -421,7 +446,24 @@ const passwordLogin = (options: PasswordLogin): Effect.Effect<Credentials, Matri
       }),
     { user: options.user }
   ).pipe(
-    Effect.flatMap(decodeWith(LoginResponse, "/login")),
+    Effect.flatMap((raw) =>
+      decodeSecretWith(LoginResponse, "/login")(raw).pipe(
+        // The homeserver did create a session: without this, a device of ours would outlive the failure.
+        Effect.tapError(() =>
+          Option.match(Schema.decodeUnknownOption(IssuedToken)(raw), {
+            onNone: () => Effect.void,
+            onSome: (issued) =>
+              ownsDevice(options)
+                ? logout(options.homeserverUrl, {
+                  userId: options.user,
+                  deviceId: options.deviceId,
+                  accessToken: Redacted.make(issued.access_token)
+                })
+                : Effect.void
+          })
+        )
+      )
+    ),
     Effect.map((r) => ({ userId: r.user_id, deviceId: r.device_id, accessToken: Redacted.make(r.access_token) }))
   )
 }
@@ -465,20 +507,35 @@ const tokenLogin = (options: AccessTokenLogin): Effect.Effect<Credentials, Matri
 const isPasswordLogin = (o: LoginOptions): o is PasswordLogin => Predicate.hasProperty(o, "password")
 
 /**
+ * The homeserver refused the credentials themselves: a dead access token (401
+ * `M_UNKNOWN_TOKEN` on `/whoami`), a wrong password or a deactivated account (403 on
+ * `/login`). All are `TokenRejected`, the one reason core has for refused credentials;
+ * the answer's status, errcode and error tell them apart. Rate limits, 5xx and network
+ * failures stay `MatrixError`: they may pass.
+ */
+const credentialsRefused = (e: MatrixError): NotAuthenticated | MatrixError => {
+  const kind = MatrixErrors.classify(e)._tag
+  return kind === "UnknownToken" || kind === "Forbidden" ? tokenRejected(e) : e
+}
+
+/**
  * Creates a client from a login (password via `/login`, or an access token),
  * starts it (unless `sync: false`) and stops it when the scope closes; a device
  * the password login created is then logged out (see `PasswordLogin.logoutOnClose`).
+ * Refused credentials fail it with `NotAuthenticated` (see `credentialsRefused`).
  */
-export const layerLogin = (options: LoginOptions): Layer.Layer<MatrixClient | MatrixSdkClient, MatrixError> =>
+export const layerLogin = (
+  options: LoginOptions
+): Layer.Layer<MatrixClient | MatrixSdkClient, NotAuthenticated | MatrixError> =>
   Layer.scopedContext(
     Effect.gen(function* () {
       // The caller owns an access token (and a device it asked for by id); a device the
       // password login created is ours, and is logged out again when the scope closes.
       // Registered with the login itself, so a failure later in this layer still logs it out.
-      const creds = yield* isPasswordLogin(options)
+      const creds = yield* (isPasswordLogin(options)
         ? Effect.acquireRelease(passwordLogin(options), (c) =>
-          (options.logoutOnClose ?? options.deviceId === undefined) ? logout(options.homeserverUrl, c) : Effect.void)
-        : tokenLogin(options)
+          ownsDevice(options) ? logout(options.homeserverUrl, c) : Effect.void)
+        : tokenLogin(options)).pipe(Effect.mapError(credentialsRefused))
       const logger = options.sdkLogs === "console" ? undefined : SdkLogger.make(yield* Effect.runtime<never>())
       const client = sdk.createClient({
         baseUrl: options.homeserverUrl,

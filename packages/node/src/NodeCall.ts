@@ -10,7 +10,7 @@
 import { FetchHttpClient } from "@effect/platform"
 import type { HttpClient } from "@effect/platform"
 import { AuthServiceHttp, JoinCache } from "@matrixrtc-effect/core"
-import type { AuthService, LiveKit, MatrixClient, MatrixError } from "@matrixrtc-effect/core"
+import type { AuthService, LiveKit, MatrixClient, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
 import type { LoginOptions, MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
 import { Layer } from "effect"
@@ -37,9 +37,11 @@ export type NodeCallServices =
 /**
  * Logs in, starts syncing, and provides every port `join` needs, plus the
  * richer `MatrixSdkClient` and `NodeLiveKit` handles. Closing it stops the
- * Matrix client and disposes rtc-node's native runtime.
+ * Matrix client and disposes rtc-node's native runtime. A dead access token or a
+ * wrong password fails it with `NotAuthenticated` (`TokenRejected`); other
+ * homeserver failures (network, 5xx, rate limit) with `MatrixError`.
  */
-export const layer = (config: NodeCallConfig): Layer.Layer<NodeCallServices, MatrixError> =>
+export const layer = (config: NodeCallConfig): Layer.Layer<NodeCallServices, NotAuthenticated | MatrixError> =>
   Layer.mergeAll(
     layerLogin(config.matrix),
     AuthServiceHttp.layerWith(config.authService ?? {}).pipe(Layer.provideMerge(FetchHttpClient.layer)),

@@ -345,7 +345,7 @@ describe("logging in", () => {
       assert.deepStrictEqual(yield* whoamiWith(again), { status: 200, errcode: undefined })
     }).pipe(Effect.scoped), { timeout: 60_000 })
 
-  it.live("a dead access token fails the layer with 401 M_UNKNOWN_TOKEN, and never shows the token", () =>
+  it.live("a dead access token fails the layer with NotAuthenticated (401 M_UNKNOWN_TOKEN), and never shows the token", () =>
     Effect.gen(function* () {
       const e = yield* Effect.flip(
         Effect.scoped(
@@ -354,9 +354,27 @@ describe("logging in", () => {
           )
         )
       )
+      assert.strictEqual(e._tag, "NotAuthenticated")
+      assert.strictEqual(e.reason, "TokenRejected")
       assert.strictEqual(e.status, 401)
       assert.strictEqual(e.errcode, "M_UNKNOWN_TOKEN")
       assert.notInclude(JSON.stringify(e), "syt_not_a_real_token_123")
       assert.notInclude(String(e.cause), "syt_not_a_real_token_123")
+    }))
+
+  it.live("a wrong password fails the layer with NotAuthenticated (403 M_FORBIDDEN), and never shows the password", () =>
+    Effect.gen(function* () {
+      const e = yield* Effect.flip(
+        Effect.scoped(
+          Layer.build(
+            layerLogin({ homeserverUrl: stack.homeserverUrl, user: bob.userId, password: Redacted.make("not-bobs-password-123") })
+          )
+        )
+      )
+      assert.strictEqual(e._tag, "NotAuthenticated")
+      assert.strictEqual(e.reason, "TokenRejected")
+      assert.strictEqual(e.status, 403)
+      assert.strictEqual(e.errcode, "M_FORBIDDEN")
+      assert.notInclude(JSON.stringify(e), "not-bobs-password-123")
     }))
 })

@@ -15,13 +15,13 @@ import type {
   NotAuthenticated,
   RemoteParticipant
 } from "@matrixrtc-effect/core"
-import { Chunk, Duration, Effect, Layer, Option, Ref, type Scope, Stream, SubscriptionRef } from "effect"
+import { Chunk, Duration, Effect, Option, Ref, type Scope, Stream, SubscriptionRef } from "effect"
 import type { AudioFailed } from "../Audio.ts"
 import * as Audio from "../Audio.ts"
 import * as NodeCall from "../NodeCall.ts"
 import { NodeLiveKit, type NodeConnection } from "../NodeLiveKit.ts"
 import type { Credentials } from "./Cli.ts"
-import type { Output } from "./Output.ts"
+import { type Output, printable } from "./Output.ts"
 import * as Render from "./Render.ts"
 import * as Session from "./Session.ts"
 
@@ -47,9 +47,7 @@ const LEVEL_EVERY = Duration.seconds(1)
 export const run = (options: JoinOptions, out: Output): Effect.Effect<void, JoinError> =>
   Effect.gen(function*() {
     const roomId = yield* Ids.roomId(options.roomId)
-    const services = NodeCall.layer({ matrix: Session.loginOptions(options.homeserver, options.credentials) }).pipe(
-      Layer.mapError(Session.toNotAuthenticated)
-    )
+    const services = NodeCall.layer({ matrix: Session.loginOptions(options.homeserver, options.credentials) })
     yield* inCall(roomId, options, out).pipe(Effect.provide(services))
   })
 
@@ -91,9 +89,10 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
             delayedLeave: Option.isSome(own.delayId),
             delayMs: own.delayMs
           },
+          // The identity and room come from the auth service's JWT.
           `joined the call in ${roomId} as ${call.session.userId} (${call.session.deviceId})\n` +
-            `  LiveKit identity ${call.connection.identity} in room ${call.connection.roomName}\n` +
-            `  membership state key ${own.stateKey ?? "-"}; ${
+            `  LiveKit identity ${printable(call.connection.identity)} in room ${printable(call.connection.roomName)}\n` +
+            `  membership state key ${printable(own.stateKey ?? "-")}; ${
               Option.isSome(own.delayId) ? `delayed leave after ${own.delayMs} ms if this process dies` : "no delayed leave (server lacks MSC4140)"
             }`
         )

@@ -1,10 +1,9 @@
 /**
  * From CLI credentials to a logged-in Matrix client (matrix-js-sdk adapter).
  * A homeserver that refuses the token or the password is `NotAuthenticated`
- * (exit 3); other homeserver failures stay `MatrixError`.
+ * (exit 3; the adapter's layer says so); other homeserver failures stay `MatrixError`.
  */
-import { MatrixErrors, type NotAuthenticated, tokenRejected } from "@matrixrtc-effect/core"
-import type { MatrixClient, MatrixError } from "@matrixrtc-effect/core"
+import type { MatrixClient, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
 import { layerLogin, type LoginOptions, type MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
 import { Layer, Option } from "effect"
 import type { Credentials } from "./Cli.ts"
@@ -23,15 +22,9 @@ export const loginOptions = (homeserver: string, credentials: Credentials, sync 
     }
 }
 
-/** `M_UNKNOWN_TOKEN` (bad token) and `M_FORBIDDEN` on `/login` (bad password) mean: not authenticated. */
-export const toNotAuthenticated = (error: MatrixError): NotAuthenticated | MatrixError => {
-  const kind = MatrixErrors.classify(error)._tag
-  return kind === "UnknownToken" || kind === "Forbidden" ? tokenRejected(error) : error
-}
-
-/** The Matrix client layer for these credentials, login failures mapped. */
+/** The Matrix client layer for these credentials. */
 export const layer = (
   homeserver: string,
   credentials: Credentials
 ): Layer.Layer<MatrixClient | MatrixSdkClient, NotAuthenticated | MatrixError> =>
-  layerLogin(loginOptions(homeserver, credentials)).pipe(Layer.mapError(toNotAuthenticated))
+  layerLogin(loginOptions(homeserver, credentials))
