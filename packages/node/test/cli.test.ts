@@ -158,6 +158,53 @@ describe("Render", () => {
   })
 })
 
+describe("human output: strings from outside cannot drive the terminal", () => {
+  // ESC/CSI (clear screen, recolour), CR/LF (a forged line), C1 CSI, DEL.
+  const hostile = "DEV\u001b[2J\r\n+ @admin:x (ADMIN) joined the call\u009b31m\u007f"
+  const controls = /[\u0000-\u001f\u007f-\u009f]/
+  const noControlsBut = (text: string, lines: number) => {
+    const split = text.split("\n")
+    assert.strictEqual(split.length, lines, text)
+    for (const line of split) assert.notMatch(line, controls, JSON.stringify(line))
+  }
+  const evil = member("@eve:x", hostile)
+
+  it("member lines, the summary and the table escape members' ids", () => {
+    const lines = Render.memberChange([], [evil]).lines
+    assert.deepStrictEqual(lines, ["+ @eve:x (DEV\\u001b[2J\\u000d\\u000a+ @admin:x (ADMIN) joined the call\\u009b31m\\u007f) joined the call"])
+    noControlsBut(Render.memberSummary([evil]), 1)
+    const text = Render.table({
+      members: [evil],
+      participants: [{ identity: `@mallory:x\u001b]0;title\u0007`, tracks: ["audio"] }],
+      selfIdentity: "@a:x:A"
+    })
+    noControlsBut(text, 4) // heading, column titles, the member, the stray participant
+  })
+
+  it.effect("error messages on stderr are escaped, in human and JSON mode", () =>
+    Effect.gen(function*() {
+      for (const json of [false, true]) {
+        const out = Output.make({ json, secrets: [] })
+        const { err } = yield* capture(out.error(new JwtFetchFailed({ reason: "Rejected", status: 403, error: hostile })))
+        assert.strictEqual(err.length, 1)
+        noControlsBut(err[0]!, 1)
+      }
+    }))
+
+  it.scopedLive("doctor's lines escape what servers answer", () =>
+    Effect.gen(function*() {
+      const hs = yield* fakeServer((_req, res) => json(res, 404, { errcode: "M_NOT_FOUND", error: hostile }))
+      const { out: printed } = yield* capture(
+        Doctor.run({ homeserver: hs.url, accessToken: Option.none(), roomId: Option.none() }, Output.make({ json: false, secrets: [] })).pipe(
+          Effect.provide(FetchHttpClient.layer)
+        )
+      )
+      assert.strictEqual(printed.length, 1)
+      noControlsBut(printed[0]!, 2) // the check and its fix
+      assert.include(printed[0]!, "\\u001b[2J")
+    }))
+})
+
 // --- doctor against a fake deployment on loopback ------------------------------------
 
 describe("doctor", () => {

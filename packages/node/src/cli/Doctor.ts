@@ -7,7 +7,7 @@
 import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { AuthServiceHttp, Discovery } from "@matrixrtc-effect/core"
 import { Duration, Effect, Option, Redacted, Schema } from "effect"
-import type { Output } from "./Output.ts"
+import { type Output, printable } from "./Output.ts"
 
 export interface DoctorOptions {
   readonly homeserver: string
@@ -130,7 +130,12 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
     const report = (r: CheckResult) =>
       Effect.sync(() => results.push(r)).pipe(
         Effect.zipRight(
-          out.event("check", { ...r }, `${r.status.toUpperCase().padEnd(4)} ${r.check}: ${r.detail}${r.fix ? `\n     fix: ${r.fix}` : ""}`)
+          out.event(
+            "check",
+            { ...r },
+            // Details quote servers' answers and URLs.
+            `${r.status.toUpperCase().padEnd(4)} ${r.check}: ${printable(r.detail)}${r.fix ? `\n     fix: ${printable(r.fix)}` : ""}`
+          )
         )
       )
     const authed = (req: HttpClientRequest.HttpClientRequest) =>

@@ -47,11 +47,24 @@ export const make = (options: {
     info: (line) => (options.json ? Effect.void : Console.log(redact(line))),
     error: (error) =>
       Effect.gen(function*() {
-        yield* Console.error(redact(`error: ${errorMessage(error)}`))
+        // Messages carry servers' `error` texts; stderr is a terminal in JSON mode too.
+        yield* Console.error(redact(`error: ${printable(errorMessage(error))}`))
         if (options.json) yield* Console.log(stringify({ event: "error", error: errorJson(error) }))
       })
   }
 }
+
+// C0 and C1 controls: ESC and CSI start terminal escape sequences, CR and LF forge lines.
+const controlChars = /[\u0000-\u001f\u007f-\u009f]/g
+
+/**
+ * A string from outside (room state, a server's answer) made safe to print in human
+ * mode: control characters become `\uXXXX`. Applied to each such string where it is
+ * put into a line, since the lines themselves may contain our own newlines.
+ * JSON mode needs none: JSON.stringify escapes them.
+ */
+export const printable = (text: string): string =>
+  text.replace(controlChars, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
 export const errorMessage = (error: unknown): string =>
   Predicate.hasProperty(error, "message") && typeof error.message === "string" && error.message !== ""

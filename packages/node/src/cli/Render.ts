@@ -4,6 +4,7 @@
  */
 import type { CallMember, RemoteParticipant } from "@matrixrtc-effect/core"
 import { Option } from "effect"
+import { printable } from "./Output.ts"
 
 /** The JSON form of a member (no secrets: members are public room state). */
 export const memberJson = (m: CallMember) => ({
@@ -31,7 +32,8 @@ export const diff = (before: ReadonlyArray<CallMember>, after: ReadonlyArray<Cal
   }
 }
 
-const who = (m: CallMember) => `${m.userId} (${m.deviceId})`
+// Members write their own ids (room state): printable before they reach a terminal.
+const who = (m: CallMember) => `${printable(m.userId)} (${printable(m.deviceId)})`
 
 /** One human line per arrival/departure, e.g. `+ @bob:example.org (DEV) joined the call`. */
 export const diffLines = (d: ReturnType<typeof diff>): ReadonlyArray<string> => [
@@ -79,12 +81,12 @@ export const table = (options: {
       : p === undefined
       ? "not on the SFU"
       : `on the SFU${p.tracks.length > 0 ? ` (${p.tracks.join(", ")})` : ""}${level !== undefined ? `, audio level ${level.toFixed(2)}` : ""}`
-    return [m.userId, m.deviceId, media]
+    return [printable(m.userId), printable(m.deviceId), media]
   })
   const memberIds = new Set(options.members.map((m) => m.rtcBackendIdentity))
   const strays = options.participants
     .filter((p) => !memberIds.has(p.identity))
-    .map((p) => [p.identity, "", "on the SFU without a call membership"])
+    .map((p) => [printable(p.identity), "", "on the SFU without a call membership"])
   const all = [["MEMBER", "DEVICE", "MEDIA"], ...rows, ...strays]
   const widths = [0, 1].map((i) => Math.max(...all.map((r) => r[i]!.length)))
   const lines = all.map((r) => `  ${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}`)
