@@ -70,6 +70,9 @@ export const isTokenSafeUrl = (url: string): boolean => {
   return scheme === "https" || (scheme === "http" && isLoopbackHost(host))
 }
 
+/** The URL for spans and errors: a password in `https://user:pw@host` is not for them. */
+export const withoutUserinfo = (url: string): string => url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, "$1***@")
+
 /**
  * Runs `self` (HTTP requests) with fetch's `redirect: "manual"`, keeping the rest of a
  * `FetchHttpClient.RequestInit` the caller provided: the 3xx comes back as the answer
@@ -223,7 +226,7 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         reason: "Rejected",
         endpoint: url,
         status: answer.status,
-        errcode: Option.getOrUndefined(Option.flatMapNullable(body, (b) => b.errcode)),
+        errcode: Option.getOrUndefined(Option.map(Option.flatMapNullable(body, (b) => b.errcode), clean)),
         // Proxies answer with HTML or plain text; keep a little of it for the humans.
         error: Option.match(body, {
           onNone: () => (snippet === "" ? undefined : snippet),
@@ -256,8 +259,8 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
     ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
       Effect.gen(function*() {
         const url = normaliseBaseUrl(baseUrl) + path
-        yield* Effect.annotateCurrentSpan("endpoint", url)
-        if (!isTokenSafeUrl(url)) return yield* new JwtFetchFailed({ reason: "InsecureUrl", endpoint: url })
+        yield* Effect.annotateCurrentSpan("endpoint", withoutUserinfo(url))
+        if (!isTokenSafeUrl(url)) return yield* new JwtFetchFailed({ reason: "InsecureUrl", endpoint: withoutUserinfo(url) })
         const attempt = (payload: A) =>
           HttpClientRequest.post(url).pipe(
             HttpClientRequest.schemaBodyJson(schema)(payload),

@@ -52,7 +52,7 @@ export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFet
       case "NoAuthService":
         return "this homeserver has no MatrixRTC auth service configured (no rtc transports, no .well-known rtc_foci, no configured URL)"
       case "InsecureUrl":
-        return `refusing to send an OpenID token to ${this.endpoint ?? "a non-https URL"}: only https or loopback URLs are allowed`
+        return `refusing to send an OpenID token to ${this.endpoint ?? "a non-https URL"}: only https or loopback URLs, without userinfo, are allowed`
       case "OpenIdFailed":
         return describe("the homeserver did not issue an OpenID token", this)
       case "Unreachable":

@@ -1,7 +1,7 @@
 import { FetchHttpClient, HttpClient, HttpClientError, HttpClientResponse } from "@effect/platform"
 import type { HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Encoding, Fiber, FiberRef, Redacted, Ref, TestClock } from "effect"
+import { Context, Effect, Encoding, Fiber, FiberRef, Redacted, Ref, TestClock, Tracer } from "effect"
 import type { GetTokenRequest, LiveKitGrant, SfuGetRequest } from "../src/AuthService.ts"
 import * as AuthServiceHttp from "../src/AuthServiceHttp.ts"
 import type { JwtFetchFailed } from "../src/CallError.ts"
@@ -226,6 +226,7 @@ describe("AuthServiceHttp: answers", () => {
     Effect.gen(function*() {
       const echoed = [
         matrixError(401, "M_UNAUTHORIZED", `unknown token ${secret}`),
+        matrixError(401, `M_BAD_TOKEN_${secret}`, `unknown token ${secret}`),
         { status: 502, body: `<pre>POST /sfu/get {"access_token":"${secret}"} Authorization: Bearer abc.def</pre>`, contentType: "text/html" }
       ]
       for (const reply of echoed) {
@@ -293,6 +294,31 @@ describe("AuthServiceHttp: where the OpenID token may go", () => {
       assertNoSecret(e)
       yield* service.getToken("http://127.0.0.1:8080/", getTokenRequest)
       assert.strictEqual((yield* Ref.get(calls))[0]!.url, "http://127.0.0.1:8080/get_token")
+    }))
+
+  it.effect("a URL with credentials is refused, and neither the error nor the span shows them", () =>
+    Effect.gen(function*() {
+      const { service, calls } = yield* fakeService([ok()])
+      const native = yield* Effect.tracer
+      const started: Array<Tracer.Span> = []
+      const tracer = Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          started.push(span)
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+      const e = yield* Effect.flip(service.sfuGet("https://admin:hunter22@rtc.example.org/jwt", sfuGetRequest)).pipe(
+        Effect.withTracer(tracer)
+      )
+      const spans = started.map((span) => [span.name, Object.fromEntries(span.attributes)])
+      assert.strictEqual(e.reason, "InsecureUrl")
+      assert.strictEqual(e.endpoint, "https://***@rtc.example.org/jwt/sfu/get")
+      assert.include(e.message, "without userinfo")
+      assert.strictEqual((yield* Ref.get(calls)).length, 0)
+      for (const text of [e.message, JSON.stringify(e), JSON.stringify(spans)]) assert.notInclude(text, "hunter22")
+      assert.include(JSON.stringify(spans), "https://***@rtc.example.org/jwt/sfu/get")
     }))
 })
 
