@@ -3,11 +3,11 @@
  * auth-service.md §5.2): the homeserver's transports endpoint, then the legacy
  * `.well-known` key that older EC/EX builds still read, then a configured URL.
  */
-import { Duration, Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { JwtFetchFailed } from "./CallError.ts"
 import { MatrixClient } from "./MatrixClient.ts"
 import type { MatrixError } from "./MatrixClient.ts"
-import * as MatrixErrors from "./MatrixErrors.ts"
+import * as MatrixRetry from "./MatrixRetry.ts"
 
 /** `isLivekitTransportConfig`: `type: "livekit"` with a (non-empty) auth-service base URL. */
 export const LivekitTransportConfig = Schema.Struct({
@@ -53,26 +53,26 @@ export interface StepFailure {
 export interface DiscoveryConfig {
   /** Last resort, e.g. from app config (EC's `livekit.livekit_service_url`). */
   readonly configuredUrl?: string | undefined
-  /** Rate-limited transports/.well-known requests are retried this often (default 3), waiting as told. */
+  /**
+   * Rate-limited transports/.well-known requests are retried this often (default 3), waiting as told within
+   * `MatrixRetry`'s bounds; a wait beyond them ends the step.
+   */
   readonly maxRateLimitRetries?: number | undefined
+  /** Bound of each transports/.well-known request (default `MatrixRetry.DefaultRequestTimeoutMs`); then the next step. */
+  readonly requestTimeoutMs?: number | undefined
 }
 
-/** Retries 429s like EC's discovery does; any other failure ends the step. */
-const withRateLimitRetry = <A>(request: Effect.Effect<A, MatrixError>, retries: number): Effect.Effect<A, MatrixError> =>
-  Effect.catchTag(request, "MatrixError", (e) => {
-    const kind = MatrixErrors.classify(e)
-    return retries > 0 && kind._tag === "RateLimited"
-      ? Effect.zipRight(Effect.sleep(Duration.millis(kind.waitMs)), withRateLimitRetry(request, retries - 1))
-      : Effect.fail(e)
-  })
-
+/** Retries 429s like EC's discovery does; any other failure, a timeout too, ends the step. */
 const step = (
   source: DiscoverySource,
   request: Effect.Effect<unknown, MatrixError>,
   read: (json: unknown) => Option.Option<LivekitTransportConfig>,
-  retries: number
+  config: DiscoveryConfig
 ): Effect.Effect<DiscoveredAuthService, StepFailure> =>
-  withRateLimitRetry(request, retries).pipe(
+  MatrixRetry.withRetry(
+    MatrixRetry.timeoutAfter(config.requestTimeoutMs ?? MatrixRetry.DefaultRequestTimeoutMs)(request),
+    { maxRateLimitRetries: config.maxRateLimitRetries ?? 3, maxNetworkRetries: 0 }
+  ).pipe(
     Effect.mapError((e): StepFailure => ({ step: source, reason: "RequestFailed", status: e.status, errcode: e.errcode })),
     Effect.flatMap((json) =>
       Option.match(read(json), {
@@ -89,7 +89,6 @@ const step = (
  */
 export const discoverAuthService = Effect.fn("Discovery.discoverAuthService")(function*(config: DiscoveryConfig = {}) {
   const client = yield* MatrixClient
-  const retries = config.maxRateLimitRetries ?? 3
   const configured = Option.flatMap(Option.fromNullable(config.configuredUrl), (url) =>
     decodeTransport({ type: "livekit", livekit_service_url: url.trim() }))
   const fromConfig: Effect.Effect<DiscoveredAuthService, StepFailure> = Option.match(configured, {
@@ -98,8 +97,8 @@ export const discoverAuthService = Effect.fn("Discovery.discoverAuthService")(fu
   })
   return yield* Effect.validateFirst(
     [
-      step("transports", client.rtcTransports, fromTransportsResponse, retries),
-      step("wellKnown", client.wellKnown, fromWellKnown, retries),
+      step("transports", client.rtcTransports, fromTransportsResponse, config),
+      step("wellKnown", client.wellKnown, fromWellKnown, config),
       fromConfig
     ],
     (attempt) => attempt

@@ -12,8 +12,8 @@ import { JwtFetchFailed, tokenRejected } from "./CallError.ts"
 import * as Discovery from "./Discovery.ts"
 import type { RoomId } from "./Ids.ts"
 import * as JoinCache from "./JoinCache.ts"
-import type { MatrixClientService, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
-import { MatrixClient, MatrixError } from "./MatrixClient.ts"
+import type { MatrixClientService, MatrixError, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
+import { MatrixClient } from "./MatrixClient.ts"
 import * as MatrixRetry from "./MatrixRetry.ts"
 import * as Membership from "./Membership.ts"
 
@@ -30,6 +30,11 @@ export interface Asker {
   readonly memberId: string
   /** Last resort of discovery, e.g. from app config. */
   readonly configuredUrl: string | undefined
+  /**
+   * Bound of each homeserver request of these steps (OpenID token, discovery, support, room version); default
+   * `MatrixRetry.DefaultRequestTimeoutMs`, the join's default `requestTimeoutMs`.
+   */
+  readonly requestTimeoutMs?: number | undefined
 }
 
 /** Steps 2–3 under way: the JWT request and the membership facts as effects to await. */
@@ -73,8 +78,13 @@ const fromCache = <A>(
 const toCache = (a: Asker, f: (c: JoinCache.JoinCacheService) => Effect.Effect<void>): Effect.Effect<void> =>
   Option.match(a.cache, { onNone: () => Effect.void, onSome: f })
 
-const freshOpenId = (mx: MatrixClientService): Effect.Effect<OpenId, NotAuthenticated | JwtFetchFailed> =>
-  MatrixRetry.withRetry(mx.requestOpenIdToken).pipe(
+/** A homeserver request of these steps, bounded: one that never answers would hold up the join for ever. */
+const bounded = <A>(a: Asker, request: Effect.Effect<A, MatrixError>): Effect.Effect<A, MatrixError> =>
+  MatrixRetry.timeoutAfter(a.requestTimeoutMs ?? MatrixRetry.DefaultRequestTimeoutMs)(request)
+
+/** A homeserver that does not answer in time fails it with `OpenIdFailed` and a `MatrixError` Timeout as cause. */
+const freshOpenId = (a: Asker): Effect.Effect<OpenId, NotAuthenticated | JwtFetchFailed> =>
+  MatrixRetry.withRetry(bounded(a, a.mx.requestOpenIdToken)).pipe(
     Effect.mapError((e) =>
       MatrixRetry.isTokenRejected(e)
         ? tokenRejected(e)
@@ -88,7 +98,7 @@ const freshOpenId = (mx: MatrixClientService): Effect.Effect<OpenId, NotAuthenti
 const openIdFor = (a: Asker, serviceUrl: string): Effect.Effect<OpenId, NotAuthenticated | JwtFetchFailed> =>
   Effect.flatMap(fromCache(a, (c) => c.openIdToken.get(tokenKey(a, serviceUrl))), Option.match({
     onSome: (kept) => Effect.succeed({ ...kept, reused: true }),
-    onNone: () => freshOpenId(a.mx)
+    onNone: () => freshOpenId(a)
   }))
 
 const requestJwt = (a: Asker, serviceUrl: string, token: OpenIdToken): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
@@ -124,7 +134,7 @@ const jwtWith = (
       () =>
         Effect.logInfo("the auth service refused the kept OpenID token; asking for a new one").pipe(
           Effect.zipRight(toCache(a, (c) => c.openIdToken.forget(key, (kept) => kept.token === openId.token))),
-          Effect.zipRight(freshOpenId(a.mx)),
+          Effect.zipRight(freshOpenId(a)),
           Effect.flatMap(request)
         )
     ),
@@ -153,9 +163,9 @@ export const grantFor = (a: Asker, serviceUrl: string): Effect.Effect<LiveKitGra
  */
 const discoverWithToken = (a: Asker): Effect.Effect<readonly [OpenId, string], JwtFetchFailed | NotAuthenticated> =>
   Effect.all([
-    Effect.either(freshOpenId(a.mx)),
+    Effect.either(freshOpenId(a)),
     Effect.either(
-      Discovery.discoverAuthService({ configuredUrl: a.configuredUrl }).pipe(
+      Discovery.discoverAuthService({ configuredUrl: a.configuredUrl, requestTimeoutMs: a.requestTimeoutMs }).pipe(
         Effect.map((d) => d.livekitServiceUrl),
         Effect.provideService(MatrixClient, a.mx),
         Effect.withSpan("MatrixRTC.discover")
@@ -171,7 +181,7 @@ const serverSupport = (a: Asker): Effect.Effect<ServerSupport, NotAuthenticated>
   Effect.flatMap(fromCache(a, (c) => c.serverSupport.get(sessionKey(a))), Option.match({
     onSome: Effect.succeed,
     onNone: () =>
-      a.mx.serverSupport.pipe(
+      bounded(a, a.mx.serverSupport).pipe(
         Effect.tap((support) => toCache(a, (c) => c.serverSupport.set(sessionKey(a), support))),
         Effect.catchTag("MatrixError", (e) =>
           MatrixRetry.isTokenRejected(e)
@@ -185,7 +195,7 @@ const serverSupport = (a: Asker): Effect.Effect<ServerSupport, NotAuthenticated>
 
 /** The room version; a dead access token is NotAuthenticated, anything else falls back to what every version needs. */
 const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
-  a.mx.roomVersion(a.roomId).pipe(
+  bounded(a, a.mx.roomVersion(a.roomId)).pipe(
     Effect.catchTag("MatrixError", (e) =>
       MatrixRetry.isTokenRejected(e)
         ? Effect.fail(tokenRejected(e))
@@ -208,9 +218,10 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
     ], { concurrency: "unbounded" }).pipe(Effect.fork)
     const knownUrl = yield* fromCache(a, (c) => c.authServiceUrl.get(serviceKey(a)))
     // The OpenID token is kept per auth service, so a kept one can only be found once the service is known.
-    const [openId, serviceUrl] = Option.isSome(knownUrl)
-      ? [yield* openIdFor(a, knownUrl.value), knownUrl.value] as const
-      : yield* discoverWithToken(a)
+    // Without them the caller gets no `interrupt`: the facts are stopped here, or they would run on (and be kept).
+    const [openId, serviceUrl] = yield* (Option.isSome(knownUrl)
+      ? Effect.map(openIdFor(a, knownUrl.value), (o) => [o, knownUrl.value] as const)
+      : discoverWithToken(a)).pipe(Effect.onError(() => Fiber.interrupt(facts)))
     const jwt = yield* jwtWith(a, serviceUrl, openId, Option.isNone(knownUrl)).pipe(Effect.either, Effect.fork)
     const outcome = Effect.map(Fiber.join(jwt), Either.map(([grant]) => grant))
     return {
@@ -237,7 +248,7 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
 const checkToken = (mx: MatrixClientService, timeoutMs: number): Effect.Effect<void, NotAuthenticated> =>
   mx.whoami.pipe(
     Effect.asVoid,
-    Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => new MatrixError({ reason: "Timeout", error: "no answer in time" }) }),
+    MatrixRetry.timeoutAfter(timeoutMs),
     Effect.catchTag("MatrixError", (e) =>
       MatrixRetry.isTokenRejected(e)
         ? Effect.fail(tokenRejected(e))

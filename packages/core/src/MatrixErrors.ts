@@ -14,7 +14,10 @@ import type { MatrixError } from "./MatrixClient.ts"
 export const DefaultRateLimitWaitMs = 5_000
 
 export type MatrixErrorKind = Data.TaggedEnum<{
-  /** 429 / `M_LIMIT_EXCEEDED`: retry the same action after `waitMs`. */
+  /**
+   * 429 / `M_LIMIT_EXCEEDED`: retry the same action after `waitMs`, which is what the server asked, however long:
+   * whether to wait that long is the caller's call (`MatrixRetry` gives up on a wait beyond its bounds).
+   */
   RateLimited: { readonly waitMs: number }
   /** MSC4140 delay above the server maximum: lower the delay to `maxDelayMs` (if given) and retry. */
   MaxDelayExceeded: { readonly maxDelayMs: Option.Option<number> }

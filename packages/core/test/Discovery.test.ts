@@ -101,4 +101,34 @@ describe("Discovery: discoverAuthService", () => {
       assert.strictEqual(found.source, "transports")
       assert.strictEqual(yield* Ref.get(calls), 3)
     }))
+
+  it.effect("a rate limit asking for 30 days is not waited for: the step ends at once and the next one is tried", () =>
+    Effect.gen(function*() {
+      const found = yield* discover({
+        rtcTransports: Effect.fail(
+          new MatrixError({ reason: "Http", status: 429, errcode: "M_LIMIT_EXCEEDED", retryAfterMs: 30 * 24 * 3600 * 1000 })
+        ),
+        wellKnown: Effect.succeed({ "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: url }] })
+      })
+      assert.deepStrictEqual(found, { livekitServiceUrl: url, source: "wellKnown" })
+    }))
+
+  it.effect("a transports endpoint that never answers ends its step after requestTimeoutMs; .well-known is asked", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(discover({
+        rtcTransports: Effect.never,
+        wellKnown: Effect.succeed({ "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: url }] })
+      }, { requestTimeoutMs: 3_000 }))
+      yield* TestClock.adjust(3_000)
+      assert.deepStrictEqual(yield* Fiber.join(fiber), { livekitServiceUrl: url, source: "wellKnown" })
+    }))
+
+  it.effect("neither endpoint answering: NoAuthService once both have timed out (default 10 s each)", () =>
+    Effect.gen(function*() {
+      const fiber = yield* Effect.fork(discover({ rtcTransports: Effect.never, wellKnown: Effect.never }))
+      yield* TestClock.adjust(10_000)
+      yield* TestClock.adjust(10_000)
+      const e = yield* Effect.flip(Fiber.join(fiber))
+      assert.strictEqual(e.reason, "NoAuthService")
+    }))
 })

@@ -14,7 +14,10 @@ const numberField = (o: unknown, key: string): number | undefined =>
 const stringField = (o: unknown, key: string): string | undefined =>
   Predicate.hasProperty(o, key) && typeof o[key] === "string" ? o[key] : undefined
 
-/** `Retry-After` header (via the SDK, which also reads `retry_after_ms` for M_LIMIT_EXCEEDED), else the body field. */
+/**
+ * `Retry-After` header (via the SDK, which also reads `retry_after_ms` for M_LIMIT_EXCEEDED), else the body field.
+ * Not capped here: core's retry must see a wait it will not sit through to fail at once instead of waiting.
+ */
 const retryAfterOf = (e: unknown, body: unknown): number | undefined => {
   if (Predicate.hasProperty(e, "getRetryAfterMs") && Predicate.isFunction(e.getRetryAfterMs)) {
     try {

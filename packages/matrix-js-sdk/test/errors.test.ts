@@ -1,6 +1,7 @@
 import { describe, it } from "@effect/vitest"
 import { assert } from "@effect/vitest"
 import { MatrixError as SdkMatrixError, ConnectionError } from "matrix-js-sdk"
+import { MatrixErrors } from "@matrixrtc-effect/core"
 import { toMatrixError } from "../src/errors.ts"
 
 describe("toMatrixError", () => {
@@ -28,6 +29,14 @@ describe("toMatrixError", () => {
       new SdkMatrixError({ errcode: "M_LIMIT_EXCEEDED" }, 429, undefined, undefined, new Headers({ "Retry-After": "3" }))
     )
     assert.strictEqual(fromHeader.retryAfterMs, 3000)
+  })
+
+  it("reports a huge Retry-After as asked, so core's retry can refuse to wait instead of waiting a shorter while", () => {
+    const days30 = 30 * 24 * 3600
+    const e = toMatrixError(
+      new SdkMatrixError({ errcode: "M_LIMIT_EXCEEDED" }, 429, undefined, undefined, new Headers({ "Retry-After": String(days30) }))
+    )
+    assert.deepStrictEqual(MatrixErrors.classify(e), MatrixErrors.MatrixErrorKind.RateLimited({ waitMs: days30 * 1000 }))
   })
 
   it("maps connection failures and unsupported endpoints", () => {
