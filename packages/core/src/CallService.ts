@@ -5,7 +5,7 @@
  * ends by itself (`Call.ended`), and when the layer is torn down. Programs that need several calls at once use
  * `Call.join` directly, each in its own scope.
  */
-import { Context, Effect, Exit, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, Option, Ref, Scope, Stream, SubscriptionRef } from "effect"
 import type { AuthService } from "./AuthService.ts"
 import type { Call, JoinOptions } from "./Call.ts"
 import { join } from "./Call.ts"
@@ -16,12 +16,12 @@ import type { LiveKit } from "./LiveKit.ts"
 import type { MatrixClient } from "./MatrixClient.ts"
 
 export interface CallServiceService {
-  /** Joins `roomId`; an active call is left first. */
+  /** Joins `roomId`; an active call is left first. A `disconnect` meanwhile interrupts it (nothing is left behind). */
   readonly connect: (
     roomId: RoomId,
     options?: JoinOptions
   ) => Effect.Effect<Call, NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed>
-  /** Leaves the active call, if any. */
+  /** Leaves the active call, if any, and interrupts every connect under way or waiting. */
   readonly disconnect: Effect.Effect<void>
   readonly activeCall: Effect.Effect<Option.Option<Call>>
   /** The active call now, then after every connect/disconnect. */
@@ -44,6 +44,9 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
     )
     // One connect/disconnect at a time, so two connects cannot both end up "active".
     const lock = yield* Effect.makeSemaphore(1)
+    // Completed by the next disconnect: a connect started before it gives up, rather than make the hang-up wait
+    // for the lock through a whole (possibly slow) join.
+    const hangUp = yield* Ref.make(yield* Deferred.make<void>())
 
     const closeActive = Effect.flatMap(SubscriptionRef.getAndSet(active, Option.none()), (current) =>
       Option.match(current, {
@@ -51,7 +54,7 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
         onSome: ({ scope }) => Scope.close(scope, Exit.void)
       }))
 
-    const connect: CallServiceService["connect"] = (roomId, options) =>
+    const connectLocked: CallServiceService["connect"] = (roomId, options) =>
       lock.withPermits(1)(
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function*() {
@@ -84,11 +87,21 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
         )
       )
 
+    // Interrupted by the hang-up, the join's scope is closed as for any failed join (inside connectLocked).
+    const connect: CallServiceService["connect"] = (roomId, options) =>
+      Effect.flatMap(Ref.get(hangUp), (signal) =>
+        Effect.raceFirst(connectLocked(roomId, options), Effect.zipRight(Deferred.await(signal), Effect.interrupt)))
+
+    const disconnect = Effect.flatMap(Deferred.make<void>(), (next) => Ref.getAndSet(hangUp, next)).pipe(
+      Effect.flatMap((signal) => Deferred.succeed(signal, undefined)),
+      Effect.zipRight(lock.withPermits(1)(closeActive))
+    )
+
     yield* Effect.addFinalizer(() => closeActive)
 
     return CallService.of({
       connect,
-      disconnect: lock.withPermits(1)(closeActive),
+      disconnect,
       activeCall: Effect.map(SubscriptionRef.get(active), Option.map((a) => a.call)),
       activeCalls: Stream.map(active.changes, Option.map((a) => a.call))
     })

@@ -1,11 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Layer, Option, Stream, TestServices } from "effect"
 import * as Call from "../src/Call.ts"
 import * as CallService from "../src/CallService.ts"
 import type { RoomId } from "../src/Ids.ts"
 import { MatrixClient } from "../src/MatrixClient.ts"
 import * as Testing from "../src/testing/index.ts"
-import { assertBefore, assertNothingLeft, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
+import { assertBefore, assertNothingLeft, awaitLog, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 const otherRoom = "!other:example.org" as RoomId
 
@@ -73,6 +73,42 @@ describe("CallService", () => {
       assert.isTrue(Option.isNone(Option.flatten(after)))
       yield* assertNothingLeft
     }).pipe(Effect.provide(withService)))
+
+  /**
+   * Hangs up while the join waits on `stuck`, once `reached` are in the log: the connect is interrupted, the
+   * hang-up returns, nothing is left.
+   */
+  const hangUpDuring = <R extends Testing.TestServices>(
+    stuck: Effect.Effect<void, never, R>,
+    reached: ReadonlyArray<string>
+  ) =>
+    Effect.gen(function*() {
+      const service = yield* CallService.CallService
+      yield* stuck
+      const connecting = yield* Effect.fork(service.connect(roomId))
+      for (const op of reached) yield* awaitLog((e) => `${e.actor}:${e.op}` === op)
+      const hangUp = yield* Effect.fork(service.disconnect)
+      const done = yield* TestServices.provideLive(Effect.timeout(Fiber.await(hangUp), "2 seconds")).pipe(Effect.option)
+      assert.isTrue(Option.isSome(done), `disconnect waited for the connect: ${(yield* ops).join(", ")}`)
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(connecting)))
+      assert.isTrue(Option.isNone(yield* service.activeCall))
+      yield* assertNothingLeft
+      // the service still connects afterwards
+      yield* service.connect(roomId)
+      yield* service.disconnect
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(withService))
+
+  it.effect("disconnect during a join stuck before the membership interrupts it", () =>
+    hangUpDuring(Effect.flatMap(TestHomeserver.TestHomeserver, (hs) => hs.injectFault("openid", Testing.TestCallLog.hang)), [
+      "homeserver:openid"
+    ]))
+
+  it.effect("disconnect during a join stuck at the SFU connect interrupts it and takes the membership down", () =>
+    hangUpDuring(Effect.flatMap(TestLiveKit.TestLiveKit, (sfu) => sfu.injectFault("connect", Testing.TestCallLog.hang)), [
+      "sfu:connect",
+      "homeserver:sendState"
+    ]))
 
   it.effect("tearing the layer down leaves the active call", () =>
     Effect.gen(function*() {
