@@ -317,7 +317,9 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           })
         }
         // Listeners are plain callbacks; they feed Effect state through the caller's runtime.
-        const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+        // runFork, not runSync: an update that has to wait for a ref's lock (a subscriber
+        // that yielded inside it) would make runSync throw into rtc-node's event dispatch.
+        const run = Runtime.runFork(yield* Effect.runtime<never>())
         const room = new Room()
         let connected = false
 
@@ -339,8 +341,11 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
         // Remote audio waiters re-check on every subscription change.
         const trackChanges = yield* PubSub.sliding<void>(16)
 
-        const refresh = () =>
-          runSync(
+        // One refresh at a time, each reading the room when it runs: one that had to wait
+        // still writes what is current, so forked refreshes cannot leave a stale state.
+        const lock = yield* Effect.makeSemaphore(1)
+        const refreshed = lock.withPermits(1)(
+          Effect.suspend(() =>
             Effect.all(
               [
                 SubscriptionRef.set(states, stateOf()),
@@ -350,9 +355,10 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
               { discard: true }
             )
           )
-        const onDisconnected = (reason: LkDisconnectReason) => {
-          runSync(PubSub.publish(reasons, disconnectReasonOf(reason)))
-        }
+        )
+        const refresh = () => void run(refreshed)
+        // Publishing to a sliding PubSub never waits, so reasons keep the order of the events.
+        const onDisconnected = (reason: LkDisconnectReason) => void run(PubSub.publish(reasons, disconnectReasonOf(reason)))
 
         yield* EventListeners.scoped(room, [
           ...refreshEvents.map((e) => [e, refresh] as const),
@@ -362,7 +368,8 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
         // rtc-node cannot abort a pending connect, so the disconnect first lets it settle;
         // if it outlives the bound, the disconnect still follows it in the background.
         let connecting: Promise<void> = Promise.resolve()
-        const disconnect = Effect.promise(() =>
+        // tryPromise: a rejecting disconnect is logged like a slow one, and the cleanup after it still runs.
+        const disconnect = Effect.tryPromise(() =>
           connecting.then(
             () => room.disconnect(),
             () => undefined
@@ -371,8 +378,12 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           // Finalizers are uninterruptible; without this the timeout would wait for the promise anyway.
           Effect.interruptible,
           Effect.timeout(disconnectTimeout),
-          Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish in time", e)),
-          Effect.zipRight(Effect.sync(refresh)),
+          Effect.catchAll((e) =>
+            e._tag === "TimeoutException"
+              ? Effect.logWarning("LiveKit disconnect did not finish in time")
+              : Effect.logWarning("LiveKit disconnect failed", safeCause(e.error))
+          ),
+          Effect.zipRight(refreshed),
           Effect.withSpan("NodeLiveKit.disconnect")
         )
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
@@ -396,7 +407,7 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           Effect.withSpan("NodeLiveKit.connect", { attributes: { url } })
         )
         connected = true
-        refresh()
+        yield* refreshed
         const local = room.localParticipant!
         yield* Effect.logDebug("connected to LiveKit").pipe(
           Effect.annotateLogs({ url, room: room.name, identity: local.identity })

@@ -1,0 +1,96 @@
+// NodeLiveKit's glue between rtc-node's Room (events, disconnect) and Effect state, on a
+// fake Room: what the native side does at awkward moments, made to happen on purpose.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Redacted, Stream } from "effect"
+import type { Scheduler } from "effect"
+import { vi } from "vitest"
+
+const fake = vi.hoisted(() => ({ disconnect: (): Promise<void> => Promise.resolve(), rooms: [] as Array<any> }))
+
+vi.mock("@livekit/rtc-node", async (importOriginal) => {
+  const original = await importOriginal<typeof import("@livekit/rtc-node")>()
+  const { EventEmitter } = await import("node:events")
+  class FakeRoom extends EventEmitter {
+    connectionState = original.ConnectionState.CONN_DISCONNECTED
+    name = "fake-room"
+    localParticipant = { identity: "@me:x:DEV" }
+    remoteParticipants = new Map()
+    get isConnected() {
+      return this.connectionState === original.ConnectionState.CONN_CONNECTED
+    }
+    constructor() {
+      super()
+      fake.rooms.push(this)
+    }
+    connect() {
+      this.connectionState = original.ConnectionState.CONN_CONNECTED
+      return Promise.resolve()
+    }
+    disconnect() {
+      this.connectionState = original.ConnectionState.CONN_DISCONNECTED
+      return fake.disconnect()
+    }
+  }
+  return { ...original, Room: FakeRoom }
+})
+
+const { ConnectionState, RoomEvent } = await import("@livekit/rtc-node")
+const NodeLiveKit = await import("../src/NodeLiveKit.ts")
+
+const connect = Effect.flatMap(NodeLiveKit.make(), (lk) => lk.connect("ws://127.0.0.1:9", Redacted.make("a.b.c")))
+
+/** A scheduler the test steps by hand, yielding every few operations (a resume itself takes some). */
+const manualScheduler = () => {
+  const tasks: Array<() => void> = []
+  const scheduler: Scheduler.Scheduler = {
+    scheduleTask: (task) => void tasks.push(task),
+    shouldYield: (fiber) => (fiber.currentOpCount > 10 ? 0 : false)
+  }
+  return { scheduler, step: () => tasks.shift()?.(), pending: () => tasks.length }
+}
+
+describe("NodeLiveKit over a fake Room", () => {
+  it.live("a disconnect that rejects is logged; the scope still closes cleanly and the state ends disconnected", () =>
+    Effect.gen(function*() {
+      fake.disconnect = () => Promise.reject(new Error("native disconnect failed"))
+      const exit = yield* Effect.exit(Effect.scoped(Effect.tap(connect, (conn) => conn.disconnect)))
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      if (Exit.isSuccess(exit)) assert.strictEqual(yield* exit.value.connectionState, "disconnected")
+    }).pipe(Effect.ensuring(Effect.sync(() => (fake.disconnect = () => Promise.resolve())))))
+
+  it.live("events while a subscriber is inside a state ref's lock: the callback does not throw, the update lands later", () =>
+    Effect.gen(function*() {
+      const conn = yield* connect
+      const room = fake.rooms.at(-1)!
+      // A subscriber whose fiber runs one operation per step of our scheduler, so it stops
+      // inside SubscriptionRef's lock (`changes` subscribes under it) with a step still to go.
+      const manual = manualScheduler()
+      const subscriber = yield* Effect.fork(
+        Stream.runHead(conn.connectionStates).pipe(Effect.withScheduler(manual.scheduler))
+      )
+      const thrown: Array<unknown> = []
+      // Bounded: the subscriber needs a few hundred steps at most.
+      for (let i = 0; i < 10_000 && subscriber.unsafePoll() === null; i++) {
+        // Until the fiber has started (on the default scheduler) there is nothing to step.
+        if (manual.pending() === 0) {
+          yield* Effect.yieldNow()
+          continue
+        }
+        manual.step()
+        room.connectionState = i % 2 === 0 ? ConnectionState.CONN_RECONNECTING : ConnectionState.CONN_CONNECTED
+        try {
+          room.emit(RoomEvent.ConnectionStateChanged, room.connectionState)
+        } catch (e) {
+          thrown.push(e)
+        }
+      }
+      assert.deepStrictEqual(thrown, [])
+      assert.isNotNull(subscriber.unsafePoll(), "the subscriber finished")
+      yield* Fiber.join(subscriber)
+      room.connectionState = ConnectionState.CONN_RECONNECTING
+      room.emit(RoomEvent.ConnectionStateChanged, room.connectionState)
+      // The forked updates finish in order of the lock; the last one read the room last.
+      const last = yield* conn.connectionStates.pipe(Stream.filter((s) => s === "reconnecting"), Stream.runHead)
+      assert.strictEqual(last._tag, "Some")
+    }).pipe(Effect.scoped))
+})
