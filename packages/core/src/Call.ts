@@ -41,7 +41,10 @@ export interface JoinOptions {
   readonly authServiceUrl?: string | undefined
   /** `m.call.intent`, e.g. `"audio"` or `"video"`. */
   readonly callIntent?: string | undefined
-  /** Upper bound of the SFU connect (ms, default 15 000). */
+  /**
+   * Upper bound of the SFU connect (ms). Default: the LiveKit layer's own bound (`connectTimeoutMs` of
+   * NodeLiveKit/BrowserLiveKit, 20 000 unless configured there).
+   */
   readonly connectTimeoutMs?: number | undefined
   /** Upper bound of each leave step: SFU disconnect, membership end (ms, default 3 000). */
   readonly leaveStepTimeoutMs?: number | undefined
@@ -119,15 +122,18 @@ export interface Call {
   /** Leaves now (the same cleanup the scope runs on close; idempotent). */
   readonly leave: Effect.Effect<void>
   /**
-   * Completes when the call is over: `"Left"` (leave or scope close) or
+   * Completes when the call is over: `"Left"` (leave or scope close),
    * `"SfuDisconnected"` (the SFU connection ended for good, e.g. kicked or
    * server shutdown; the membership is then ended right away, so peers do not
-   * see a member without media).
+   * see a member without media) or `"TokenRejected"` (the homeserver refused
+   * the access token mid-call, e.g. the session was logged out: the call could
+   * no longer keep its membership, so it leaves the SFU too; sign in again and
+   * join anew).
    */
   readonly ended: Effect.Effect<CallEnd>
 }
 
-export type CallEnd = "Left" | "SfuDisconnected"
+export type CallEnd = "Left" | "SfuDisconnected" | "TokenRejected"
 
 export type MembershipHealth = "Live" | "ProbablyLeft"
 
@@ -135,7 +141,6 @@ const defaults = {
   delayMs: 8_000,
   heartbeatMs: 5_000,
   membershipExpiryMs: Membership.DefaultExpiresMs,
-  connectTimeoutMs: 15_000,
   leaveStepTimeoutMs: 3_000,
   requestTimeoutMs: 10_000
 }
@@ -160,7 +165,6 @@ export const join: (
     delayMs: options.delayMs ?? defaults.delayMs,
     heartbeatMs: options.heartbeatMs ?? defaults.heartbeatMs,
     membershipExpiryMs: options.membershipExpiryMs ?? defaults.membershipExpiryMs,
-    connectTimeoutMs: options.connectTimeoutMs ?? defaults.connectTimeoutMs,
     leaveStepTimeoutMs: options.leaveStepTimeoutMs ?? defaults.leaveStepTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs
   }
@@ -218,7 +222,8 @@ export const join: (
     delayMs: initialDelay
   })
   const visibility = yield* SubscriptionRef.make<Visibility>({ fireAt: Number.POSITIVE_INFINITY, gone: false })
-  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support)
+  const tokenDead = yield* Deferred.make<void>()
+  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support, Deferred.succeed(tokenDead, undefined))
   const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
 
   const connScope = yield* Scope.make()
@@ -267,13 +272,16 @@ export const join: (
     )
   }
 
+  // Only a bound the caller chose is passed on: otherwise the LiveKit layer's own (configurable) bound applies.
+  const connectTimeoutMs = options.connectTimeoutMs
   const connectWith = (g: LiveKitGrant) =>
-    lk.connect(g.url, g.jwt, { timeoutMs: cfg.connectTimeoutMs }).pipe(
+    lk.connect(g.url, g.jwt, connectTimeoutMs === undefined ? undefined : { timeoutMs: connectTimeoutMs }).pipe(
       Scope.extend(connScope),
-      Effect.timeoutFail({
-        duration: cfg.connectTimeoutMs,
-        onTimeout: () => new ConnectFailed({ reason: "Timeout", url: g.url })
-      }),
+      (connecting) =>
+        connectTimeoutMs === undefined ? connecting : Effect.timeoutFail(connecting, {
+          duration: connectTimeoutMs,
+          onTimeout: () => new ConnectFailed({ reason: "Timeout", url: g.url })
+        }),
       Effect.withSpan("MatrixRTC.connect", { attributes: { url: g.url, identity: g.claims.identity } })
     )
   // A prepared grant can be stale in ways only the SFU knows (the room it was issued for has been closed, the
@@ -306,6 +314,13 @@ export const join: (
     Stream.runHead,
     Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
     Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
+    Effect.interruptible,
+    Effect.forkIn(bgScope)
+  )
+  // A dead access token (e.g. the session was logged out): the membership can no longer be kept up or ended by us
+  // (its delayed leave will end it), so the call ends, SFU first as in every leave.
+  yield* Deferred.await(tokenDead).pipe(
+    Effect.zipRight(Effect.forkDaemon(endWith("TokenRejected"))),
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
@@ -507,7 +522,9 @@ const makeMembershipOps = (
   /** Our membership content, given the `created_ts` to carry (none on a join) and `expires`. */
   content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>,
   cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
-  support: ServerSupport
+  support: ServerSupport,
+  /** The homeserver refused the access token during the call: nothing we send can succeed any more. */
+  onTokenRejected: Effect.Effect<void>
 ): MembershipOps => {
   const lock = Effect.unsafeMakeSemaphore(1)
   // Whether a membership may exist on the server: set before the first send, since it may land even if we are interrupted.
@@ -515,6 +532,8 @@ const makeMembershipOps = (
   let lastEventId: string | undefined
   let createdTs: number | undefined
   let sentAt = 0
+  // When the last membership send that the server accepted was started (it landed no earlier).
+  let landedSince = Number.NEGATIVE_INFINITY
   // The events we wrote, and every event seen on our state key (id → its created_ts or origin_server_ts). Until
   // the room has shown one of ours, its view of our state key predates this join (matrix-js-sdk learns of our send
   // with the next sync, which can also come before the send's answer), so a `{}` there is an earlier session's
@@ -522,6 +541,9 @@ const makeMembershipOps = (
   const sentIds = new Set<string>()
   const seenOnKey = new Map<string, number>()
   let shown = false
+  // Membership writes on their way (see `unrecalled`), and whether the membership is being ended (no new attempts).
+  const inflight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+  let ending = false
 
   const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>, ms = cfg.requestTimeoutMs, error = "no answer in time") =>
     eff.pipe(
@@ -534,6 +556,31 @@ const makeMembershipOps = (
    */
   const timed = <A>(request: Effect.Effect<A, MatrixError>) =>
     Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.map(request, (a) => [a, at] as const))
+
+  /**
+   * Runs a membership write to its end even when the caller stops waiting (a leave, an interrupted join): a request
+   * on the wire cannot be recalled, so `end` waits for it rather than end a membership the write then brings back.
+   */
+  const unrecalled = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.forkDaemon(Effect.interruptible(write)), (fiber) => {
+        inflight.add(fiber)
+        fiber.addObserver(() => inflight.delete(fiber))
+        return restore(Fiber.join(fiber))
+      })
+    )
+
+  /** No new attempt once the membership is being ended: a retry would only re-create what the leave removes. */
+  const unlessEnding = <A>(attempt: Effect.Effect<A, MatrixError>) =>
+    Effect.suspend(() =>
+      ending ? Effect.fail(new MatrixError({ reason: "Unsupported", error: "the call is leaving" })) : attempt
+    )
+
+  /** A dead access token ends the call; other failures are logged, and the next round tries again. */
+  const failed = (what: string) => (e: MatrixError) =>
+    MatrixErrors.classify(e)._tag === "UnknownToken"
+      ? Effect.zipRight(Effect.logWarning(`${what}: the access token was rejected; ending the call`, e.message), onTokenRejected)
+      : Effect.logWarning(`${what} failed`, e.message)
 
   /** Schedules the delayed leave; on a max-delay error lowers the delay and tries again. */
   const scheduleLeave: Effect.Effect<readonly [string, number], MatrixError> = Effect.gen(function*() {
@@ -569,15 +616,22 @@ const makeMembershipOps = (
   })
 
   const send = (content: Record<string, unknown>) =>
+    Effect.suspend(() => {
+      written = true
+      return unrecalled(write(content))
+    })
+
+  const write = (content: Record<string, unknown>) =>
     Effect.gen(function*() {
       const o = yield* SubscriptionRef.get(own)
-      written = true
-      sentAt = yield* Clock.currentTimeMillis
-      const r = o.dialect === "session"
-        ? yield* MatrixRetry.withRetry(withRequestTimeout(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)))
-        : yield* MatrixRetry.withRetry(
-          withRequestTimeout(mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs }))
-        )
+      const startedAt = yield* Clock.currentTimeMillis
+      sentAt = startedAt
+      const r = yield* MatrixRetry.withRetry(withRequestTimeout(unlessEnding(
+        o.dialect === "session"
+          ? mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)
+          : mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs })
+      )))
+      landedSince = startedAt
       if (r.eventId !== undefined) {
         sentIds.add(r.eventId)
         const seen = seenOnKey.get(r.eventId)
@@ -619,54 +673,70 @@ const makeMembershipOps = (
   const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
 
   /**
-   * The member watch follows the session dialect's state key only: a sticky membership that a fired delayed leave
-   * ended is sent again here, on every heartbeat until a send succeeds.
+   * Sends the membership again when a fired delayed leave ended it and the member watch has not done so yet. A
+   * send already under way restores it anyway, so this does not wait for one (the heartbeat must go on).
    */
-  const resendIfGone = (o: OwnMembership) =>
-    Effect.flatMap(SubscriptionRef.get(visibility), (v) =>
+  const resendIfGone = Effect.asVoid(lock.withPermitsIfAvailable(1)(
+    Effect.flatMap(Effect.zip(SubscriptionRef.get(own), SubscriptionRef.get(visibility)), ([o, v]) =>
       o.dialect === "sticky" && v.gone
         ? Effect.zipRight(Effect.logInfo("our membership ended; publishing it again"), send(o.content))
         : Effect.void)
+  ))
 
   const publish = lock.withPermits(1)(
     Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
   ).pipe(Effect.mapError(toJoinFailure))
 
-  /** Restarts the delayed leave, or schedules a new one when there is none or the server forgot it. */
-  const renewLeave = (o: OwnMembership): Effect.Effect<void, MatrixError> => {
+  /**
+   * The server no longer knows the delayed leave `delayId` (fired, or restarted too late): schedule a new one,
+   * unless a re-publish has replaced it meanwhile. In the session dialect the membership itself is re-sent once
+   * the room shows it gone (watchMembers).
+   */
+  const replaceLostLeave = (delayId: string) =>
+    lock.withPermits(1)(Effect.gen(function*() {
+      const o = yield* SubscriptionRef.get(own)
+      if (!Option.contains(o.delayId, delayId)) return
+      yield* Effect.logInfo("delayed leave not found; scheduling a new one")
+      // Fired if its time had come (before that it was cancelled or lost), and then only gone if no membership send
+      // started after it.
+      const { fireAt } = yield* SubscriptionRef.get(visibility)
+      const fired = (yield* Clock.currentTimeMillis) >= fireAt
+      if (fired && landedSince < fireAt) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
+      yield* armLeave
+    }))
+
+  /**
+   * Restarts the delayed leave, or schedules a new one when there is none or the server forgot it. A restart does
+   * not depend on the membership's content, so it does not wait for a membership send that may be retrying: the
+   * delayed leave must not fire under it.
+   */
+  const renewLeave: Effect.Effect<void, MatrixError> = Effect.flatMap(SubscriptionRef.get(own), (o) => {
     if (Option.isNone(o.delayId)) {
       // The delayed leave was lost earlier (e.g. a failed re-arm): try to get one again.
-      return armLeave
+      return lock.withPermits(1)(
+        Effect.flatMap(SubscriptionRef.get(own), (now) => Option.isNone(now.delayId) ? armLeave : Effect.void)
+      )
     }
+    const delayId = o.delayId.value
     // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
     // a slow request cannot use up the whole delay.
     const restart = withRequestTimeout(
-      mx.updateDelayedEvent(o.delayId.value, "restart"),
+      mx.updateDelayedEvent(delayId, "restart"),
       Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
       "restart took too long"
     )
     return MatrixRetry.withRetry(timed(restart)).pipe(
-      Effect.flatMap(([, requestedAt]) => restarted(requestedAt)),
+      // A re-publish may have replaced the delayed leave while this restart was on its way.
+      Effect.flatMap(([, requestedAt]) =>
+        Effect.flatMap(SubscriptionRef.get(own), (now) =>
+          Option.contains(now.delayId, delayId) ? restarted(requestedAt) : Effect.void)
+      ),
       Effect.catchTag("MatrixError", (e) =>
-        MatrixErrors.classify(e)._tag === "NotFound"
-          // The server forgot it (fired, or restarted too late): schedule a new one. In the session dialect the
-          // membership itself is re-sent once the room shows it gone (watchMembers).
-          ? Effect.gen(function*() {
-            yield* Effect.logInfo("delayed leave not found; scheduling a new one")
-            // Fired if its time had come (the room no longer shows us); before that it was cancelled or lost.
-            const fired = (yield* Clock.currentTimeMillis) >= (yield* SubscriptionRef.get(visibility)).fireAt
-            if (fired) yield* SubscriptionRef.update(visibility, (v) => ({ ...v, gone: true }))
-            yield* armLeave
-          })
-          : Effect.fail(e))
+        MatrixErrors.classify(e)._tag === "NotFound" ? replaceLostLeave(delayId) : Effect.fail(e))
     )
-  }
+  })
 
-  const heartbeat = lock.withPermits(1)(
-    Effect.flatMap(SubscriptionRef.get(own), (o) => Effect.zipRight(renewLeave(o), resendIfGone(o))).pipe(
-      Effect.catchTag("MatrixError", (e) => Effect.logWarning("heartbeat failed", e.message))
-    )
-  )
+  const heartbeat = Effect.zipRight(renewLeave, resendIfGone).pipe(Effect.catchTag("MatrixError", failed("heartbeat")))
 
   const refresh = lock.withPermits(1)(
     Effect.gen(function*() {
@@ -675,7 +745,7 @@ const makeMembershipOps = (
       // `expires` counts from created_ts: extend it by what has elapsed, so validity stays ≈ membershipExpiryMs
       // after each refresh instead of growing by n × expiry (js-sdk#5522).
       yield* send(content(base, now - base + cfg.membershipExpiryMs))
-    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("membership refresh failed", e.message)))
+    }).pipe(Effect.catchTag("MatrixError", failed("membership refresh")))
   )
 
   const republish: Effect.Effect<void> = lock.withPermits(1)(
@@ -692,7 +762,7 @@ const makeMembershipOps = (
       // counts from it again (a refreshed one also covers the time since the first join).
       createdTs = undefined
       yield* send(content(undefined, cfg.membershipExpiryMs))
-    }).pipe(Effect.catchTag("MatrixError", (e) => Effect.logWarning("re-publishing the membership failed", e.message)))
+    }).pipe(Effect.catchTag("MatrixError", failed("re-publishing the membership")))
   )
 
   const observedOwn = (event: RawCallEvent) =>
@@ -708,34 +778,70 @@ const makeMembershipOps = (
       return shown && (content === undefined || Membership.isLeaveContent(content)) ? republish : Effect.void
     })
 
+  /** One bounded step of the leave; a failure or timeout is logged (the leave goes on), the result says whether it worked. */
+  const step = <A>(what: string, eff: Effect.Effect<A, MatrixError>, timeoutMs: number) =>
+    bound(eff, timeoutMs).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.as(Effect.logWarning(`${what} timed out`), false),
+        onSome: () => Effect.succeed(true)
+      })),
+      Effect.catchTag("MatrixError", (e) => Effect.as(Effect.logWarning(`${what} failed`, e.message), false))
+    )
+
+  /**
+   * Ends the membership with its leave content (no delayed leave to send). Transient failures are retried within
+   * the step's time: without MSC4140 nothing else would remove the membership before it expires (up to 4 h).
+   */
+  const putLeave = (o: OwnMembership, timeoutMs: number) =>
+    o.dialect === "session"
+      ? step(
+        "putting {} to end the membership",
+        MatrixRetry.withRetry(
+          withRequestTimeout(mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, Membership.sessionLeaveContent()))
+        ),
+        timeoutMs
+      )
+      : step(
+        "sending the sticky leave",
+        MatrixRetry.withRetry(withRequestTimeout(
+          mx.sendStickyEvent(o.roomId, o.eventType, Membership.stickyLeaveContent(o.memberId), {
+            stickyDurationMs: Membership.StickyDurationMs
+          })
+        )),
+        timeoutMs
+      )
+
   const end = (timeoutMs: number) =>
     Effect.gen(function*() {
+      ending = true
+      // A membership write still on its way would bring the membership back after the leave: wait for it first.
+      if (inflight.size > 0) {
+        const answered = yield* bound(Fiber.awaitAll([...inflight]), timeoutMs)
+        if (Option.isNone(answered)) yield* Effect.logWarning("a membership write is still unanswered; leaving anyway")
+      }
       const o = yield* SubscriptionRef.get(own)
       if (!written) {
         // Interrupted between scheduling the delayed leave and sending the membership: nothing to leave.
         if (Option.isSome(o.delayId)) yield* bound(mx.updateDelayedEvent(o.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
         return
       }
-      const step = <A>(what: string, eff: Effect.Effect<A, MatrixError>) =>
-        bound(eff, timeoutMs).pipe(
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.as(Effect.logWarning(`${what} timed out`), false),
-            onSome: () => Effect.succeed(true)
-          })),
-          Effect.catchTag("MatrixError", (e) => Effect.as(Effect.logWarning(`${what} failed`, e.message), false))
-        )
       const sentDelayed = Option.isSome(o.delayId)
-        ? yield* step("sending the delayed leave", mx.updateDelayedEvent(o.delayId.value, "send"))
+        ? yield* step("sending the delayed leave", mx.updateDelayedEvent(o.delayId.value, "send"), timeoutMs)
         : false
-      if (sentDelayed) return
-      yield* o.dialect === "session"
-        ? step("putting {} to end the membership", mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, Membership.sessionLeaveContent()))
-        : step(
-          "sending the sticky leave",
-          mx.sendStickyEvent(o.roomId, o.eventType, Membership.stickyLeaveContent(o.memberId), {
-            stickyDurationMs: Membership.StickyDurationMs
-          })
+      if (!sentDelayed) yield* putLeave(o, timeoutMs)
+      // A write that is still unanswered may yet land: end the membership again once it has. In the background, as
+      // the leave's own time is up; bounded, as the write is (its request timeout, no retries once ending).
+      const late = [...inflight]
+      if (late.length > 0) {
+        yield* Fiber.awaitAll(late).pipe(
+          Effect.flatMap((exits) =>
+            exits.some(Exit.isSuccess)
+              ? Effect.zipRight(Effect.logInfo("a membership write landed after the leave; ending it again"), putLeave(o, timeoutMs))
+              : Effect.void
+          ),
+          Effect.forkDaemon
         )
+      }
     })
 
   return { arm, publish, heartbeat, refresh, observedOwn, end }
@@ -743,7 +849,8 @@ const makeMembershipOps = (
 
 /**
  * Folds the room's membership events into `members`, and completes `firstList` once a list shows our own
- * membership; hands events on our state key to `observedOwn` (which re-publishes ours if someone removed it).
+ * membership; hands events on our own membership (the session dialect's state key, the sticky dialect's sticky key
+ * from us) to `observedOwn`, which re-publishes ours if someone or something removed it.
  */
 const watchMembers = (
   events: Stream.Stream<RawCallEvent, MatrixError>,
@@ -757,8 +864,11 @@ const watchMembers = (
     Stream.tap((event) =>
       Effect.gen(function*() {
         const o = yield* SubscriptionRef.get(own)
-        if (o.dialect !== "session" || event.type !== o.eventType || event.stateKey !== o.stateKey) return
-        yield* m.observedOwn(event)
+        if (event.type !== o.eventType) return
+        const ours = o.dialect === "session"
+          ? event.stateKey === o.stateKey
+          : event.sender === self.userId && Option.contains(Membership.stickyKeyOf(event.content), o.memberId)
+        if (ours) yield* m.observedOwn(event)
       })
     ),
     (s) => CallMembers.changes(s),
@@ -775,6 +885,10 @@ const watchMembers = (
     Effect.catchTag("MatrixError", (e) => Effect.logWarning("the member stream ended", e.message))
   )
 
+/** A leave step that went wrong in an unforeseen way (a defect) must not keep the later steps from running. */
+const despiteDefects = (what: string) => <A>(eff: Effect.Effect<A>): Effect.Effect<void> =>
+  Effect.catchAllCause(Effect.asVoid(eff), (cause) => Effect.logWarning(`${what} went wrong`, cause))
+
 const leave = (
   bgScope: Scope.CloseableScope,
   connScope: Scope.CloseableScope,
@@ -783,11 +897,13 @@ const leave = (
 ) =>
   Effect.gen(function*() {
     // Heartbeat and re-publish must not race the leave.
-    yield* bound(Scope.close(bgScope, Exit.void), timeoutMs)
+    yield* bound(Scope.close(bgScope, Exit.void), timeoutMs).pipe(despiteDefects("stopping the background work"))
     // SFU first: once we stop publishing media, peers may drop us from the member list.
-    const disconnected = yield* bound(Scope.close(connScope, Exit.void), timeoutMs)
-    if (Option.isNone(disconnected)) yield* Effect.logWarning("LiveKit disconnect timed out")
-    yield* m.end(timeoutMs)
+    yield* bound(Scope.close(connScope, Exit.void), timeoutMs).pipe(
+      Effect.flatMap((done) => Option.isNone(done) ? Effect.logWarning("LiveKit disconnect timed out") : Effect.void),
+      despiteDefects("the LiveKit disconnect")
+    )
+    yield* m.end(timeoutMs).pipe(despiteDefects("ending the membership"))
     yield* Effect.logDebug("left the call")
   })
 

@@ -104,7 +104,11 @@ describe("cleanup", () => {
         )
         // let the concurrent branch (membership or connect) get as far as it can
         yield* settle
-        yield* Fiber.interrupt(fiber)
+        // A membership write that never answers is waited for up to a leave step (it could still land).
+        const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+        yield* settle
+        yield* TestClock.adjust(3000)
+        yield* Fiber.join(interrupting)
         yield* assertOrder
         yield* assertNothingLeft
       }).pipe(Effect.provide(Testing.layer())))

@@ -2,6 +2,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Clock, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
+import * as Membership from "../src/Membership.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
 import { aliceKey, awaitLog, entries, memberContent, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
@@ -39,6 +40,7 @@ describe("heartbeat", () => {
       const sfu = yield* TestLiveKit.TestLiveKit
       yield* sfu.injectFault("connect", Testing.TestCallLog.delay(12_000))
       const fiber = yield* Effect.fork(Call.join(roomId))
+      yield* awaitLog((e) => e.op === "sendState" && e.detail?.startsWith("join") === true)
       // The membership is written while the connect is still going; the 8 s delayed leave must not fire.
       for (let t = 1_000; t <= 11_000; t += 1_000) {
         yield* TestClock.adjust(1_000)
@@ -175,6 +177,56 @@ describe("heartbeat", () => {
       assert.strictEqual((yield* hs.scheduledDelayedEvents).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
+  it.scoped("a dead access token (401 M_UNKNOWN_TOKEN) on restart ends the call: SFU first, ended is TokenRejected", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const sfu = yield* TestLiveKit.TestLiveKit
+      const call = yield* joined()
+      yield* hs.injectFault("delayed.restart", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }), 100)
+      const ended = yield* Effect.fork(call.ended)
+      yield* TestClock.adjust(5000)
+      yield* settle
+      assert.isTrue(Option.isSome(yield* Fiber.poll(ended)), "the call did not end")
+      assert.strictEqual(yield* Fiber.join(ended), "TokenRejected")
+      const log = yield* entries
+      // not retried: nothing we send can succeed with that token
+      assert.deepStrictEqual(log.filter((e) => e.op === "delayed.restart").map((e) => e.at), [5000])
+      const disconnect = log.findIndex((e) => e.op === "disconnect")
+      assert.isAbove(log.findIndex((e) => e.op === "delayed.send"), disconnect)
+      assert.isAtLeast(disconnect, 0)
+      assert.deepStrictEqual((yield* sfu.participants()).filter((p) => p.local), [])
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.scoped("a dead access token on the hourly refresh (no MSC4140) ends the call too", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined()
+      yield* hs.injectFault("sendState", fail({ status: 401, errcode: "M_UNKNOWN_TOKEN" }))
+      const ended = yield* Effect.fork(call.ended)
+      yield* TestClock.adjust(3_600_000)
+      yield* settle
+      assert.isTrue(Option.isSome(yield* Fiber.poll(ended)), "the call did not end")
+      assert.strictEqual(yield* Fiber.join(ended), "TokenRejected")
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { delayedEvents: false } }))))
+
+  it.scoped("sticky dialect: a stray sticky leave for our key (e.g. a duplicated delayed leave) is followed by the membership again", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined({ dialect: "sticky" })
+      assert.strictEqual((yield* call.currentMembers).length, 1)
+      const own = yield* call.membership
+      yield* TestClock.adjust(1000)
+      yield* hs.clientFor("@alice:example.org", "ALICEDEVICE").sendStickyEvent(
+        roomId,
+        own.eventType,
+        Membership.stickyLeaveContent(own.memberId),
+        { stickyDurationMs: Membership.StickyDurationMs }
+      )
+      yield* settle
+      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+      assert.strictEqual((yield* entries).filter((e) => e.op === "sendSticky" && e.detail === "join").length, 2)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
+
   it.effect("crash (no more requests reach the server): the delayed leave removes the membership within the delay", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
@@ -280,13 +332,14 @@ describe("membershipHealth", () => {
       yield* TestClock.adjust(6999)
       assert.deepStrictEqual(seen, ["Live@0"])
       yield* TestClock.adjust(1)
-      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
-      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0)
+      yield* settle
+      // the room shows the leave: re-published at once (only the restarts fail), not after the outage
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000", "Live@8000"])
+      assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
       yield* hs.clearFaults
       yield* TestClock.adjust(15_000)
       yield* settle
-      assert.strictEqual(seen.length, 3)
-      assert.isTrue(seen[2]!.startsWith("Live@"))
+      assert.strictEqual(seen.at(-1)?.split("@")[0], "Live")
       assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
@@ -321,17 +374,23 @@ describe("membershipHealth", () => {
       assert.strictEqual((yield* hs.scheduledDelayedEvents).length, 1)
     }).pipe(Effect.provide(Testing.layer())))
 
-  /** A sticky call whose restarts fail from 1 s on (faults left in place), past its delayed leave firing at 8 s. */
-  const stickyCallPastOutage = Effect.gen(function*() {
-    const hs = yield* TestHomeserver.TestHomeserver
-    const call = yield* joined({ dialect: "sticky" })
-    const seen = yield* recordHealth(call)
-    yield* TestClock.adjust(1000)
-    yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
-    yield* TestClock.adjust(7000)
-    assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
-    return { hs, call, seen }
-  })
+  /**
+   * A sticky call whose restarts fail from 1 s on (faults left in place), past its delayed leave firing at 8 s;
+   * `beforeFire` sets up more faults first.
+   */
+  const stickyCallPastOutage = (beforeFire: Effect.Effect<void, never, Testing.TestServices> = Effect.void) =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const call = yield* joined({ dialect: "sticky" })
+      const seen = yield* recordHealth(call)
+      yield* TestClock.adjust(1000)
+      yield* hs.injectFault("delayed.restart", fail({ status: 503 }), 1000)
+      yield* beforeFire
+      yield* TestClock.adjust(7000)
+      yield* settle
+      assert.deepStrictEqual(seen.slice(0, 2), ["Live@0", "ProbablyLeft@8000"])
+      return { hs, call, seen }
+    })
 
   /** Our membership is listed again, and the call says so. */
   const assertBack = (call: Call.Call, seen: ReadonlyArray<string>) =>
@@ -342,8 +401,10 @@ describe("membershipHealth", () => {
 
   it.scoped("sticky dialect: a delayed leave that fired in an outage is followed by the membership again", () =>
     Effect.gen(function*() {
-      const { call, hs, seen } = yield* stickyCallPastOutage
-      assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), [])
+      const { call, hs, seen } = yield* stickyCallPastOutage()
+      // the room shows our sticky leave: re-published at once (only the restarts fail)
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000", "Live@8000"])
+      yield* assertBack(call, seen)
       yield* hs.clearFaults
       yield* TestClock.adjust(15_000)
       yield* settle
@@ -352,11 +413,14 @@ describe("membershipHealth", () => {
 
   it.scoped("sticky dialect: a re-send that fails after the fire is tried again on the next heartbeat", () =>
     Effect.gen(function*() {
-      const { call, hs, seen } = yield* stickyCallPastOutage
+      // at the fire, the re-publish's new delayed leave goes through, its membership send is refused once
+      const { call, hs, seen } = yield* stickyCallPastOutage(Effect.gen(function*() {
+        const hs = yield* TestHomeserver.TestHomeserver
+        yield* hs.injectFault("sendSticky", Testing.TestCallLog.delay(0))
+        yield* hs.injectFault("sendSticky", fail({ status: 403, errcode: "M_FORBIDDEN" }))
+      }))
+      assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
       yield* hs.clearFaults
-      // after the outage: the new delayed leave goes through, the membership send is refused once
-      yield* hs.injectFault("sendSticky", Testing.TestCallLog.delay(0))
-      yield* hs.injectFault("sendSticky", fail({ status: 403, errcode: "M_FORBIDDEN" }))
       yield* TestClock.adjust(15_000)
       yield* settle
       assert.isTrue((yield* entries).some((e) => e.op === "sendSticky" && e.detail?.includes("fault 403") === true))

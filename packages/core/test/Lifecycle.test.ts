@@ -2,6 +2,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Scope, Stream, TestClock, Tracer } from "effect"
 import * as Call from "../src/Call.ts"
+import type { ConnectOptions } from "../src/LiveKit.ts"
+import { LiveKit } from "../src/LiveKit.ts"
 import * as Testing from "../src/testing/index.ts"
 import { assertNothingLeft, awaitLog, entries, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
 
@@ -112,6 +114,20 @@ describe("join details", () => {
       yield* settle
       assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
     }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("the SFU connect bound: the LiveKit layer's own unless JoinOptions.connectTimeoutMs is set", () => {
+    const seen: Array<ConnectOptions | undefined> = []
+    return Effect.gen(function*() {
+      yield* Effect.scoped(Call.join(roomId))
+      yield* Effect.scoped(Call.join(roomId, { connectTimeoutMs: 4000 }))
+      assert.deepStrictEqual(seen, [undefined, { timeoutMs: 4000 }])
+    }).pipe(
+      Effect.updateService(LiveKit, (lk) => ({
+        connect: (url, jwt, options) => Effect.suspend(() => (seen.push(options), lk.connect(url, jwt, options)))
+      })),
+      Effect.provide(Testing.layer())
+    )
+  })
 
   it.effect("ended is Left after a leave", () =>
     Effect.gen(function*() {

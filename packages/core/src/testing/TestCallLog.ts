@@ -4,7 +4,7 @@
  * before membership end"). Entries never hold secrets: tokens are not logged,
  * contents only as a short summary.
  */
-import { Clock, Context, Effect, Layer, Ref } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, Ref } from "effect"
 
 export type Actor = "homeserver" | "auth" | "sfu"
 
@@ -63,24 +63,37 @@ export type Fault =
   | { readonly _tag: "Hang" }
   /** The operation takes `ms` (on the Effect clock) and then goes ahead normally. */
   | { readonly _tag: "Delay"; readonly ms: number }
+  /**
+   * The request reaches the server `ms` later (on the Effect clock) even when the caller has stopped waiting by
+   * then: a request already on the wire, which interrupting the caller cannot recall.
+   */
+  | { readonly _tag: "Late"; readonly ms: number }
 
 export const fail = (f: Omit<Extract<Fault, { _tag: "Fail" }>, "_tag"> = {}): Fault => ({ _tag: "Fail", ...f })
 export const hang: Fault = { _tag: "Hang" }
 export const delay = (ms: number): Fault => ({ _tag: "Delay", ms })
+export const late = (ms: number): Fault => ({ _tag: "Late", ms })
 
 /** A per-operation queue of faults; each call of the operation consumes one. */
 export interface FaultQueue<Op extends string> {
   readonly inject: (op: Op, fault: Fault, times?: number) => Effect.Effect<void>
   readonly clear: Effect.Effect<void>
   /**
-   * Plays the fault queued for this call of `op`, if any: a `Delay` waits and lets the call go on, a `Hang`
-   * never returns, a `Fail` fails with what `toError` makes of it. Hangs and failures go into the call log.
+   * Plays the fault queued for this call of `op`, if any: a `Delay` (or `Late`) waits and lets the call go on, a
+   * `Hang` never returns, a `Fail` fails with what `toError` makes of it. Hangs and failures go into the call log.
    */
   readonly play: <E>(
     op: Op,
     where: Omit<CallLogEntry, "at" | "actor" | "op" | "detail">,
     toError: (fault: FailFault) => E
   ) => Effect.Effect<void, E>
+  /** `play`, then `body`; a `Late` runs both apart from the caller, so they finish even if the caller is interrupted. */
+  readonly run: <A, E>(
+    op: Op,
+    where: Omit<CallLogEntry, "at" | "actor" | "op" | "detail">,
+    toError: (fault: FailFault) => E,
+    body: Effect.Effect<A, E>
+  ) => Effect.Effect<A, E>
 }
 
 export type FailFault = Extract<Fault, { _tag: "Fail" }>
@@ -93,24 +106,37 @@ export const makeFaultQueue = <Op extends string>(log: TestCallLogService, actor
         const i = xs.findIndex((x) => x.op === op)
         return i < 0 ? [undefined, xs] : [xs[i]!.fault, [...xs.slice(0, i), ...xs.slice(i + 1)]]
       })
+    /** Plays one fault: a `Delay` (or `Late`) waits, a `Hang` never returns, a `Fail` fails; all but delays are logged. */
+    const playFault = <E>(
+      fault: Fault | undefined,
+      op: Op,
+      where: Omit<CallLogEntry, "at" | "actor" | "op" | "detail">,
+      toError: (fault: FailFault) => E
+    ): Effect.Effect<void, E> => {
+      if (fault === undefined) return Effect.void
+      switch (fault._tag) {
+        case "Delay":
+          return Effect.sleep(fault.ms)
+        case "Late":
+          return Effect.zipRight(log.append({ ...where, actor, op, detail: `fault late ${fault.ms}` }), Effect.sleep(fault.ms))
+        case "Hang":
+          return Effect.zipRight(log.append({ ...where, actor, op, detail: "fault hang" }), Effect.never)
+        case "Fail":
+          return Effect.zipRight(
+            log.append({ ...where, actor, op, detail: describeFault(fault) }),
+            Effect.fail(toError(fault))
+          )
+      }
+    }
     return {
       inject: (op, fault, times = 1) =>
         Ref.update(ref, (xs) => [...xs, ...Array.from({ length: times }, () => ({ op, fault }))]),
       clear: Ref.set(ref, []),
-      play: (op, where, toError) =>
+      play: (op, where, toError) => Effect.flatMap(take(op), (fault) => playFault(fault, op, where, toError)),
+      run: (op, where, toError, body) =>
         Effect.flatMap(take(op), (fault) => {
-          if (fault === undefined) return Effect.void
-          switch (fault._tag) {
-            case "Delay":
-              return Effect.sleep(fault.ms)
-            case "Hang":
-              return Effect.zipRight(log.append({ ...where, actor, op, detail: "fault hang" }), Effect.never)
-            case "Fail":
-              return Effect.zipRight(
-                log.append({ ...where, actor, op, detail: describeFault(fault) }),
-                Effect.fail(toError(fault))
-              )
-          }
+          const call = Effect.zipRight(playFault(fault, op, where, toError), body)
+          return fault?._tag === "Late" ? Effect.flatMap(Effect.forkDaemon(call), Fiber.join) : call
         })
     }
   })

@@ -17,7 +17,7 @@ import type {
 } from "../MatrixClient.ts"
 import { MatrixClient, MatrixError } from "../MatrixClient.ts"
 import * as Membership from "../Membership.ts"
-import type { Fault, FaultQueue } from "./TestCallLog.ts"
+import type { FailFault, Fault, FaultQueue } from "./TestCallLog.ts"
 import { makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
 
 export type HomeserverOp =
@@ -183,17 +183,16 @@ export const make = (
         return [fresh, new Map(m).set(roomId, fresh)]
       })
 
-    /** Plays a queued fault, if any: a failure as the server would answer it. */
-    const faulted = (op: HomeserverOp, who: string, roomId?: string, stateKey?: string) =>
-      faults.play(op, { roomId, stateKey, who }, (fault) =>
-        new MatrixError({
-          reason: fault.status === undefined ? "Transport" : "Http",
-          status: fault.status,
-          errcode: fault.errcode,
-          error: fault.error,
-          body: { errcode: fault.errcode, error: fault.error, ...fault.body },
-          retryAfterMs: fault.retryAfterMs
-        }))
+    /** A queued failure as the server would answer it. */
+    const toMatrixError = (fault: FailFault) =>
+      new MatrixError({
+        reason: fault.status === undefined ? "Transport" : "Http",
+        status: fault.status,
+        errcode: fault.errcode,
+        error: fault.error,
+        body: { errcode: fault.errcode, error: fault.error, ...fault.body },
+        retryAfterMs: fault.retryAfterMs
+      })
 
     const writeState = (roomId: string, type: string, stateKey: string, content: Record<string, unknown>, sender: string) =>
       Effect.gen(function*() {
@@ -358,11 +357,11 @@ export const make = (
         deviceId: deviceId as DeviceId,
         homeserverUrl: `https://${serverName}`
       }
-      const call = <A, E>(
+      const call = <A>(
         op: HomeserverOp,
-        body: Effect.Effect<A, E>,
+        body: Effect.Effect<A, MatrixError>,
         where: { roomId?: string; stateKey?: string | undefined } = {}
-      ) => Effect.zipRight(faulted(op, userId, where.roomId, where.stateKey), body)
+      ) => faults.run(op, { roomId: where.roomId, stateKey: where.stateKey, who: userId }, toMatrixError, body)
       return MatrixClient.of({
         session: Effect.succeed(Option.some(session)),
         whoami: call("whoami", Effect.as(log.append({ actor: "homeserver", op: "whoami", who: userId }), { userId, deviceId })),
