@@ -1,5 +1,5 @@
 import { assert } from "@effect/vitest"
-import { Effect, Option, TestServices } from "effect"
+import { Chunk, Effect, GlobalValue, Option, TestClock, TestServices } from "effect"
 import type { RoomId } from "../src/Ids.ts"
 import * as Testing from "../src/testing/index.ts"
 
@@ -34,8 +34,52 @@ export const awaitLog = (p: (e: Testing.TestCallLog.CallLogEntry) => boolean) =>
     assert.fail(`log entry never appeared: ${(yield* ops).join(", ")}`)
   })
 
-/** Lets the other fibers settle (see `awaitLog`). */
-export const settle = TestServices.provideLive(Effect.sleep(10))
+// Web Crypto's digest (hashed LiveKit names) is the one step in core that completes outside the
+// fiber runtime, on a thread of its own: counted, so that `settle` never returns while one is
+// still running, however slow the machine. Installed once per process (vitest re-imports this
+// module for every test file).
+const digests = GlobalValue.globalValue(Symbol.for("@matrixrtc-effect/core/test/digestsInFlight"), () => {
+  const counter = { inFlight: 0 }
+  const subtle = globalThis.crypto.subtle
+  const digest = subtle.digest.bind(subtle)
+  subtle.digest = ((...args: Parameters<typeof digest>) => {
+    counter.inFlight++
+    return digest(...args).finally(() => counter.inFlight--)
+  }) as typeof subtle.digest
+  return counter
+})
+
+/** One turn of the event loop: every fiber that can run without the clock moving gets to run. */
+const macrotask = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 0)))
+
+const quietRounds = 5
+const maxRounds = 5000
+
+/**
+ * Lets the other fibers run until they are all parked again (on TestClock sleeps,
+ * queues, or each other): returns once no digest is in flight and the pending
+ * TestClock sleeps and the call log have stayed the same over `quietRounds` turns
+ * of the event loop. The test clock does not move. Fails when the fibers never
+ * quiet down, instead of letting a "still nothing happened" assertion pass.
+ */
+export const settle: Effect.Effect<void> = Effect.gen(function*() {
+  const log = yield* Effect.serviceOption(TestCallLog.TestCallLog)
+  const snapshot = Effect.gen(function*() {
+    const sleeps = Chunk.toReadonlyArray(yield* TestClock.sleeps()).join(",")
+    const logged = Option.isSome(log) ? (yield* log.value.entries).length : 0
+    return `${digests.inFlight}|${sleeps}|${logged}`
+  })
+  let last = yield* snapshot
+  let quiet = 0
+  for (let round = 0; round < maxRounds; round++) {
+    yield* macrotask
+    const now = yield* snapshot
+    quiet = now === last && digests.inFlight === 0 ? quiet + 1 : 0
+    if (quiet >= quietRounds) return
+    last = now
+  }
+  assert.fail(`the fibers never settled in ${maxRounds} turns of the event loop; last: ${last}`)
+})
 
 /** No membership in the room, none of our participants on the SFU, no delayed event left scheduled. */
 export const assertNothingLeft = Effect.gen(function*() {
