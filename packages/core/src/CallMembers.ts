@@ -29,6 +29,17 @@ interface StickyEntry extends Entry {
   readonly expiresAt: number
 }
 
+/**
+ * The live sticky events under one key, like JS-SDK's sticky map keeps them: when the current one ends early
+ * (redacted), the one it had replaced is current again.
+ */
+interface StickySlot {
+  /** In the order they came; an event delivered again moves to the end. */
+  readonly entries: ReadonlyArray<StickyEntry>
+  /** The one that expires last (of equals, the last to come): the one the members come from. */
+  readonly current: StickyEntry
+}
+
 /** One member an entry announces, with what `members` filters it by. */
 interface Candidate {
   readonly member: Membership.ParsedMember
@@ -42,7 +53,7 @@ export interface State {
   /** Current state events, keyed by (type, state_key). */
   readonly state: HashMap.HashMap<string, Entry>
   /** Live sticky events, keyed by (type, sender, sticky key); unkeyed ones by event id. */
-  readonly sticky: HashMap.HashMap<string, StickyEntry>
+  readonly sticky: HashMap.HashMap<string, StickySlot>
   /**
    * Every member the entries announce, oldest first, kept sorted as events come in: an event costs a
    * binary search and an array copy, and reading `members` is one filtering pass, never a sort.
@@ -120,18 +131,27 @@ const replace = (sorted: ReadonlyArray<Candidate>, old: Option.Option<Entry>, ne
   return next === undefined ? without : insert(without, next)
 }
 
+const currentOf = (entries: ReadonlyArray<StickyEntry>): StickyEntry =>
+  entries.reduce((a, b) => (b.expiresAt >= a.expiresAt ? b : a))
+
 /** Drops sticky entries that have expired by `now`, once the soonest expiry has passed. */
 const pruneSticky = (s: State, now: number): State => {
   if (now < s.stickyPruneAt) return s
   let sorted = s.sorted
   let sticky = s.sticky
   let stickyPruneAt = Infinity
-  for (const [k, e] of s.sticky) {
-    if (e.expiresAt > now) stickyPruneAt = Math.min(stickyPruneAt, e.expiresAt)
-    else {
+  for (const [k, slot] of s.sticky) {
+    const entries = slot.entries.filter((e) => e.expiresAt > now)
+    for (const e of entries) stickyPruneAt = Math.min(stickyPruneAt, e.expiresAt)
+    if (entries.length === slot.entries.length) continue
+    if (entries.length === 0) {
       sticky = HashMap.remove(sticky, k)
-      sorted = remove(sorted, e)
+      sorted = remove(sorted, slot.current)
+      continue
     }
+    const current = currentOf(entries)
+    sticky = HashMap.set(sticky, k, { entries, current })
+    if (current !== slot.current) sorted = insert(remove(sorted, slot.current), current)
   }
   return { ...s, sticky, sorted, stickyPruneAt }
 }
@@ -139,7 +159,9 @@ const pruneSticky = (s: State, now: number): State => {
 /**
  * Add one event received at local time `receivedAt`. State events replace the
  * previous content of their key (`{}` or an invalid content removes it); for
- * sticky events the one that expires last wins, as in JS-SDK's sticky map.
+ * sticky events the one that expires last wins, as in JS-SDK's sticky map, and
+ * an event delivered again replaces itself (`RawCallEvent.stickyExpiresAt`): if
+ * it now ends sooner, the one it had won over may be current again.
  */
 export const apply = (before: State, event: RawCallEvent, receivedAt: number): State => {
   const s = pruneSticky(before, receivedAt)
@@ -176,12 +198,18 @@ export const apply = (before: State, event: RawCallEvent, receivedAt: number): S
     stickyKey,
     expiresAt: Membership.stickyExpiresAt(event, receivedAt)
   }
-  const current = HashMap.get(s.sticky, k)
-  if (Option.isSome(current) && current.value.expiresAt > entry.expiresAt) return s
+  const slot = HashMap.get(s.sticky, k)
+  // The same event again is news about that event (an earlier expiry: it was redacted), not a rival.
+  const entries = [
+    ...Option.match(slot, { onNone: () => [], onSome: (sl) => sl.entries.filter((e) => e.event.eventId !== event.eventId) }),
+    entry
+  ]
+  const current = currentOf(entries)
+  const previous = Option.map(slot, (sl) => sl.current)
   return {
     ...s,
-    sticky: HashMap.set(s.sticky, k, entry),
-    sorted: replace(s.sorted, current, entry),
+    sticky: HashMap.set(s.sticky, k, { entries, current }),
+    sorted: Option.exists(previous, (p) => p === current) ? s.sorted : replace(s.sorted, previous, current),
     stickyPruneAt: Math.min(s.stickyPruneAt, entry.expiresAt)
   }
 }
@@ -204,7 +232,7 @@ export const members = (
   const slotId = options?.slotId ?? Membership.RoomSlotId
   const includeLegacy = options?.includeLegacy ?? false
   const masked = new Set<string>()
-  for (const e of HashMap.values(s.sticky)) {
+  for (const { current: e } of HashMap.values(s.sticky)) {
     if (e.expiresAt - now > 0 && Option.isSome(e.stickyKey)) masked.add(e.stickyKey.value)
   }
   const out: Array<Membership.ParsedMember> = []
@@ -230,7 +258,7 @@ export const nextExpiry = (s: State, now: number): Option.Option<number> => {
     if (at > now && at < soonest) soonest = at
   }
   // A sticky leave announces no member, but its expiry ends the mask it puts on a state key.
-  for (const e of HashMap.values(s.sticky)) if (e.expiresAt > now && e.expiresAt < soonest) soonest = e.expiresAt
+  for (const { current: e } of HashMap.values(s.sticky)) if (e.expiresAt > now && e.expiresAt < soonest) soonest = e.expiresAt
   return soonest === Infinity ? Option.none() : Option.some(soonest)
 }
 

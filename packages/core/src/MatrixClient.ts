@@ -46,8 +46,18 @@ export interface RawCallEvent {
   readonly eventId: string
   readonly originServerTs: number
   readonly content: unknown
-  /** For sticky events: `msc4354_sticky.duration_ms` (or the unsigned TTL), if the server sent one. */
+  /**
+   * For sticky events without `stickyExpiresAt`: how long from receipt it stays sticky (the server's unsigned
+   * TTL; for an event just sent, its `msc4354_sticky.duration_ms`), if the server sent one.
+   */
   readonly stickyDurationMs?: number | undefined
+  /**
+   * For sticky events: when (local ms) the event stops being sticky, as the client worked it out on receipt
+   * (matrix-js-sdk's `unstableStickyExpiresAt`). Readers take it over `stickyDurationMs`: an event the client
+   * has held for a while would otherwise get a fresh duration from whenever it is read. The same event id
+   * delivered again with an earlier value (down to now) means it stopped being sticky early (redacted).
+   */
+  readonly stickyExpiresAt?: number | undefined
 }
 
 /**

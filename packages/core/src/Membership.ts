@@ -90,28 +90,37 @@ export interface StickyMembershipInput {
   readonly slotId?: string | undefined
 }
 
-/** Join content of the sticky `org.matrix.msc4143.rtc.member` event (§1.4). */
-export const stickyContent = (input: StickyMembershipInput): Record<string, unknown> => ({
-  application: {
-    type: CallApplication,
-    ...(input.callIntent !== undefined ? { "m.call.intent": input.callIntent } : {})
-  },
-  slot_id: input.slotId ?? RoomSlotId,
+/**
+ * Join content of the sticky `org.matrix.msc4143.rtc.member` event (§1.4). The transport goes out in both
+ * shapes: js-sdk 43 requires `transports: {published, can_subscribe}`, js-sdk 42 `rtc_transports`, and each
+ * validator ignores the other's key, so both versions (and EC on either) list us.
+ */
+export const stickyContent = (input: StickyMembershipInput): Record<string, unknown> => {
   // No livekit_alias on sticky transports (js-sdk #5165).
-  rtc_transports: [{ type: "livekit", livekit_service_url: input.livekitServiceUrl }],
-  member: { device_id: input.deviceId, user_id: input.userId, id: input.memberId },
-  versions: [],
-  msc4354_sticky_key: input.memberId
-})
+  const transport = { type: "livekit", livekit_service_url: input.livekitServiceUrl }
+  return {
+    application: {
+      type: CallApplication,
+      ...(input.callIntent !== undefined ? { "m.call.intent": input.callIntent } : {})
+    },
+    slot_id: input.slotId ?? RoomSlotId,
+    transports: { published: [transport], can_subscribe: ["livekit"] },
+    rtc_transports: [transport],
+    member: { device_id: input.deviceId, user_id: input.userId, id: input.memberId },
+    versions: [],
+    msc4354_sticky_key: input.memberId
+  }
+}
 
 export const stickyLeaveContent = (memberId: string): Record<string, unknown> => ({ msc4354_sticky_key: memberId })
 
 /**
- * A leave in either dialect: `{}`, or nothing but the sticky key (JS-SDK's quick filter reads both as
- * "this device left"). Only says something about JSON objects; `decode` rejects anything else.
+ * A leave in either dialect: `{}`, or nothing but the sticky key and the slot (JS-SDK's
+ * `isLeftMembershipContent`; js-sdk 43 sends `{slot_id, msc4354_sticky_key}`). Only says something about
+ * JSON objects; `decode` rejects anything else.
  */
 export const isLeaveContent = (content: Readonly<Record<string, unknown>>): boolean =>
-  Object.keys(content).every((k) => k === "msc4354_sticky_key")
+  Object.keys(content).every((k) => k === "msc4354_sticky_key" || k === "slot_id")
 
 // ---------------------------------------------------------------------------
 // Reading
@@ -163,17 +172,20 @@ const SessionContent = Schema.Struct({
   focus_active: TypedObject,
   foci_preferred: Schema.optional(Schema.Array(TypedObject)),
   created_ts: Schema.optional(Schema.Finite),
-  expires: Schema.optional(Schema.Finite),
+  // JS-SDK does not check these two: a wrong type reads as absent (`?? default`), it does not void the membership.
+  expires: Schema.optional(Schema.Unknown),
   scope: Schema.optional(Schema.String),
   "m.call.intent": Schema.optional(Schema.String),
-  membershipID: Schema.optional(Schema.String)
+  membershipID: Schema.optional(Schema.Unknown)
 })
 
 const StickyContent = Schema.Struct({
   slot_id: Schema.String,
   application: TypedObject,
   member: Schema.Struct({ user_id: Schema.String, device_id: Schema.String, id: Schema.String }),
-  rtc_transports: Schema.Array(TypedObject),
+  // Either shape will do (see `stickyTransports`), so neither key may fail the whole content here.
+  transports: Schema.optional(Schema.Unknown),
+  rtc_transports: Schema.optional(Schema.Unknown),
   versions: Schema.Array(Schema.String),
   msc4354_sticky_key: Schema.optional(Schema.String),
   sticky_key: Schema.optional(Schema.String),
@@ -192,6 +204,11 @@ const LegacyEntry = Schema.Struct({
   foci_active: Schema.optional(Schema.Array(TypedObject))
 })
 
+/** js-sdk 43's `transports`. */
+const PublishedTransports = Schema.Struct({ published: Schema.Array(TypedObject), can_subscribe: Schema.Array(Schema.String) })
+/** js-sdk 42's `rtc_transports`. */
+const RtcTransports = Schema.Array(TypedObject)
+
 const FocusSelection = Schema.Struct({ focus_selection: Schema.String })
 const CallIntent = Schema.Struct({ "m.call.intent": Schema.String })
 const StickyKeyOnly = Schema.Struct({ msc4354_sticky_key: Schema.optional(Schema.String), sticky_key: Schema.optional(Schema.String) })
@@ -205,6 +222,8 @@ const decodeFocusSelection = Schema.decodeUnknownOption(FocusSelection)
 const decodeCallIntent = Schema.decodeUnknownOption(CallIntent)
 const decodeStickyKeys = Schema.decodeUnknownOption(StickyKeyOnly)
 const decodeServiceUrl = Schema.decodeUnknownOption(LivekitServiceUrl)
+const decodePublished = Schema.decodeUnknownOption(PublishedTransports)
+const decodeRtcTransports = Schema.decodeUnknownOption(RtcTransports)
 const isUserId = Schema.is(UserId)
 
 const malformed = (e: ParseResult.ParseError) =>
@@ -224,12 +243,14 @@ const sessionSlotId = (application: string, callId: string) =>
   `${application}#${application === CallApplication && callId === "" ? "ROOM" : callId}`
 
 /**
- * Sticky liveness (§1.4): with a duration from the server, `receivedAt + duration`;
- * otherwise `min(receivedAt, origin_server_ts) + 1 h`. Durations are capped at 1 h
- * like JS-SDK's `MAX_STICKY_DURATION_MS`.
+ * Sticky liveness (§1.4): the expiry the client worked out on receipt (`stickyExpiresAt`, JS-SDK's
+ * `unstableStickyExpiresAt`) as it is; else, with a TTL, `receivedAt + TTL` (capped at 1 h like JS-SDK's
+ * `MAX_STICKY_DURATION_MS`); else `min(receivedAt, origin_server_ts) + 1 h`.
  */
 export const stickyExpiresAt = (event: RawCallEvent, receivedAt: number): number =>
-  event.stickyDurationMs !== undefined && Number.isFinite(event.stickyDurationMs)
+  event.stickyExpiresAt !== undefined && Number.isFinite(event.stickyExpiresAt)
+    ? event.stickyExpiresAt
+    : event.stickyDurationMs !== undefined && Number.isFinite(event.stickyDurationMs)
     ? receivedAt + Math.min(Math.max(event.stickyDurationMs, 0), StickyDurationMs)
     : Math.min(receivedAt, event.originServerTs) + StickyDurationMs
 
@@ -244,11 +265,12 @@ const plainIdentity = (sender: string, deviceId: string): BackendIdentity => ({
 
 const readSession = (event: RawCallEvent, content: typeof SessionContent.Type): ParsedMember => {
   const createdTs = content.created_ts ?? event.originServerTs
+  const expires = typeof content.expires === "number" && Number.isFinite(content.expires) ? content.expires : DefaultExpiresMs
   return {
     dialect: "session",
     userId: event.sender,
     deviceId: content.device_id,
-    memberId: content.membershipID ?? `${event.sender}:${content.device_id}`,
+    memberId: typeof content.membershipID === "string" ? content.membershipID : `${event.sender}:${content.device_id}`,
     slotId: sessionSlotId(content.application, content.call_id),
     application: content.application,
     scope: Option.fromNullable(content.scope),
@@ -256,7 +278,7 @@ const readSession = (event: RawCallEvent, content: typeof SessionContent.Type): 
     focusSelection: Option.map(decodeFocusSelection(content.focus_active), (f) => f.focus_selection),
     transports: (content.foci_preferred ?? []).map(toTransport),
     createdTs,
-    expiresAt: Option.some(createdTs + (content.expires ?? DefaultExpiresMs)),
+    expiresAt: Option.some(createdTs + expires),
     // JS-SDK ignores membershipID here: peers look for `<sender>:<device_id>`.
     identity: plainIdentity(event.sender, content.device_id),
     eventId: event.eventId,
@@ -264,7 +286,24 @@ const readSession = (event: RawCallEvent, content: typeof SessionContent.Type): 
   }
 }
 
+/**
+ * The published transports: js-sdk 43's `transports.published` when that shape is valid, else js-sdk 42's
+ * `rtc_transports`. A content that only one of the two versions accepts is still a member (to that version).
+ */
+const stickyTransports = (content: typeof StickyContent.Type): Option.Option<ReadonlyArray<typeof TypedObject.Type>> =>
+  Option.orElse(
+    Option.map(decodePublished(content.transports), (t) => t.published),
+    () => decodeRtcTransports(content.rtc_transports)
+  )
+
 const readSticky = (event: RawCallEvent, content: typeof StickyContent.Type, receivedAt: number): Decoded => {
+  const transports = stickyTransports(content)
+  if (Option.isNone(transports)) {
+    return Decoded.Rejected({
+      reason: "Malformed",
+      detail: "neither transports {published, can_subscribe} (js-sdk 43) nor rtc_transports (js-sdk 42) is valid"
+    })
+  }
   const application = content.application.type
   if (application.includes("#")) {
     return Decoded.Rejected({ reason: "InvalidSlot", detail: `application.type contains '#': ${application}` })
@@ -296,7 +335,7 @@ const readSticky = (event: RawCallEvent, content: typeof StickyContent.Type, rec
       scope: Option.none(),
       callIntent: Option.map(decodeCallIntent(content.application), (c) => c["m.call.intent"]),
       focusSelection: Option.none(),
-      transports: content.rtc_transports.map(toTransport),
+      transports: transports.value.map(toTransport),
       // JS-SDK uses the current event's timestamp (it changes on every resend).
       createdTs: event.originServerTs,
       expiresAt: Option.some(stickyExpiresAt(event, receivedAt)),
@@ -360,9 +399,12 @@ const decodeContent = (event: RawCallEvent, receivedAt: number): Decoded => {
   if (!(isState ? event.type === SessionEventType : event.type === StickyEventType)) {
     return Decoded.Rejected({ reason: "UnknownType", detail: `${isState ? "state" : "sticky"} event ${event.type}` })
   }
-  const object = decodeObject(event.content)
-  if (Either.isLeft(object)) return Decoded.Rejected({ reason: "NotAnObject", detail: "content is not a JSON object" })
-  const content = object.right
+  if (Either.isLeft(decodeObject(event.content))) {
+    return Decoded.Rejected({ reason: "NotAnObject", detail: "content is not a JSON object" })
+  }
+  // The keys are read off the content itself: the decoded copy turns an own `__proto__` key (JSON.parse
+  // makes one) into a prototype, and `{"__proto__": {}}` would then look like `{}`, a leave.
+  const content = event.content as Readonly<Record<string, unknown>>
   // JS-SDK quick filter (MatrixRTCSession quickFilterNonRelevantContents).
   if (isLeaveContent(content)) return Decoded.Left({ stickyKey: stickyKeyOf(content) })
   const keys = Object.keys(content).filter((k) => k !== "msc4354_sticky_key")

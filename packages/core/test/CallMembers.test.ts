@@ -4,8 +4,10 @@ import { vi } from "vitest"
 import { Chunk, Effect, Fiber, HashMap, Option, Queue, Ref, Stream, TestClock } from "effect"
 import * as CallMembers from "../src/CallMembers.ts"
 import type { CallMember } from "../src/CallMember.ts"
+import type { RoomId } from "../src/Ids.ts"
 import type { RawCallEvent } from "../src/MatrixClient.ts"
 import * as Membership from "../src/Membership.ts"
+import * as Testing from "../src/testing/index.ts"
 
 const url = "https://rtc.example.org/livekit/jwt"
 const room = "!abc:example.org"
@@ -148,6 +150,25 @@ describe("CallMembers fold", () => {
     assert.deepStrictEqual(who(CallMembers.members(s, 600)), [`${bob}/B`])
   })
 
+  it("the same sticky event again with an earlier expiry (the client dropped it: redacted) replaces itself", () => {
+    const event = { ...sticky(alice, "A", "m1", { ts: 100 }), stickyExpiresAt: 3_600_100 }
+    let s = CallMembers.apply(CallMembers.empty, event, 100)
+    assert.deepStrictEqual(who(CallMembers.members(s, 200)), [`${alice}/A`])
+    s = CallMembers.apply(s, { ...event, stickyExpiresAt: 200 }, 200)
+    assert.deepStrictEqual(CallMembers.members(s, 200), [])
+    assert.deepStrictEqual(CallMembers.nextExpiry(s, 200), Option.none())
+  })
+
+  it("when the current sticky event of a key ends early, the one it had replaced is current again", () => {
+    const older = { ...sticky(alice, "A", "m1", { ts: 100 }), eventId: "$older", stickyExpiresAt: 3_600_100 }
+    const newer = { ...sticky(alice, "A2", "m1", { ts: 200 }), eventId: "$newer", stickyExpiresAt: 3_600_200 }
+    let s = CallMembers.applyAll(CallMembers.empty, [older, newer], 200)
+    assert.deepStrictEqual(who(CallMembers.members(s, 300)), [`${alice}/A2`])
+    s = CallMembers.apply(s, { ...newer, stickyExpiresAt: 300 }, 300)
+    assert.deepStrictEqual(who(CallMembers.members(s, 300)), [`${alice}/A`])
+    assert.deepStrictEqual(CallMembers.nextExpiry(s, 300), Option.some(3_600_100))
+  })
+
   it("sticky members vanish when their sticky TTL runs out", () => {
     const s = CallMembers.apply(CallMembers.empty, sticky(alice, "A", "m1", { ts: 0, durationMs: 1_000 }), 0)
     assert.strictEqual(CallMembers.members(s, 999).length, 1)
@@ -234,6 +255,38 @@ describe("CallMembers.changes", () => {
       assert.deepStrictEqual(all.map(who).at(-1), [])
     }))
 
+  it.effect("a sticky member read long after the client got it keeps the client's expiry (TestClock)", () =>
+    Effect.gen(function*() {
+      yield* TestClock.adjust(1_800_000)
+      // The client got it at 0 with an hour to live; the fold only sees it half an hour later.
+      const event = { ...sticky(alice, "A", "m1", { durationMs: 3_600_000 }), stickyExpiresAt: 3_600_000 }
+      const { fiber, seen } = yield* collect(Stream.concat(Stream.make(event), Stream.never))
+      yield* TestClock.adjust(0)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who), [[`${alice}/A`]])
+      yield* TestClock.adjust(1_800_000)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who), [[`${alice}/A`], []])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("TestHomeserver: a sticky membership in the room before we subscribe ends when the server says", () =>
+    Effect.gen(function*() {
+      const hs = yield* Testing.TestHomeserver.TestHomeserver
+      const bobClient = hs.clientFor(bob, "B")
+      yield* bobClient.sendStickyEvent(
+        room as RoomId,
+        Membership.StickyEventType,
+        Membership.stickyContent({ userId: bob, deviceId: "B", memberId: "m1", livekitServiceUrl: url }),
+        { stickyDurationMs: 3_600_000 }
+      )
+      yield* TestClock.adjust(1_800_000)
+      const { fiber, seen } = yield* collect(bobClient.callMemberEvents(room as RoomId).pipe(Stream.orDie))
+      yield* TestClock.adjust(0)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who), [[`${bob}/B`]])
+      yield* TestClock.adjust(1_800_000)
+      assert.deepStrictEqual((yield* Ref.get(seen)).map(who), [[`${bob}/B`], []])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true, rooms: [{ roomId: room }] } }))))
+
   it.effect("sticky members come out with their hashed LiveKit identity", () =>
     Effect.gen(function*() {
       const out = yield* CallMembers.changes(
@@ -253,17 +306,25 @@ describe("CallMembers.changes", () => {
 // ---------------------------------------------------------------------------
 
 type Ref = { readonly decoded: Membership.Decoded; readonly stateKey?: string | undefined }
-type StickyRef = Ref & { readonly stickyKey: Option.Option<string>; readonly expiresAt: number }
+type StickyRef = Ref & { readonly eventId: string; readonly stickyKey: Option.Option<string>; readonly expiresAt: number }
 
 const reference = () => {
   const state = new Map<string, Ref>()
-  const stickies = new Map<string, StickyRef>()
+  // Per sticky key, every live event by id, in the order they last came (a Map keeps insertion order).
+  const stickies = new Map<string, Map<string, StickyRef>>()
+  /** The one that expires last, of equals the last to come. */
+  const currentOf = (byId: Map<string, StickyRef>) =>
+    [...byId.values()].reduce((a, b) => (b.expiresAt >= a.expiresAt ? b : a))
+  const currents = () => [...stickies.values()].map(currentOf)
   const roomMembership = new Map<string, unknown>()
   const parsed = (r: Ref, legacy: boolean) =>
     r.decoded._tag === "Member" ? [r.decoded.member] : r.decoded._tag === "Legacy" && legacy ? r.decoded.members : []
   return {
     apply: (event: RawCallEvent, receivedAt: number) => {
-      for (const [k, e] of stickies) if (e.expiresAt <= receivedAt) stickies.delete(k)
+      for (const [k, byId] of stickies) {
+        for (const [id, e] of byId) if (e.expiresAt <= receivedAt) byId.delete(id)
+        if (byId.size === 0) stickies.delete(k)
+      }
       const decoded = Membership.decode(event, receivedAt)
       if (event.stateKey !== undefined) {
         if (event.type === Membership.RoomMemberEventType) {
@@ -279,12 +340,13 @@ const reference = () => {
       if (event.type !== Membership.StickyEventType) return
       const stickyKey = Membership.stickyKeyOf(event.content)
       const k = Option.isSome(stickyKey) ? `${event.sender}|${stickyKey.value}` : `event|${event.eventId}`
-      const entry = { decoded, stickyKey, expiresAt: Membership.stickyExpiresAt(event, receivedAt) }
-      const current = stickies.get(k)
-      if (current === undefined || current.expiresAt <= entry.expiresAt) stickies.set(k, entry)
+      const entry = { decoded, eventId: event.eventId, stickyKey, expiresAt: Membership.stickyExpiresAt(event, receivedAt) }
+      const byId = stickies.get(k) ?? new Map<string, StickyRef>()
+      byId.delete(event.eventId)
+      stickies.set(k, byId.set(event.eventId, entry))
     },
     members: (now: number, includeLegacy: boolean) => {
-      const live = [...stickies.values()].filter((e) => e.expiresAt > now)
+      const live = currents().filter((e) => e.expiresAt > now)
       const masked = new Set(live.flatMap((e) => Option.toArray(e.stickyKey)))
       return [
         ...[...state.values()].filter((e) => !masked.has(e.stateKey!)).flatMap((e) => parsed(e, includeLegacy)),
@@ -300,7 +362,7 @@ const reference = () => {
     nextExpiry: (now: number) => {
       const times = [
         ...[...state.values()].flatMap((e) => parsed(e, true)).flatMap((m) => Option.toArray(m.expiresAt)),
-        ...[...stickies.values()].map((e) => e.expiresAt)
+        ...currents().map((e) => e.expiresAt)
       ].filter((t) => t > now)
       return times.length === 0 ? Option.none() : Option.some(Math.min(...times))
     }
@@ -332,6 +394,10 @@ const anyEvent = (n: number): fc.Arbitrary<RawCallEvent> => {
       })),
     fc.record({ u: user, d: device, m: fc.constantFrom("m1", "m2"), ts, dur: fc.integer({ min: 1, max: 20_000 }), left: fc.boolean() })
       .map(({ d, dur, left, m, ts, u }) => ({ ...sticky(u, d, m, { ts, durationMs: dur, left }), eventId: `$s${n}/${ts}/${left}` })),
+    // From a small pool of event ids, with an absolute expiry: the same event again, as an adapter passes on
+    // one the client dropped early, replaces itself even when it now expires sooner.
+    fc.record({ u: user, d: device, m: fc.constantFrom("m1", "m2"), id: fc.nat({ max: 2 }), at: fc.integer({ min: 0, max: 100_000 }) })
+      .map(({ at, d, id, m, u }) => ({ ...sticky(u, d, m, {}), eventId: `$again${id}`, stickyExpiresAt: at })),
     fc.record({ u: user, ts, m: fc.constantFrom("join", "leave", "ban", undefined) })
       .map(({ m, ts, u }) => ({ ...roomMember(u, m, ts), eventId: `$m${n}/${ts}` }))
   )
@@ -353,7 +419,9 @@ describe("CallMembers fold against the plain definition", () => {
           s = CallMembers.apply(s, event, now)
           ref.apply(event, now)
           // Expired sticky events are not kept around (only the one just added may end right now).
-          for (const e of HashMap.values(s.sticky)) assert.isTrue(e.expiresAt > now || e.event === event)
+          for (const slot of HashMap.values(s.sticky)) {
+            for (const e of slot.entries) assert.isTrue(e.expiresAt > now || e.event === event)
+          }
           for (const at of [now, now + 3_000, now + 15_000]) {
             for (const includeLegacy of [false, true]) {
               const got = CallMembers.members(s, at, { includeLegacy }).map((m) => `${m.eventId} ${m.userId} ${m.deviceId}`)

@@ -44,6 +44,7 @@ const jsSdkJoin = {
   ]
 }
 
+/** The sticky join content of matrixrtc-protocol.md §1.4 as js-sdk 42 builds it (`rtc_transports`). */
 const jsSdkSticky = {
   application: { type: "m.call", "m.call.intent": "video" },
   slot_id: "m.call#ROOM",
@@ -51,6 +52,13 @@ const jsSdkSticky = {
   member: { device_id: "DEVICEA", user_id: "@alice:example.org", id: "7c1e3f2a-5d0b-4b8e-9a61-0f2d3c4b5a69" },
   versions: [],
   msc4354_sticky_key: "7c1e3f2a-5d0b-4b8e-9a61-0f2d3c4b5a69"
+}
+
+/** The same as js-sdk 43's StickyEventMembershipManager sends it: `transports: {published, can_subscribe}`. */
+const { rtc_transports: _rtcTransports, ...jsSdk43StickyBase } = jsSdkSticky
+const jsSdk43Sticky = {
+  ...jsSdk43StickyBase,
+  transports: { published: jsSdkSticky.rtc_transports, can_subscribe: ["livekit"] }
 }
 
 const member = (d: Membership.Decoded): Membership.ParsedMember => {
@@ -128,7 +136,8 @@ describe("Membership: writing", () => {
       livekitServiceUrl: jwtUrl,
       callIntent: "video"
     })
-    assert.deepStrictEqual(content, jsSdkSticky)
+    // Both transport shapes: js-sdk 43's and js-sdk 42's.
+    assert.deepStrictEqual(content, { ...jsSdk43Sticky, rtc_transports: jsSdkSticky.rtc_transports })
     assert.deepStrictEqual(Membership.stickyLeaveContent("m1"), { msc4354_sticky_key: "m1" })
   })
 })
@@ -230,10 +239,40 @@ describe("Membership: reading", () => {
     assert.deepStrictEqual(Membership.decode(stateEvent({ memberships: [] }))._tag, "Legacy")
   })
 
-  it("left contents", () => {
+  it("decodes js-sdk 43's sticky content (transports.published), and prefers it when both shapes are there", () => {
+    const m = member(Membership.decode(stickyEvent(jsSdk43Sticky)))
+    assert.strictEqual(m.memberId, jsSdk43Sticky.member.id)
+    assert.deepStrictEqual(m.transports.map((t) => t.livekitServiceUrl), [jwtUrl])
+    const other = "https://other.example.org/livekit/jwt"
+    const both = member(Membership.decode(stickyEvent({
+      ...jsSdk43Sticky,
+      rtc_transports: [{ type: "livekit", livekit_service_url: other }]
+    })))
+    assert.deepStrictEqual(both.transports.map((t) => t.livekitServiceUrl), [jwtUrl])
+    // One version's shape broken, the other's fine: that version lists the member, so do we.
+    const broken43 = { ...jsSdk43Sticky, transports: { published: [] }, rtc_transports: [{ type: "livekit", livekit_service_url: other }] }
+    assert.deepStrictEqual(member(Membership.decode(stickyEvent(broken43))).transports.map((t) => t.livekitServiceUrl), [other])
+    assert.deepStrictEqual(member(Membership.decode(stickyEvent({ ...jsSdk43Sticky, rtc_transports: 5 }))).transports.length, 1)
+  })
+
+  it("left contents, also js-sdk 43's sticky leave with slot_id", () => {
     assert.strictEqual(Membership.decode(stateEvent({}))._tag, "Left")
     const left = Membership.decode(stickyEvent({ msc4354_sticky_key: "m1" }))
     assert.deepStrictEqual(left, Membership.Decoded.Left({ stickyKey: Option.some("m1") }))
+    const left43 = Membership.decode(stickyEvent({ slot_id: "m.call#ROOM", msc4354_sticky_key: "m1" }))
+    assert.deepStrictEqual(left43, Membership.Decoded.Left({ stickyKey: Option.some("m1") }))
+    assert.isTrue(Membership.isLeaveContent({ slot_id: "m.call#ROOM" }))
+  })
+
+  it("expires and membershipID of a wrong type read as absent, as in JS-SDK (`?? default`)", () => {
+    for (const expires of [null, "14400000", {}, [1]]) {
+      const m = member(Membership.decode(stateEvent({ ...jsSdkJoin, created_ts: 1_000, expires })))
+      assert.deepStrictEqual(m.expiresAt, Option.some(1_000 + Membership.DefaultExpiresMs), JSON.stringify(expires))
+    }
+    for (const membershipID of [null, 5, { id: "x" }]) {
+      const m = member(Membership.decode(stateEvent({ ...jsSdkJoin, membershipID })))
+      assert.strictEqual(m.memberId, `${alice}:DEVICEA`, JSON.stringify(membershipID))
+    }
   })
 
   it("rejects malformed session events", () => {
@@ -246,7 +285,6 @@ describe("Membership: reading", () => {
     assert.strictEqual(rejection(Membership.decode(stateEvent({ ...jsSdkJoin, device_id: 7 }))), "Malformed")
     assert.strictEqual(rejection(Membership.decode(stateEvent({ ...jsSdkJoin, focus_active: { type: 1 } }))), "Malformed")
     assert.strictEqual(rejection(Membership.decode(stateEvent({ ...jsSdkJoin, foci_preferred: [{}] }))), "Malformed")
-    assert.strictEqual(rejection(Membership.decode(stateEvent({ ...jsSdkJoin, expires: "14400000" }))), "Malformed")
     assert.strictEqual(rejection(Membership.decode(stateEvent({ ...jsSdkJoin, created_ts: null }))), "Malformed")
     assert.strictEqual(rejection(Membership.decode(stateEvent(null))), "NotAnObject")
     assert.strictEqual(rejection(Membership.decode(stateEvent([jsSdkJoin]))), "NotAnObject")
@@ -275,6 +313,11 @@ describe("Membership: reading", () => {
     assert.strictEqual(rejection(bad({ versions: [1] })), "Malformed")
     assert.strictEqual(rejection(bad({ rtc_transports: [{ livekit_service_url: jwtUrl }] })), "Malformed")
     assert.strictEqual(rejection(bad({ rtc_transports: {} })), "Malformed")
+    const bad43 = (transports: unknown) => Membership.decode(stickyEvent({ ...jsSdk43Sticky, transports }))
+    assert.strictEqual(rejection(bad43({ published: [{ type: "livekit" }] })), "Malformed")
+    assert.strictEqual(rejection(bad43({ published: [{}], can_subscribe: [] })), "Malformed")
+    assert.strictEqual(rejection(bad43({ published: [], can_subscribe: [1] })), "Malformed")
+    assert.strictEqual(rejection(bad43([])), "Malformed")
     assert.strictEqual(rejection(bad({ member: { user_id: alice, id: "x" } })), "Malformed")
     assert.strictEqual(rejection(bad({ "m.relates_to": { rel_type: "m.thread", event_id: "$x" } })), "Malformed")
     assert.strictEqual(rejection(bad({ "m.relates_to": { rel_type: "m.reference" } })), "Malformed")
@@ -314,6 +357,15 @@ describe("Membership: validity (§1.7)", () => {
     const m = member(Membership.decode(e({ stickyDurationMs: 60_000 }), 20_000))
     assert.isFalse(Membership.isExpired(m, 79_999))
     assert.isTrue(Membership.isExpired(m, 80_000))
+  })
+
+  it("sticky liveness: the client's own expiry (unstableStickyExpiresAt) is taken as is, whenever the event is read", () => {
+    const e = stickyEvent(jsSdkSticky, { originServerTs: 10_000, stickyDurationMs: 3_600_000, stickyExpiresAt: 70_000 })
+    // Read half an hour after the client got it: still the expiry the client worked out then.
+    assert.strictEqual(Membership.stickyExpiresAt(e, 1_800_000), 70_000)
+    const m = member(Membership.decode(e, 1_800_000))
+    assert.deepStrictEqual(m.expiresAt, Option.some(70_000))
+    assert.isTrue(Membership.isExpired(m, 70_000))
   })
 })
 

@@ -36,16 +36,16 @@ const typedObject = (v: unknown) => isObj(v) && isStr(v["type"])
 
 type Verdict = "member" | "left" | "legacy" | "rejected"
 
-/** JS-SDK's quick filter (§1.6 step 2), shared by both dialects. */
+/** JS-SDK's quick filter (§1.6 step 2), shared by both dialects; js-sdk 43 leaves carry `slot_id` too. */
 const quickFilter = (content: Obj, isState: boolean): Verdict | undefined => {
+  if (Object.keys(content).every((k) => k === "msc4354_sticky_key" || k === "slot_id")) return "left"
   const keys = Object.keys(content).filter((k) => k !== "msc4354_sticky_key")
-  if (keys.length === 0) return "left"
   if (keys.length === 1 && keys[0] === "memberships") return isState && Array.isArray(content["memberships"]) ? "legacy" : "rejected"
   if (!has(content, "application") || keys.length < 2) return "rejected"
   return undefined
 }
 
-/** Format B (§1.3 table). */
+/** Format B (§1.3 table). JS-SDK type-checks neither `expires` nor `membershipID`: a wrong type reads as absent. */
 const sessionValid = (c: Obj): boolean =>
   isStr(c["application"]) &&
   isStr(c["call_id"]) &&
@@ -53,12 +53,18 @@ const sessionValid = (c: Obj): boolean =>
   typedObject(c["focus_active"]) &&
   optional(c, "foci_preferred", (v) => Array.isArray(v) && v.every(typedObject)) &&
   optional(c, "created_ts", isNum) &&
-  optional(c, "expires", isNum) &&
   optional(c, "scope", isStr) &&
-  optional(c, "m.call.intent", isStr) &&
-  optional(c, "membershipID", isStr)
+  optional(c, "m.call.intent", isStr)
 
-/** Format C (§1.4 table). */
+/** js-sdk 43: `transports: {published: [{type}], can_subscribe: [string]}`. */
+const transports43Valid = (v: unknown): boolean =>
+  isObj(v) && Array.isArray(v["published"]) && v["published"].every(typedObject) &&
+  Array.isArray(v["can_subscribe"]) && v["can_subscribe"].every(isStr)
+
+/** js-sdk 42: `rtc_transports: [{type}]`. */
+const transports42Valid = (v: unknown): boolean => Array.isArray(v) && v.every(typedObject)
+
+/** Format C (§1.4 table): a member if js-sdk 42 or js-sdk 43 accepts it (they differ only in the transports). */
 const stickyValid = (c: Obj, sender: string): boolean => {
   const app = c["application"]
   const member = c["member"]
@@ -66,7 +72,7 @@ const stickyValid = (c: Obj, sender: string): boolean => {
   if (!isObj(app) || !isStr(app["type"]) || app["type"].includes("#")) return false
   if (!isStr(slot) || !slot.startsWith(`${app["type"]}#`) || slot.split("#").length !== 2) return false
   if (!isObj(member) || member["user_id"] !== sender || !isStr(member["device_id"]) || !isStr(member["id"])) return false
-  if (!Array.isArray(c["rtc_transports"]) || !c["rtc_transports"].every(typedObject)) return false
+  if (!transports43Valid(c["transports"]) && !transports42Valid(c["rtc_transports"])) return false
   if (!Array.isArray(c["versions"]) || !c["versions"].every(isStr)) return false
   const a = c["msc4354_sticky_key"]
   const b = c["sticky_key"]
@@ -121,6 +127,8 @@ const check = (event: RawCallEvent): void => {
     expect(m.userId).toBe(event.sender)
     if (isObj(event.content) && event.stateKey !== undefined) expect(m.deviceId).toBe(event.content["device_id"])
     expect(Number.isFinite(m.createdTs)).toBe(true)
+    expect(typeof m.memberId).toBe("string")
+    for (const at of m.expiresAt._tag === "Some" ? [m.expiresAt.value] : []) expect(Number.isFinite(at)).toBe(true)
   }
   if (result._tag === "Legacy") {
     const entries = (event.content as Obj)["memberships"] as ReadonlyArray<Json>
@@ -168,15 +176,18 @@ const validSticky: fc.Arbitrary<Obj> = fc
     deviceId: fc.stringMatching(/^[A-Z]{4,10}$/),
     memberId: fc.uuid(),
     transports: fc.array(typed, { maxLength: 3 }),
+    // js-sdk 43's shape, js-sdk 42's, or both (what we write)
+    shape: fc.constantFrom("43", "42", "both"),
     versions: fc.array(shortStr, { maxLength: 2 }),
     keys: fc.constantFrom("msc4354", "plain", "both"),
     intent: fc.option(fc.constantFrom("audio", "video"), { nil: undefined }),
     relates: fc.boolean()
   })
-  .map(({ app, slot, deviceId, memberId, transports, versions, keys, intent, relates }) => ({
+  .map(({ app, slot, deviceId, memberId, transports, shape, versions, keys, intent, relates }) => ({
     application: { type: app, ...(intent === undefined ? {} : { "m.call.intent": intent }) },
     slot_id: `${app}#${slot}`,
-    rtc_transports: transports,
+    ...(shape !== "42" ? { transports: { published: transports, can_subscribe: ["livekit"] } } : {}),
+    ...(shape !== "43" ? { rtc_transports: transports } : {}),
     member: { device_id: deviceId, user_id: SENDER, id: memberId },
     versions,
     ...(keys !== "plain" ? { msc4354_sticky_key: memberId } : {}),
@@ -402,10 +413,21 @@ describe("membership parser fuzzing", () => {
     expect(decode(sticky({ ...valid, "m.relates_to": { rel_type: "m.reference", event_id: "$x" } }))._tag).toBe("Member")
   })
 
-  it("left contents: {} and {msc4354_sticky_key} only", () => {
+  it("left contents: {} and {msc4354_sticky_key} only, js-sdk 43's slot_id with them", () => {
     check(stateEvent({}))
     check(stickyEvent({ msc4354_sticky_key: "k" }))
     check(stickyEvent({ msc4354_sticky_key: 3 }))
+    check(stickyEvent({ slot_id: "m.call#ROOM", msc4354_sticky_key: "k" }))
     expect(decode(stateEvent({}))._tag).toBe("Left")
+    expect(decode(stickyEvent({ slot_id: "m.call#ROOM", msc4354_sticky_key: "k" }))._tag).toBe("Left")
+  })
+
+  // Found by this fuzzer (1 run in ~4): JSON.parse makes `__proto__` an own key, and reading the keys off a
+  // decoded copy, where it had become the prototype, took `{"__proto__": {}}` for `{}`, a leave.
+  it("a content whose only key is __proto__ is no leave", () => {
+    for (const event of [stateEvent(JSON.parse('{"__proto__": {}}')), stickyEvent(JSON.parse('{"__proto__": {"a": 1}}'))]) {
+      check(event)
+      expect(decode(event)._tag).toBe("Rejected")
+    }
   })
 })

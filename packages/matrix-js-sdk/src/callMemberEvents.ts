@@ -18,7 +18,11 @@ export const CALL_MEMBER_STATE_TYPE = "org.matrix.msc3401.call.member"
 export const RTC_MEMBER_STICKY_TYPE = "org.matrix.msc4143.rtc.member"
 const ROOM_MEMBER_TYPE = "m.room.member"
 
-/** None for local echoes: they have no server event id yet and come back from sync anyway. */
+/**
+ * None for local echoes: they have no server event id yet and come back from sync anyway. A sticky event
+ * carries the SDK's own expiry, fixed when the event arrived: the fold may read it much later (an event
+ * already in the room's sticky map when we subscribe).
+ */
 const toRaw = (event: sdk.MatrixEvent): RawCallEvent | undefined => {
   const eventId = event.getId()
   const sender = event.getSender()
@@ -31,7 +35,8 @@ const toRaw = (event: sdk.MatrixEvent): RawCallEvent | undefined => {
     eventId,
     originServerTs: event.getTs(),
     content: event.getContent(),
-    ...(sticky !== undefined ? { stickyDurationMs: sticky.duration_ttl_ms ?? sticky.duration_ms } : {})
+    ...(sticky !== undefined ? { stickyDurationMs: sticky.duration_ttl_ms ?? sticky.duration_ms } : {}),
+    ...(event.unstableStickyExpiresAt !== undefined ? { stickyExpiresAt: event.unstableStickyExpiresAt } : {})
   }
 }
 
@@ -66,12 +71,43 @@ export const callMemberEvents = (client: sdk.MatrixClient, roomId: Ids.RoomId): 
           push(event)
         }
 
+        /**
+         * The SDK dropped the event from its sticky map: it expired, or is being redacted. Passed on again (past
+         * the id check) with its stickiness ending now at the latest, so the fold lets it go too. The content is
+         * copied: the SDK empties the very object right after this, when it redacts the event, and the fold
+         * still needs the sticky key to find the entry.
+         */
+        const ended = (event: StickyMatrixEvent) => {
+          const raw = toRaw(event)
+          if (raw === undefined) return
+          seen.add(raw.eventId)
+          void emit.single({
+            ...raw,
+            content: { ...event.getContent() },
+            stickyExpiresAt: Math.min(event.unstableStickyExpiresAt, Date.now())
+          })
+        }
+
         const onSticky = (
           added: ReadonlyArray<StickyMatrixEvent>,
-          updated: ReadonlyArray<{ readonly current: StickyMatrixEvent }>
+          updated: ReadonlyArray<{ readonly current: StickyMatrixEvent; readonly previous: StickyMatrixEvent }>,
+          removed: ReadonlyArray<StickyMatrixEvent>
         ) => {
-          for (const e of added) if (e.getType() === RTC_MEMBER_STICKY_TYPE) push(e)
-          for (const u of updated) if (u.current.getType() === RTC_MEMBER_STICKY_TYPE) push(u.current)
+          const ours = (e: StickyMatrixEvent) => e.getType() === RTC_MEMBER_STICKY_TYPE
+          for (const e of added) if (ours(e)) push(e)
+          for (const { current, previous } of updated) {
+            if (!ours(current)) continue
+            // A redaction puts the previous, older event back in place. The fold, where the later expiry
+            // wins, has to hear that the one being redacted ended. The older one goes first, again: the fold
+            // may not have it (the room's sticky map only hands out current events), and it then takes over
+            // without the list going empty in between.
+            if (previous.unstableStickyExpiresAt >= current.unstableStickyExpiresAt) {
+              seen.delete(current.getId() ?? "")
+              push(current)
+              ended(previous)
+            } else push(current)
+          }
+          for (const e of removed) if (ours(e)) ended(e)
         }
 
         // The client does not re-emit sticky updates, so they are heard on the Room, once it exists.
