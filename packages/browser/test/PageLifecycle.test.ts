@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { MatrixJsSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
-import { Effect, Exit, Ref, Scope } from "effect"
+import { Effect, Exit, Logger, Ref, Scope } from "effect"
 import { leaveOnPageHide } from "../src/PageLifecycle.ts"
 
 describe("leaveOnPageHide", () => {
@@ -26,14 +26,25 @@ describe("leaveOnPageHide", () => {
       assert.strictEqual(yield* Ref.get(again), 0)
     }))
 
-  it.effect("a failing leave is logged, not thrown into the page", () =>
+  it.effect("a failing leave is logged as a warning with its error, not thrown into the page", () =>
     Effect.gen(function*() {
+      const lines: Array<{ level: string; text: string }> = []
+      const capture = Logger.make(({ logLevel, message }) => {
+        lines.push({ level: logLevel.label, text: (Array.isArray(message) ? message : [message]).map(String).join(" ") })
+      })
       const page = new EventTarget()
       const ran = yield* Ref.make(false)
-      yield* leaveOnPageHide(Effect.zipRight(Ref.set(ran, true), Effect.fail("offline")), page)
+      // The page's runtime, with its logger, is the one the listener captured.
+      yield* leaveOnPageHide(Effect.zipRight(Ref.set(ran, true), Effect.fail("offline")), page).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+      )
       page.dispatchEvent(new Event("pagehide"))
       yield* Effect.yieldNow()
       assert.isTrue(yield* Ref.get(ran))
+      const warnings = lines.filter((l) => l.level === "WARN")
+      assert.deepStrictEqual(warnings.map((l) => l.text), [
+        "leave on pagehide failed; the delayed leave will remove the membership offline"
+      ])
     }).pipe(Effect.scoped))
 
   it.effect("the leave's homeserver requests go with keepalive (the page is torn down right after)", () =>
