@@ -15,16 +15,24 @@ const httpDetail = {
 const describe = (head: string, e: { status?: number | undefined; errcode?: string | undefined; error?: string | undefined }) =>
   [head, e.status !== undefined ? `HTTP ${e.status}` : undefined, e.errcode, e.error].filter(Boolean).join(": ")
 
-/** There is no Matrix session, or the homeserver no longer accepts its access token. */
+/**
+ * There is no Matrix session, the homeserver no longer accepts its access token, or it refused a password login
+ * (wrong user or password, deactivated account).
+ */
 export class NotAuthenticated extends Schema.TaggedError<NotAuthenticated>()("NotAuthenticated", {
-  reason: Schema.Literal("NoSession", "TokenRejected"),
+  reason: Schema.Literal("NoSession", "TokenRejected", "LoginRejected"),
   ...httpDetail,
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
-    return this.reason === "NoSession"
-      ? "not logged in to a Matrix homeserver"
-      : describe("the homeserver rejected the access token", this)
+    switch (this.reason) {
+      case "NoSession":
+        return "not logged in to a Matrix homeserver"
+      case "TokenRejected":
+        return describe("the homeserver rejected the access token", this)
+      case "LoginRejected":
+        return describe("the homeserver refused the login", this)
+    }
   }
 }
 

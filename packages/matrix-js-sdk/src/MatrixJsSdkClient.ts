@@ -11,11 +11,10 @@
  *
  * No Node- or DOM-only APIs here: everything goes through the SDK's own fetch.
  */
-import { Ids, MatrixClient, MatrixError, MatrixErrors, tokenRejected } from "@matrixrtc-effect/core"
+import { Ids, MatrixClient, MatrixError, MatrixErrors, NotAuthenticated, tokenRejected } from "@matrixrtc-effect/core"
 import type {
   DelayedEventAction,
   MatrixClientService,
-  NotAuthenticated,
   OpenIdToken,
   ServerSupport,
   Session
@@ -507,15 +506,16 @@ const tokenLogin = (options: AccessTokenLogin): Effect.Effect<Credentials, Matri
 const isPasswordLogin = (o: LoginOptions): o is PasswordLogin => Predicate.hasProperty(o, "password")
 
 /**
- * The homeserver refused the credentials themselves: a dead access token (401
- * `M_UNKNOWN_TOKEN` on `/whoami`), a wrong password or a deactivated account (403 on
- * `/login`). All are `TokenRejected`, the one reason core has for refused credentials;
- * the answer's status, errcode and error tell them apart. Rate limits, 5xx and network
- * failures stay `MatrixError`: they may pass.
+ * The homeserver refused the credentials themselves: a dead access token (401 `M_UNKNOWN_TOKEN` on `/whoami`) is
+ * `TokenRejected`; a wrong password or a deactivated account (403 on `/login`) is `LoginRejected`. Rate limits,
+ * 5xx and network failures stay `MatrixError`: they may pass.
  */
-const credentialsRefused = (e: MatrixError): NotAuthenticated | MatrixError => {
+const credentialsRefused = (login: "token" | "password") => (e: MatrixError): NotAuthenticated | MatrixError => {
   const kind = MatrixErrors.classify(e)._tag
-  return kind === "UnknownToken" || kind === "Forbidden" ? tokenRejected(e) : e
+  if (kind !== "UnknownToken" && kind !== "Forbidden") return e
+  return login === "token"
+    ? tokenRejected(e)
+    : new NotAuthenticated({ reason: "LoginRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
 }
 
 /**
@@ -535,7 +535,7 @@ export const layerLogin = (
       const creds = yield* (isPasswordLogin(options)
         ? Effect.acquireRelease(passwordLogin(options), (c) =>
           ownsDevice(options) ? logout(options.homeserverUrl, c) : Effect.void)
-        : tokenLogin(options)).pipe(Effect.mapError(credentialsRefused))
+        : tokenLogin(options)).pipe(Effect.mapError(credentialsRefused(isPasswordLogin(options) ? "password" : "token")))
       const logger = options.sdkLogs === "console" ? undefined : SdkLogger.make(yield* Effect.runtime<never>())
       const client = sdk.createClient({
         baseUrl: options.homeserverUrl,

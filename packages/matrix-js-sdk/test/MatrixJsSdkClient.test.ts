@@ -120,8 +120,9 @@ describe("layerLogin: refused credentials are NotAuthenticated", () => {
       homeserver(() => ({ status: 403, body: { errcode: "M_FORBIDDEN", error: "Invalid username or password" } }))
       const e = yield* build(layerLogin({ homeserverUrl: hs, user: "bob", password: Redacted.make("wrong-password"), sync: false }))
       assert.strictEqual(e._tag, "NotAuthenticated")
-      assert.strictEqual(e.reason, "TokenRejected")
+      assert.strictEqual(e.reason, "LoginRejected")
       assert.strictEqual(e.errcode, "M_FORBIDDEN")
+      assert.include(e.message, "refused the login")
       assert.include(e.message, "Invalid username or password")
     }))
 

@@ -15,14 +15,7 @@ const program = Effect.gen(function*() {
     Stream.runDrain
   )
 }).pipe(
-  Effect.scoped, // leaving = closing this scope: SFU first, then the membership
-  Effect.catchTags({
-    InvalidId: (e) => Effect.logError(e.message),
-    NotAuthenticated: (e) => Effect.logError(e.message),
-    JwtFetchFailed: (e) => Effect.logError(e.reason, e.errcode, e.message),
-    MembershipFailed: (e) => Effect.logError(e.errcode, e.message),
-    ConnectFailed: (e) => Effect.logError(e.reason, e.message)
-  })
+  Effect.scoped // leaving = closing this scope: SFU first, then the membership
 )
 
 export const main = (token: string) =>
@@ -32,5 +25,14 @@ export const main = (token: string) =>
         matrix: { homeserverUrl: "https://matrix.example.org", accessToken: Redacted.make(token) }
       })
     ),
+    // After `provide`: the layer's login fails too (NotAuthenticated for a dead token, MatrixError if unreachable).
+    Effect.catchTags({
+      InvalidId: (e) => Effect.logError(e.message),
+      NotAuthenticated: (e) => Effect.logError(e.reason, e.message),
+      JwtFetchFailed: (e) => Effect.logError(e.reason, e.errcode, e.message),
+      MembershipFailed: (e) => Effect.logError(e.errcode, e.message),
+      ConnectFailed: (e) => Effect.logError(e.reason, e.message),
+      MatrixError: (e) => Effect.logError(e.message)
+    }),
     Effect.runPromise
   )

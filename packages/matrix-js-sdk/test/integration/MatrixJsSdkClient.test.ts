@@ -4,7 +4,7 @@ import { Ids, MatrixClient } from "@matrixrtc-effect/core"
 import type { RawCallEvent } from "@matrixrtc-effect/core"
 import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
-import { Context, Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Context, Deferred, Effect, Layer, Option, Redacted, Stream } from "effect"
 import { createClient } from "matrix-js-sdk"
 import { layerFromClient, layerLogin, MatrixSdkClient } from "../../src/index.ts"
 
@@ -86,6 +86,24 @@ const rawLogout = (token: string) =>
 /** The first event of `events` that satisfies `p`, bounded in time. */
 const firstMatching = (events: Stream.Stream<RawCallEvent, unknown>, p: (e: RawCallEvent) => boolean) =>
   events.pipe(Stream.filter(p), Stream.runHead, Effect.map(Option.getOrThrow), Effect.timeout("20 seconds"))
+
+/**
+ * `firstMatching(events, p)` in a fiber, returned once that stream has passed on a marker event
+ * Bob sent first: its listeners are on from then, so an event sent afterwards can only reach it
+ * live, not through the replay of the room's current state.
+ */
+const watchingLive = (events: Stream.Stream<RawCallEvent, unknown>, p: (e: RawCallEvent) => boolean, tag: string) =>
+  Effect.gen(function* () {
+    const marker = stateKeyOf(bob, `ready-${tag}`)
+    yield* asBob((b) => b.sendStateEvent(roomId, CALL_MEMBER, marker, {}))
+    const ready = yield* Deferred.make<void>()
+    const seen = yield* firstMatching(
+      events.pipe(Stream.tap((e) => (e.stateKey === marker ? Deferred.succeed(ready, undefined) : Effect.void))),
+      p
+    ).pipe(Effect.fork)
+    yield* Deferred.await(ready).pipe(Effect.timeout("20 seconds"))
+    return seen
+  })
 
 layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("matrix-js-sdk adapter on the real Synapse", (it) => {
   it.effect("session and whoami name the logged-in user and device", () =>
@@ -177,8 +195,7 @@ layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("mat
       const mx = yield* MatrixClient
       const stateKey = stateKeyOf(bob, "member")
       // Alice's stream is running before Bob sends.
-      const seen = yield* firstMatching(mx.callMemberEvents(roomId), (e) => e.stateKey === stateKey).pipe(Effect.fork)
-      yield* Effect.sleep("200 millis")
+      const seen = yield* watchingLive(mx.callMemberEvents(roomId), (e) => e.stateKey === stateKey, "member")
       const { eventId } = yield* asBob((b) => b.sendStateEvent(roomId, CALL_MEMBER, stateKey, member(bob)))
       const event = yield* seen
       assert.strictEqual(event.eventId, eventId)
@@ -203,11 +220,11 @@ layer(loginAs(alice), { timeout: "60 seconds", excludeTestServices: true })("mat
         versions: [],
         msc4354_sticky_key: memberId
       }
-      const seen = yield* firstMatching(
+      const seen = yield* watchingLive(
         mx.callMemberEvents(roomId),
-        (e) => e.type === "org.matrix.msc4143.rtc.member" && (e.content as typeof content).msc4354_sticky_key === memberId
-      ).pipe(Effect.fork)
-      yield* Effect.sleep("200 millis")
+        (e) => e.type === "org.matrix.msc4143.rtc.member" && (e.content as typeof content).msc4354_sticky_key === memberId,
+        "sticky"
+      )
       const sent = yield* asBob((b) =>
         b.sendStickyEvent(roomId, "org.matrix.msc4143.rtc.member", content, { stickyDurationMs: 60_000 })
       )
@@ -372,7 +389,7 @@ describe("logging in", () => {
         )
       )
       assert.strictEqual(e._tag, "NotAuthenticated")
-      assert.strictEqual(e.reason, "TokenRejected")
+      assert.strictEqual(e.reason, "LoginRejected")
       assert.strictEqual(e.status, 403)
       assert.strictEqual(e.errcode, "M_FORBIDDEN")
       assert.notInclude(JSON.stringify(e), "not-bobs-password-123")
