@@ -541,7 +541,8 @@ const makeMembershipOps = (
   const sentIds = new Set<string>()
   const seenOnKey = new Map<string, number>()
   let shown = false
-  // Membership writes on their way (see `unrecalled`), and whether the membership is being ended (no new attempts).
+  // Membership writes and delayed-leave schedulings on their way (see `unrecalled`), and whether the membership is
+  // being ended (no new membership attempts).
   const inflight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   let ending = false
 
@@ -570,7 +571,7 @@ const makeMembershipOps = (
       })
     )
 
-  /** No new attempt once the membership is being ended: a retry would only re-create what the leave removes. */
+  /** No new attempt once the membership is being ended: a retry would only leave behind what the leave removes. */
   const unlessEnding = <A>(attempt: Effect.Effect<A, MatrixError>) =>
     Effect.suspend(() =>
       ending ? Effect.fail(new MatrixError({ reason: "Unsupported", error: "the call is leaving" })) : attempt
@@ -600,7 +601,7 @@ const makeMembershipOps = (
             ? Effect.succeed(r.delayId)
             : Effect.fail(new MatrixError({ reason: "Unsupported", error: "no delay_id in the answer" }))
       )
-    return yield* MatrixRetry.withRetry(timed(withRequestTimeout(attempt))).pipe(
+    return yield* MatrixRetry.withRetry(timed(withRequestTimeout(unlessEnding(attempt)))).pipe(
       Effect.catchTag("MatrixError", (e) => {
         const kind = MatrixErrors.classify(e)
         const max = kind._tag === "MaxDelayExceeded" ? Option.getOrElse(kind.maxDelayMs, () => 0) : 0
@@ -650,8 +651,12 @@ const makeMembershipOps = (
     Effect.flatMap(SubscriptionRef.get(own), (o) =>
       SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: requestedAt + o.delayMs })))
 
-  /** A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without. */
-  const armLeave = Effect.gen(function*() {
+  /**
+   * A delayed leave for the membership about to be (re)sent; failures other than "forbidden" mean going without.
+   * Unrecalled, like a membership write: the leave must learn the delay id of a scheduling still on its way, or it
+   * could not cancel (or send) that delayed leave.
+   */
+  const armLeave = unrecalled(Effect.gen(function*() {
     if (!support.delayedEvents) return
     const scheduled = yield* scheduleLeave.pipe(
       Effect.map(Option.some),
@@ -668,7 +673,7 @@ const makeMembershipOps = (
       onSome: ([, requestedAt]) => restarted(requestedAt),
       onNone: () => SubscriptionRef.update(visibility, (v) => ({ ...v, fireAt: Number.POSITIVE_INFINITY }))
     })
-  })
+  }))
 
   const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
 
@@ -811,15 +816,9 @@ const makeMembershipOps = (
         timeoutMs
       )
 
-  const end = (timeoutMs: number) =>
+  /** Ends the membership as it stands: sends the delayed leave, else puts the leave content. */
+  const endNow = (o: OwnMembership, timeoutMs: number) =>
     Effect.gen(function*() {
-      ending = true
-      // A membership write still on its way would bring the membership back after the leave: wait for it first.
-      if (inflight.size > 0) {
-        const answered = yield* bound(Fiber.awaitAll([...inflight]), timeoutMs)
-        if (Option.isNone(answered)) yield* Effect.logWarning("a membership write is still unanswered; leaving anyway")
-      }
-      const o = yield* SubscriptionRef.get(own)
       if (!written) {
         // Interrupted between scheduling the delayed leave and sending the membership: nothing to leave.
         if (Option.isSome(o.delayId)) yield* bound(mx.updateDelayedEvent(o.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
@@ -829,16 +828,36 @@ const makeMembershipOps = (
         ? yield* step("sending the delayed leave", mx.updateDelayedEvent(o.delayId.value, "send"), timeoutMs)
         : false
       if (!sentDelayed) yield* putLeave(o, timeoutMs)
-      // A write that is still unanswered may yet land: end the membership again once it has. In the background, as
-      // the leave's own time is up; bounded, as the write is (its request timeout, no retries once ending).
+    })
+
+  const end = (timeoutMs: number) =>
+    Effect.gen(function*() {
+      ending = true
+      // A write still on its way would bring the membership back after the leave, or schedule a delayed leave the
+      // leave does not know of: wait for it first.
+      if (inflight.size > 0) {
+        const answered = yield* bound(Fiber.awaitAll([...inflight]), timeoutMs)
+        if (Option.isNone(answered)) yield* Effect.logWarning("a homeserver write is still unanswered; leaving anyway")
+      }
+      const o = yield* SubscriptionRef.get(own)
+      const landedBefore = landedSince
+      yield* endNow(o, timeoutMs)
+      // One still unanswered may yet land: undo it once it has. In the background, as the leave's own time is up;
+      // bounded, as the write is (its request timeout, no new attempts once ending).
       const late = [...inflight]
       if (late.length > 0) {
         yield* Fiber.awaitAll(late).pipe(
-          Effect.flatMap((exits) =>
-            exits.some(Exit.isSuccess)
-              ? Effect.zipRight(Effect.logInfo("a membership write landed after the leave; ending it again"), putLeave(o, timeoutMs))
-              : Effect.void
-          ),
+          Effect.zipRight(Effect.gen(function*() {
+            const after = yield* SubscriptionRef.get(own)
+            if (Option.isSome(after.delayId) && !Option.contains(o.delayId, after.delayId.value)) {
+              yield* Effect.logInfo("a delayed leave was scheduled after the leave; cancelling it")
+              yield* bound(mx.updateDelayedEvent(after.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
+            }
+            if (landedSince !== landedBefore) {
+              yield* Effect.logInfo("a membership write landed after the leave; ending the membership again")
+              yield* putLeave(after, timeoutMs)
+            }
+          })),
           Effect.forkDaemon
         )
       }

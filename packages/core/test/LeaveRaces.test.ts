@@ -32,6 +32,27 @@ describe("leave races", () => {
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
 
+  // Answered within the leave's first step (the leave waits for it), or only after it (cancelled once it lands).
+  for (const ms of [1000, 5000]) {
+    it.effect(`a join interrupted while its delayed leave is being scheduled (answered after ${ms} ms): it is cancelled`, () =>
+      Effect.gen(function*() {
+        const hs = yield* TestHomeserver.TestHomeserver
+        yield* hs.injectFault("scheduleDelayed", late(ms))
+        yield* (yield* Testing.TestAuthService.TestAuthService).injectFault("sfuGet", hang)
+        const fiber = yield* Effect.fork(Effect.scoped(Call.join(roomId)))
+        yield* awaitLog((e) => e.op === "scheduleDelayed" && e.detail === `fault late ${ms}`)
+        yield* awaitLog((e) => e.op === "sfuGet" && e.detail === "fault hang")
+        yield* settle
+        const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+        yield* settle
+        yield* TestClock.adjust(ms)
+        yield* Fiber.join(interrupting)
+        yield* settle
+        assert.isTrue((yield* entries).some((e) => e.op === "delayed.cancel" && e.at === ms), (yield* ops).join(", "))
+        yield* assertNothingLeft
+      }).pipe(Effect.provide(Testing.layer())))
+  }
+
   it.effect("a refresh answered only after the leave's bound: the membership is ended again once it lands", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
@@ -52,6 +73,24 @@ describe("leave races", () => {
       const puts = (yield* entries).filter((e) => e.op === "sendState" && e.at === 60_000).map((e) => e.detail)
       assert.deepStrictEqual(puts.map((d) => d?.split(" ")[0]), ["join", "leave"])
       yield* Scope.close(scope, Exit.void)
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("once the leave has started, an unanswered membership write is not tried again", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      yield* hs.injectFault("sendState", hang)
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(Call.join(roomId), Effect.never)))
+      yield* awaitLog((e) => e.op === "sendState" && e.detail === "fault hang")
+      yield* settle
+      const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust(3000)
+      yield* Fiber.join(interrupting)
+      // the hanging attempt times out at 10 s; a retry would then put the membership up again
+      yield* TestClock.adjust(20_000)
+      yield* settle
+      assert.isFalse((yield* entries).some((e) => e.op === "sendState" && e.detail?.startsWith("join") === true))
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
 
