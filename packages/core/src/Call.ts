@@ -6,8 +6,9 @@
  *
  * Cleanup is the same for leave, failure and interruption, and is registered
  * before anything it undoes exists: stop the background fibers, disconnect
- * LiveKit, then end the membership (send the scheduled delayed leave, else put
- * `{}`), each step bounded in time (effect-style.md §3).
+ * LiveKit, then end the membership (once a write still on its way has been
+ * answered; send the scheduled delayed leave, else put `{}`), each step
+ * bounded in time (effect-style.md §3), none skipped because another failed.
  */
 import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
@@ -46,7 +47,10 @@ export interface JoinOptions {
    * NodeLiveKit/BrowserLiveKit, 20 000 unless configured there).
    */
   readonly connectTimeoutMs?: number | undefined
-  /** Upper bound of each leave step: SFU disconnect, membership end (ms, default 3 000). */
+  /**
+   * Upper bound of each leave step (ms, default 3 000): SFU disconnect, waiting for a membership write still on its
+   * way, each request that ends the membership.
+   */
   readonly leaveStepTimeoutMs?: number | undefined
   /** Upper bound of one homeserver request of the membership/heartbeat (ms, default 10 000). */
   readonly requestTimeoutMs?: number | undefined
