@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect } from "effect"
 import { encodeWav, isSilent, parseWav, peak, rms, toneFrame } from "../src/Audio.ts"
 
 describe("Audio", () => {
@@ -39,8 +39,9 @@ describe("Audio", () => {
 
       const float = wav.slice()
       float[20] = 3 // IEEE float format tag
-      const e1 = yield* Effect.exit(parseWav(float))
-      assert.isTrue(Exit.isFailure(e1))
+      const e1 = yield* Effect.flip(parseWav(float))
+      assert.strictEqual(e1.reason, "UnsupportedWav")
+      assert.include(e1.message, "format tag 3")
       const eightBit = wav.slice()
       eightBit[34] = 8
       const e2 = yield* Effect.flip(parseWav(eightBit))

@@ -10,7 +10,7 @@ import type { LiveKitGrant } from "@matrixrtc-effect/core"
 import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
 import { layerLogin } from "@matrixrtc-effect/matrix-js-sdk"
-import { Effect, Layer, Option, Redacted, Stream } from "effect"
+import { Effect, Fiber, FiberStatus, Layer, Option, Redacted, Stream } from "effect"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -145,7 +145,9 @@ layer(NodeLiveKit.layer(), { timeout: "90 seconds", excludeTestServices: true })
       assert.strictEqual(yield* published.framesSent, 300)
 
       const reason = yield* a.disconnectReasons.pipe(Stream.runHead, Effect.fork)
-      yield* Effect.sleep("100 millis")
+      // The reasons are a PubSub without replay: disconnect only once the fiber has subscribed, i.e. is suspended
+      // waiting for the first reason.
+      yield* Fiber.status(reason).pipe(Effect.repeat({ until: FiberStatus.isSuspended }), Effect.timeout("5 seconds"))
       yield* a.disconnect
       assert.deepStrictEqual(yield* reason.pipe(Effect.timeout("5 seconds")), Option.some("ClientInitiated"))
     }))
@@ -197,10 +199,11 @@ layer(NodeLiveKit.layer(), { timeout: "90 seconds", excludeTestServices: true })
       )
       const port = (server.address() as AddressInfo).port
       const jwt = mintJwt({ sub: "nobody", video: { room: "x", roomJoin: true } })
-      const started = Date.now()
-      const e = yield* Effect.flip(Effect.scoped(lk.connect(`ws://127.0.0.1:${port}`, jwt, { timeoutMs: 1500 })))
+      // The outer bound only catches a connect (or a scope close) that hangs: the error must be the connect's own.
+      const e = yield* Effect.flip(Effect.scoped(lk.connect(`ws://127.0.0.1:${port}`, jwt, { timeoutMs: 1500 }))).pipe(
+        Effect.timeoutFail({ duration: "12 seconds", onTimeout: () => new Error("connect + scope close still running after 12 s") })
+      )
       assert.strictEqual(e.reason, "Timeout")
-      assert.isBelow(Date.now() - started, 12_000)
     }))
 })
 

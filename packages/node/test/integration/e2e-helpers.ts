@@ -9,13 +9,14 @@
 import { type StackInfo, type StackUser, loginNewDevice, logoutDevice, readStack } from "@matrixrtc-effect/devstack"
 import { hasMember, type Sfu, sfuClient, startRtcObserver } from "@matrixrtc-effect/devstack/observers"
 import { Room, RoomEvent } from "@livekit/rtc-node"
-import { Deferred, Duration, Effect, Option, Scope, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Option, Schema, Scope, Stream, SubscriptionRef } from "effect"
 import { AccessToken } from "livekit-server-sdk"
 import type { CallMembership, MatrixRTCSession } from "matrix-js-sdk/lib/matrixrtc/index.js"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import * as readline from "node:readline"
+import { liveMemberships } from "./faults/observer.ts"
 
 export const binPath = fileURLToPath(new URL("../../src/bin.ts", import.meta.url))
 
@@ -198,17 +199,37 @@ export const rtcObserver = (s: StackInfo, user: StackUser, roomId: string): Effe
 
 export { hasMember } from "@matrixrtc-effect/devstack/observers"
 
-/** The raw call-member state content for a state key (`{}` after a leave), straight from the homeserver. */
+const CallMemberStateEvent = Schema.Struct({
+  content: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+  origin_server_ts: Schema.Number
+})
+
+/**
+ * The call-member state event on a state key (content `{}` after a leave), straight from the homeserver, with
+ * the time the homeserver stamped it.
+ */
 export const callMemberState = (s: StackInfo, user: StackUser, roomId: string, stateKey: string) =>
   Effect.tryPromise({
     try: async () => {
       const res = await fetch(
-        `${s.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/org.matrix.msc3401.call.member/${encodeURIComponent(stateKey)}`,
+        `${s.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/org.matrix.msc3401.call.member/${encodeURIComponent(stateKey)}?format=event`,
         { headers: { Authorization: `Bearer ${user.accessToken}` } }
       )
-      return { status: res.status, content: (await res.json()) as Record<string, unknown> }
+      if (!res.ok) throw new Error(`HTTP ${res.status}`)
+      const event = Schema.decodeUnknownSync(CallMemberStateEvent)(await res.json())
+      return { content: event.content, originServerTs: event.origin_server_ts }
     },
     catch: (e) => new Error(`reading call.member state failed: ${String(e)}`)
+  })
+
+/**
+ * State keys of the live call memberships of (userId, deviceId) in the room, from every call.member state event
+ * the homeserver has now (whatever form the state key takes).
+ */
+export const liveMembershipsOf = (s: StackInfo, reader: StackUser, roomId: string, userId: string, deviceId: string) =>
+  Effect.tryPromise({
+    try: () => liveMemberships(s.homeserverUrl, reader.accessToken, roomId, userId, deviceId),
+    catch: (e) => new Error(`reading the room state failed: ${String(e)}`)
   })
 
 // ---------------------------------------------------------------------------------------
@@ -232,6 +253,11 @@ export const listIdentities = (s: StackInfo, roomName: string) =>
 export interface LiveKitObserver {
   /** Identities currently in the room, updated by LiveKit room events. */
   readonly identities: SubscriptionRef.SubscriptionRef<ReadonlySet<string>>
+  /**
+   * Waits until `pred` holds; returns the wall-clock time (`Date.now()`) it was seen, comparable with the
+   * homeserver's `origin_server_ts` on this machine. LiveKit tells the observer after the fact, so it is an upper
+   * bound of when the SFU saw the change.
+   */
   readonly waitUntil: (pred: (ids: ReadonlySet<string>) => boolean, timeoutMs: number, what: string) => Effect.Effect<number, Error>
 }
 
@@ -257,6 +283,6 @@ export const livekitObserver = (s: StackInfo, roomName: string): Effect.Effect<L
     return {
       identities,
       waitUntil: (pred, timeoutMs, what) =>
-        waitFor(identities, (ids) => (pred(ids) ? Option.some(performance.now()) : Option.none()), timeoutMs, what)
+        waitFor(identities, (ids) => (pred(ids) ? Option.some(Date.now()) : Option.none()), timeoutMs, what)
     } satisfies LiveKitObserver
   })

@@ -7,7 +7,7 @@
  */
 import { Call, type Ids } from "@matrixrtc-effect/core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { assertClean, type Credentials, type Env, joined, type OurClient, setupEnv, teardownEnv, withScenario } from "./faults/harness.ts"
+import { assertClean, type Credentials, type Env, joined, type OurClient, type Proxies, setupEnv, teardownEnv, withScenario } from "./faults/harness.ts"
 
 let env: Env | undefined
 beforeAll(async () => {
@@ -25,7 +25,7 @@ const requestsSince = (p: { nextSeq: () => number; requests: () => ReadonlyArray
 
 /** Peers see the call (its membership, and `identity` on the SFU); after the leave nothing is left of it. */
 const seenThenClean = async (
-  { creds, ours }: { readonly creds: Credentials; readonly ours: OurClient },
+  { creds, ours, proxies }: { readonly creds: Credentials; readonly ours: OurClient; readonly proxies: Proxies },
   name: string,
   call: Call.Call,
   identity: string
@@ -33,17 +33,17 @@ const seenThenClean = async (
   await env!.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
   expect(await env!.sfu.participants(call.connection.roomName)).toContain(identity)
   await ours.leave()
-  await assertClean(env!, creds, name, { membershipWithinMs: 0, participantWithinMs: 5_000 })
+  await assertClean(env!, creds, name, { endedBy: { by: "us", hs: proxies.hs }, participantWithinMs: 5_000 })
 }
 
 describe("prepare, then join, on the real stack", () => {
   it("the join sends only the delayed leave, the membership and the SFU connect; peers see it; nothing is left", async () => {
     await withScenario(env!, "prepare", async (scenario) => {
-      const { creds, ours, proxies } = scenario
+      const { ours, proxies } = scenario
       const prepared = await ours.run(Call.prepare(roomId()))
       expect(proxies.auth.count({ method: "POST", path: /^\/sfu\/get/ })).toBe(1)
-      // Nothing is visible yet: no membership, no participant.
-      await env!.observer.waitMember(creds.userId, creds.deviceId, false, 1_000)
+      // Nothing is visible yet: no call.member write of any kind (membership or delayed leave), no participant.
+      expect(proxies.hs.count({ method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\// })).toBe(0)
       expect(proxies.lk.count()).toBe(0)
 
       const [hs0, auth0, lk0] = [proxies.hs.nextSeq(), proxies.auth.nextSeq(), proxies.lk.nextSeq()]

@@ -5,10 +5,13 @@
  * proxy for the rest.
  *
  * Every scenario asserts the typed error and its reason (or the recovery), then that
- * no ghost membership is left (independent `/sync` observer, immediately or within the
- * delayed-leave delay) and that LiveKit lists no leftover participant of ours.
- * The suite prints `[faults] N scenarios, G ghost memberships, L leaked LiveKit
- * participants` at the end.
+ * no ghost membership is left and that LiveKit lists no leftover participant of ours.
+ * Where our code is to end the membership itself (a leave, a failed or interrupted
+ * join) that is checked at once on the homeserver, with the ending request in the
+ * proxy's log; only where every leave request fails or the process dies is the
+ * delayed leave given its delay. The suite prints `[faults] N scenarios, G ghost
+ * memberships, T leaves left to the server's timer, L leaked LiveKit participants`
+ * at the end.
  *
  * It stops and restarts stack services, so it must not run next to other real-stack
  * tests: it lives in the root `integration` project, whose files run one at a time.
@@ -22,7 +25,13 @@ import * as readline from "node:readline"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   assertClean,
+  assertMembershipEnded,
+  assertNoParticipant,
   DELAY_MS,
+  DELAYED_PUT,
+  DELAYED_RESTART,
+  DELAYED_SEND,
+  delayIdOf,
   describeError,
   type Env,
   failureOf,
@@ -30,6 +39,8 @@ import {
   identityOf,
   joined,
   logout,
+  type Match,
+  MEMBER_PUT,
   type Proxies,
   setupEnv,
   userAt,
@@ -38,6 +49,7 @@ import {
   teardownEnv,
   withScenario
 } from "./harness.ts"
+import { liveMemberships } from "./observer.ts"
 
 
 let env: Env | undefined
@@ -76,9 +88,12 @@ afterAll(async () => {
   console.log([...tally.lines, summaryLine()].join("\n"))
 }, 60_000)
 
-/** A scenario: fails on its own assertions, and on any ghost or leak. */
-const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void>) =>
-  it(name, async () => {
+/**
+ * A scenario: fails on its own assertions, and on any ghost or leak. `knownBug` marks one that shows a bug of the
+ * library still open: it must fail (`it.fails`), and turns red once the bug is fixed, to be unmarked then.
+ */
+const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void>, knownBug?: string) =>
+  (knownBug === undefined ? it : it.fails)(knownBug === undefined ? name : `${name} [KNOWN BUG: ${knownBug}]`, async () => {
     if (env === undefined) throw new Error("the fault-injection environment did not start (see beforeAll)")
     chatter = []
     try {
@@ -89,16 +104,21 @@ const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void
     }
   }, timeoutMs)
 
-/** method + path: usable both as a fault rule's match and as a request matcher. */
-type Match = { readonly method: string; readonly path: RegExp }
-
-const MEMBER_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/[^?]*$/ }
-const DELAYED_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/.*org\.matrix\.msc4140\.delay=/ }
 const SFU_GET: Match = { method: "POST", path: /^\/sfu\/get/ }
 const RTC: Match = { method: "GET", path: /^\/rtc/ }
 
-const clean = { membershipWithinMs: 0, participantWithinMs: 5_000 }
-const withinDelay = { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 10_000 }
+/** Our code ends the membership itself: checked at once (see `assertClean`). */
+const endedByUs = (p: Proxies, participantWithinMs = 5_000) => ({ endedBy: { by: "us", hs: p.hs } as const, participantWithinMs })
+/** Only the homeserver's delayed leave can end it: within the delay, plus a sync's worth. */
+const endedByDelayedLeave = (participantWithinMs: number) => ({ endedBy: { by: "server", withinMs: DELAY_MS + 3_000 } as const, participantWithinMs })
+
+/** Requests matching `m` from sequence number `since` on. */
+const requestsSince = (p: Proxies["hs"], m: Match, since: number) =>
+  p.requests().filter((r) => r.seq >= since && r.method === m.method && m.path.test(r.target))
+
+/** The membership of `creds` as the homeserver has it now (no sync lag). */
+const liveNow = (e: Env, creds: { userId: string; deviceId: string }) =>
+  liveMemberships(e.stack.homeserverUrl, e.observerCreds.accessToken, e.stack.roomId, creds.userId, creds.deviceId)
 
 /** JWT failures must leave nothing behind and must never have sent a membership. */
 const jwtFailure = (
@@ -118,7 +138,7 @@ const jwtFailure = (
       if (expected.errcode !== undefined) expect("errcode" in err ? err.errcode : undefined).toBe(expected.errcode)
       // The JWT comes before the membership (EC's order): nothing was advertised.
       expect(proxies.hs.count(MEMBER_PUT)).toBe(0)
-      await assertClean(e, creds, name, clean)
+      await assertClean(e, creds, name, endedByUs(proxies))
     })
   )
 
@@ -136,7 +156,7 @@ describe("fault injection: auth service", () => {
       } finally {
         await startService("auth")
       }
-      await assertClean(e, creds, name, clean)
+      await assertClean(e, creds, name, endedByUs(proxies))
     })
   })
 
@@ -180,7 +200,7 @@ describe("fault injection: homeserver", () => {
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
       log(`  ${name}: joined after one 429 (membership PUTs: ${proxies.hs.count(MEMBER_PUT)})`)
       await ours.leave()
-      await assertClean(e, creds, name, { membershipWithinMs: 3_000, participantWithinMs: 5_000 })
+      await assertClean(e, creds, name, endedByUs(proxies))
     })
   })
 
@@ -189,55 +209,73 @@ describe("fault injection: homeserver", () => {
     await withScenario(e, name, async ({ creds, proxies, ours }) => {
       joined(await ours.join())
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
-      proxies.hs.addFault({ method: "POST", path: /\/delayed_events\/[^/]+\/send$/, action: { kind: "respond", status: 500, json: { errcode: "M_UNKNOWN" } } })
+      proxies.hs.addFault({ ...DELAYED_SEND, action: { kind: "respond", status: 500, json: { errcode: "M_UNKNOWN" } } })
       proxies.hs.addFault({ ...MEMBER_PUT, action: { kind: "respond", status: 502, body: "Bad Gateway" } })
+      const since = proxies.hs.nextSeq()
       await ours.leave() // bounded by leaveStepTimeoutMs; must not hang
+      // It did try to end the membership itself; the faults turned that away.
+      expect(requestsSince(proxies.hs, DELAYED_SEND, since).length).toBeGreaterThan(0)
       log(`  ${name}: leave returned; waiting for the server-side delayed leave`)
-      await assertClean(e, creds, name, withinDelay)
+      await assertClean(e, creds, name, endedByDelayedLeave(10_000))
     })
   })
 
-  scenario("delayed-event restart answers 404 → a new delayed leave is scheduled, the call stays", 60_000, async (e) => {
+  scenario("the homeserver forgot the delayed leave (restart → 404) → a new one is scheduled, the call stays", 60_000, async (e) => {
     const name = "restart 404"
     await withScenario(e, name, async ({ creds, proxies, ours }) => {
       joined(await ours.join())
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
-      const since = proxies.hs.nextSeq()
-      proxies.hs.addFault({
-        method: "POST",
-        path: /\/delayed_events\/[^/]+\/restart$/,
-        times: 1,
-        action: { kind: "respond", status: 404, json: { errcode: "M_NOT_FOUND", error: "Delayed event not found" } }
-      })
-      const restart = await proxies.hs.waitForRequest({ method: "POST", path: /\/restart$/ }, { since, timeoutMs: 15_000 })
-      const rearm = await proxies.hs.waitForRequest(DELAYED_PUT, { since: restart.seq, timeoutMs: 15_000 })
-      expect(rearm.seq).toBeGreaterThan(restart.seq)
+      const first = await proxies.hs.waitForRequest(DELAYED_RESTART, { since: proxies.hs.nextSeq(), timeoutMs: 15_000 })
+      const forgotten = delayIdOf(first)
+      // A real 404, not one the proxy makes up: the homeserver no longer has the delayed leave (as after it was
+      // restarted too late), so nothing of it can fire later behind the test's back. The restart just seen may
+      // itself be the one that gets the 404.
+      const cancel = await fetch(
+        `${e.stack.homeserverUrl}/_matrix/client/unstable/org.matrix.msc4140/delayed_events/${encodeURIComponent(forgotten)}/cancel`,
+        { method: "POST", headers: { authorization: `Bearer ${creds.accessToken}`, "content-type": "application/json" }, body: "{}" }
+      )
+      expect(cancel.status).toBe(200)
+      const rearm = await proxies.hs.waitForRequest(DELAYED_PUT, { since: first.seq, timeoutMs: 15_000 })
       // Still in the call: heartbeats go on against the new delay id.
-      await proxies.hs.waitForRequest({ method: "POST", path: /\/restart$/ }, { since: rearm.seq, timeoutMs: 15_000 })
-      await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
+      const next = await proxies.hs.waitForRequest(DELAYED_RESTART, { since: rearm.seq, timeoutMs: 15_000 })
+      const live = delayIdOf(next)
+      expect(live).not.toBe(forgotten)
+      expect(await liveNow(e, creds)).toHaveLength(1)
       log(`  ${name}: re-scheduled the delayed leave after the 404`)
+      const leaveSince = proxies.hs.nextSeq()
       await ours.leave()
-      await assertClean(e, creds, name, withinDelay)
+      // The leave sends the delayed leave that exists, not the forgotten one.
+      expect(requestsSince(proxies.hs, DELAYED_SEND, leaveSince).map(delayIdOf)).toEqual([live])
+      await assertClean(e, creds, name, endedByUs(proxies))
     })
   })
 
   scenario("membership deleted by someone else → re-published", 60_000, async (e) => {
     const name = "membership deleted by another user"
-    await withScenario(e, name, async ({ creds, ours }) => {
+    await withScenario(e, name, async ({ creds, proxies, ours }) => {
       const call = joined(await ours.join())
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 10_000)
       const own = await ours.run(call.membership)
       const bob = userAt(e.stack, 1)
+      const since = proxies.hs.nextSeq()
       const res = await fetch(
         `${e.stack.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(e.stack.roomId)}/state/${encodeURIComponent(own.eventType)}/${encodeURIComponent(own.stateKey ?? "")}`,
         { method: "PUT", headers: { authorization: `Bearer ${bob.accessToken}`, "content-type": "application/json" }, body: "{}" }
       )
       expect(res.status).toBe(200)
-      await e.observer.waitMember(creds.userId, creds.deviceId, false, 10_000)
-      await e.observer.waitMember(creds.userId, creds.deviceId, true, 15_000)
+      // Re-published: a new delayed leave, then the membership, and the room shows it again after bob's `{}`.
+      const rearm = await proxies.hs.waitForRequest(DELAYED_PUT, { since, timeoutMs: 15_000 })
+      await proxies.hs.waitForRequest(MEMBER_PUT, { since: rearm.seq, timeoutMs: 15_000 })
+      const { userId, deviceId } = creds
+      await e.observer.waitUntil(
+        () => e.observer.endsOf(userId, deviceId) === 1 && e.observer.membershipsOf(userId, deviceId).length > 0,
+        15_000,
+        "our membership emptied, then back"
+      )
+      expect(await liveNow(e, creds)).toEqual([own.stateKey])
       log(`  ${name}: re-published after ${bob.userId} emptied it`)
       await ours.leave()
-      await assertClean(e, creds, name, withinDelay)
+      await assertClean(e, creds, name, endedByUs(proxies))
     })
   })
 })
@@ -287,8 +325,9 @@ describe("fault injection: LiveKit", () => {
       const err = failureOf(await ours.join())
       log(`  ${name}: ${describeError(err)}`)
       expect(err._tag).toBe("ConnectFailed")
-      expect(["Transport", "Rejected", "Timeout"]).toContain(err.reason)
-      await assertClean(e, creds, name, withinDelay)
+      // The connection is closed before any answer: the signalling transport failed, nothing was rejected.
+      expect(err.reason).toBe("Transport")
+      await assertClean(e, creds, name, endedByUs(proxies, 10_000))
     })
   })
 
@@ -300,7 +339,7 @@ describe("fault injection: LiveKit", () => {
       log(`  ${name}: ${describeError(err)}`)
       expect(err._tag).toBe("ConnectFailed")
       expect(err.reason).toBe("Timeout")
-      await assertClean(e, creds, name, withinDelay)
+      await assertClean(e, creds, name, endedByUs(proxies, 10_000))
     })
   })
 
@@ -317,39 +356,33 @@ describe("fault injection: LiveKit", () => {
       await e.observer.waitMember(creds.userId, creds.deviceId, true, 5_000)
       await states.stop()
       await ours.leave()
-      await assertClean(e, creds, name, { membershipWithinMs: 3_000, participantWithinMs: 10_000 })
+      await assertClean(e, creds, name, endedByUs(proxies, 10_000))
     })
   })
 
-  scenario("LiveKit dropped mid-call and the reconnect fails → surfaced, and we leave cleanly", 120_000, async (e) => {
+  scenario("LiveKit dropped mid-call and every reconnect refused → the call ends as SfuDisconnected and leaves by itself", 120_000, async (e) => {
     const name = "LiveKit dropped, reconnect refused"
     await withScenario(e, name, async ({ creds, proxies, ours }) => {
       const call = joined(await ours.join())
       const states = watchStates(call)
       await states.next("connected", 10_000)
+      // Refused until the end of the scenario: rtc-node gives up after its reconnect attempts (about 25 s here).
       proxies.lk.addFault({ ...RTC, action: { kind: "refuse" } })
       proxies.lk.dropTunnels()
       await states.next("reconnecting", 20_000)
-      const gaveUp = await states.next("disconnected", 45_000).then(
-        () => true,
-        () => false
-      )
-      log(`  ${name}: states ${states.seen.join(" → ")}${gaveUp ? "" : " (rtc-node still reconnecting after 45 s)"}`)
+      await states.next("disconnected", 60_000)
+      log(`  ${name}: states ${states.seen.join(" → ")}`)
       await states.stop()
-      if (gaveUp) {
-        // The library ends the call by itself once the SFU connection is gone for good.
-        const end = await ours.run(Effect.timeoutFail(call.ended, { duration: "15 seconds", onTimeout: () => new Error("call.ended did not complete") }))
-        expect(end).toBe("SfuDisconnected")
-        await e.observer.waitMember(creds.userId, creds.deviceId, false, 5_000)
-      }
-      await ours.leave()
-      await assertClean(e, creds, name, { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 45_000 })
+      // The library ends the call by itself once the SFU connection is gone for good; `ended` completes after its leave.
+      const end = await ours.run(Effect.timeoutFail(call.ended, { duration: "15 seconds", onTimeout: () => new Error("call.ended did not complete") }))
+      expect(end).toBe("SfuDisconnected")
+      await assertClean(e, creds, name, endedByUs(proxies, 45_000))
     })
   })
 
   scenario("livekit-server stopped mid-call (real) → surfaced; we leave cleanly; nothing left after restart", 150_000, async (e) => {
     const name = "livekit-server stopped mid-call"
-    await withScenario(e, name, async ({ creds, ours }) => {
+    await withScenario(e, name, async ({ creds, proxies, ours }) => {
       const call = joined(await ours.join())
       const states = watchStates(call)
       await states.next("connected", 10_000)
@@ -359,31 +392,42 @@ describe("fault injection: LiveKit", () => {
         log(`  ${name}: states ${states.seen.join(" → ")}`)
         await states.stop()
         await ours.leave()
-        await e.observer.waitMember(creds.userId, creds.deviceId, false, DELAY_MS + 3_000)
+        // The homeserver is up: the leave ends the membership itself, even with the SFU gone.
+        await assertMembershipEnded(e, creds, name, { by: "us", hs: proxies.hs })
       } finally {
         await startService("livekit")
       }
-      await assertClean(e, creds, name, { membershipWithinMs: 0, participantWithinMs: 10_000 })
+      await assertNoParticipant(e, creds, name, 10_000)
     })
   })
 })
 
 describe("fault injection: interruption at each step of the join", () => {
-  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match }> = [
+  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match; slowArm?: boolean; knownBug?: string }> = [
     { step: "OpenID token", proxy: "hs", match: { method: "POST", path: /\/openid\/request_token/ } },
     { step: "server support (/versions)", proxy: "hs", match: { method: "GET", path: /\/_matrix\/client\/versions/ } },
     { step: "auth-service discovery", proxy: "hs", match: { method: "GET", path: /\/rtc\/transports/ } },
-    { step: "JWT (/sfu/get)", proxy: "auth", match: SFU_GET },
+    // The delayed leave is scheduled while the JWT is fetched. Its answer is held back so that the interruption
+    // always finds it in flight (else whether it was answered first is a race): the homeserver gets the request,
+    // and the cleanup must still learn its delay id and cancel it.
+    {
+      step: "JWT (/sfu/get)",
+      proxy: "auth",
+      match: SFU_GET,
+      slowArm: true,
+      knownBug: "an interrupted join does not wait for its in-flight delayed-leave scheduling, so that delayed leave is never cancelled"
+    },
     { step: "delayed leave scheduling", proxy: "hs", match: DELAYED_PUT },
     { step: "membership send", proxy: "hs", match: MEMBER_PUT },
     { step: "LiveKit connect", proxy: "lk", match: RTC }
   ]
-  for (const { step, proxy, match } of steps) {
+  for (const { step, proxy, match, slowArm, knownBug } of steps) {
     scenario(`interrupted during ${step} → nothing left behind`, 60_000, async (e) => {
       const name = `interrupt at ${step}`
       await withScenario(e, name, async ({ creds, proxies, ours }) => {
         const p = proxies[proxy]
         p.addFault({ ...match, action: { kind: "hang" } })
+        if (slowArm === true) proxies.hs.addFault({ ...DELAYED_PUT, action: { kind: "delay", ms: 1_000 } })
         // The client asked /versions on its own when it started: only this join's requests count.
         const since = p.nextSeq()
         const fiber = ours.forkJoin()
@@ -398,9 +442,9 @@ describe("fault injection: interruption at each step of the join", () => {
         const t0 = Date.now()
         await ours.interrupt(fiber)
         log(`  ${name}: interrupted, cleanup took ${Date.now() - t0} ms`)
-        await assertClean(e, creds, name, withinDelay)
+        await assertClean(e, creds, name, endedByUs(proxies, 10_000))
       })
-    })
+    }, knownBug)
   }
 })
 
@@ -441,7 +485,7 @@ describe("fault injection: crash", () => {
       child.kill("SIGKILL")
       await exited
       // No goodbye was sent: only the server-side delayed leave can remove us.
-      await assertClean(e, creds, name, { membershipWithinMs: DELAY_MS + 3_000, participantWithinMs: 60_000 })
+      await assertClean(e, creds, name, endedByDelayedLeave(60_000))
       log(`  ${name}: membership and LiveKit participant gone after the kill`)
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")

@@ -12,18 +12,20 @@ import { Call, type CallError, type Ids, type MatrixError } from "@matrixrtc-eff
 import { type Credentials, type StackInfo, type StackUser, loginNewDevice, logoutDevice, readStack, userAt } from "@matrixrtc-effect/devstack"
 export { userAt }
 import { NodeCall, type NodeCallServices, NodeLiveKit } from "@matrixrtc-effect/node"
-import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, ManagedRuntime, Option, Redacted, Schema, Scope } from "effect"
 import { type Sfu, sfuClient } from "@matrixrtc-effect/devstack/observers"
-import { type ProxiedStack, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
-import { type RoomObserver, startRoomObserver } from "./observer.ts"
+import { CALL_MEMBER_EVENT } from "@matrixrtc-effect/devstack"
+import { type FaultProxy, type ProxiedStack, type RecordedRequest, startProxiedStack } from "@matrixrtc-effect/devstack/fault-proxy"
+import { liveMemberships, type RoomObserver, startRoomObserver } from "./observer.ts"
 
 // ---------------------------------------------------------------------------
 // Suite-wide tally, printed at the end
 
-export const tally = { scenarios: 0, ghosts: 0, leakedParticipants: 0, lines: [] as Array<string> }
+/** `leftToTimer`: leaves of ours that did not end the membership themselves (only the delayed leave would). */
+export const tally = { scenarios: 0, ghosts: 0, leftToTimer: 0, leakedParticipants: 0, lines: [] as Array<string> }
 
 export const summaryLine = () =>
-  `[faults] ${tally.scenarios} scenarios, ${tally.ghosts} ghost memberships, ${tally.leakedParticipants} leaked LiveKit participants`
+  `[faults] ${tally.scenarios} scenarios, ${tally.ghosts} ghost memberships, ${tally.leftToTimer} leaves left to the server's timer, ${tally.leakedParticipants} leaked LiveKit participants`
 
 // ---------------------------------------------------------------------------
 // Stack, users, devices
@@ -164,6 +166,23 @@ export const describeError = (e: JoinError) =>
 
 export const identityOf = (c: Credentials) => `${c.userId}:${c.deviceId}`
 
+/** method + path: usable both as a fault rule's match and as a request matcher. */
+export type Match = { readonly method: string; readonly path: RegExp }
+
+export const MEMBER_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/[^?]*$/ }
+export const DELAYED_PUT: Match = { method: "PUT", path: /\/state\/org\.matrix\.msc3401\.call\.member\/.*org\.matrix\.msc4140\.delay=/ }
+export const DELAYED_SEND: Match = { method: "POST", path: /\/delayed_events\/[^/]+\/send$/ }
+export const DELAYED_CANCEL: Match = { method: "POST", path: /\/delayed_events\/[^/]+\/cancel$/ }
+export const DELAYED_RESTART: Match = { method: "POST", path: /\/delayed_events\/[^/]+\/restart$/ }
+
+/** The delay id in a `…/delayed_events/<id>/<action>` request. */
+export const delayIdOf = (r: RecordedRequest): string => decodeURIComponent(r.path.split("/").at(-2) ?? "")
+
+/** Requests that reach the service behind the proxy (possibly late, or with the answer altered), not made-up answers or held ones. */
+const forwarded = (p: FaultProxy, m: Match) =>
+  p.requests().filter((r) => reachesService.has(r.handling) && r.method === m.method && m.path.test(r.target))
+const reachesService = new Set<RecordedRequest["handling"]>(["forward", "delay", "cut", "replaceBody"])
+
 /**
  * Waits (bounded) until the SFU no longer lists `identity`. The RoomService API has no
  * push, so this asks every 250 ms until `timeoutMs`.
@@ -178,31 +197,121 @@ export const waitNoParticipant = async (sfu: Sfu, identity: string, timeoutMs: n
   }
 }
 
+const PendingDelayedEvents = Schema.Struct({
+  delayed_events: Schema.Array(
+    Schema.Struct({ delay_id: Schema.String, room_id: Schema.String, type: Schema.String, state_key: Schema.optional(Schema.String) })
+  )
+})
+
+/**
+ * Delay ids of the delayed call.member events of (user, device) in the room that the homeserver still has
+ * scheduled (MSC4140 lists the user's pending ones; the state key names the device).
+ */
+export const pendingDelayedLeaves = async (env: Env, creds: Credentials): Promise<Array<string>> => {
+  const res = await fetch(`${env.stack.homeserverUrl}/_matrix/client/unstable/org.matrix.msc4140/delayed_events`, {
+    headers: { authorization: `Bearer ${creds.accessToken}` }
+  })
+  if (!res.ok) throw new Error(`GET delayed_events: HTTP ${res.status}`)
+  const body = Schema.decodeUnknownSync(PendingDelayedEvents)(await res.json())
+  return body.delayed_events
+    .filter((e) => e.room_id === env.stack.roomId && e.type === CALL_MEMBER_EVENT && (e.state_key ?? "").includes(`${creds.userId}_${creds.deviceId}_`))
+    .map((e) => e.delay_id)
+}
+
+/**
+ * What ends the membership:
+ * - `by: "us"`: our own code (a leave, a failed or interrupted join). Checked on the homeserver at once, no delay
+ *   allowed (the delayed leave would otherwise hide a leave that sent nothing): no live membership in the room
+ *   state, none of our delayed leaves still scheduled, and the proxy saw the ending request reach the homeserver
+ *   (the delayed leave sent if a membership was written, else sent or cancelled if one was scheduled). The proxy
+ *   does not record answers; the state read and the empty schedule show that the request took effect.
+ * - `by: "server"`: only the homeserver's delayed leave can (every leave request failed, the process died): the
+ *   observer, which must have seen the membership, sees it end within `withinMs`.
+ */
+export type EndedBy = { readonly by: "us"; readonly hs: FaultProxy } | { readonly by: "server"; readonly withinMs: number }
+
 export interface CleanOptions {
-  /** How long the membership may outlive the scenario (0 = must already be gone; else the delayed leave). */
-  readonly membershipWithinMs: number
+  readonly endedBy: EndedBy
   /** How long LiveKit may still list us (a clean disconnect is immediate; a dead peer takes LiveKit's timeout). */
   readonly participantWithinMs: number
 }
 
-/**
- * The end of every scenario: no ghost membership (independent observer) and no
- * leaked LiveKit participant (RoomService). Counts ghosts and leaks for the summary.
- */
-export const assertClean = async (env: Env, creds: Credentials, name: string, opts: CleanOptions): Promise<void> => {
+/** What our own leave left undone, read from the homeserver and the proxy right away. */
+const notEndedByUs = async (env: Env, creds: Credentials, hs: FaultProxy): Promise<Array<string>> => {
   const problems: Array<string> = []
-  try {
-    await env.observer.waitMember(creds.userId, creds.deviceId, false, Math.max(opts.membershipWithinMs, 1_500))
-  } catch {
+  const [live, pending] = await Promise.all([
+    liveMemberships(env.stack.homeserverUrl, env.observerCreds.accessToken, env.stack.roomId, creds.userId, creds.deviceId),
+    pendingDelayedLeaves(env, creds)
+  ])
+  if (live.length > 0) {
     tally.ghosts++
-    problems.push(`ghost membership: ${env.observer.membershipsOf(creds.userId, creds.deviceId).join(", ")}`)
+    problems.push(`ghost membership right after our leave (room state): ${live.join(", ")}`)
   }
-  const leaked = await waitNoParticipant(env.sfu, identityOf(creds), opts.participantWithinMs)
-  if (leaked.length > 0) {
-    tally.leakedParticipants++
-    problems.push(`LiveKit still lists ${identityOf(creds)} in ${leaked.join(", ")}`)
+  const written = forwarded(hs, MEMBER_PUT).length > 0
+  const scheduled = forwarded(hs, DELAYED_PUT).length > 0
+  const sent = forwarded(hs, DELAYED_SEND).length > 0
+  const cancelled = forwarded(hs, DELAYED_CANCEL).length > 0
+  const ending = written ? sent : !scheduled || sent || cancelled
+  if (pending.length > 0 || !ending) {
+    tally.leftToTimer++
+    if (pending.length > 0) problems.push(`our delayed leave is still scheduled (${pending.join(", ")}): it was neither sent nor cancelled`)
+    if (!ending) {
+      problems.push(
+        written
+          ? "a membership was written but no POST …/delayed_events/<id>/send reached the homeserver"
+          : "a delayed leave was scheduled but no send or cancel reached the homeserver"
+      )
+    }
+  }
+  return problems
+}
+
+/**
+ * No ghost membership: the homeserver's state and the independent `/sync` observer; when we were to leave
+ * ourselves, no delayed leave left to the server's timer. Counts each for the summary.
+ */
+export const assertMembershipEnded = async (env: Env, creds: Credentials, name: string, endedBy: EndedBy): Promise<void> => {
+  const problems: Array<string> = []
+  if (endedBy.by === "us") {
+    problems.push(...(await notEndedByUs(env, creds, endedBy.hs)))
+    // The independent view agrees (it may lag the state read above by a sync).
+    await env.observer.waitMember(creds.userId, creds.deviceId, false, 5_000).catch(() => {
+      tally.ghosts++
+      problems.push(`the /sync observer still lists ${env.observer.membershipsOf(creds.userId, creds.deviceId).join(", ")}`)
+    })
+  } else {
+    const gone = await env.observer.waitGone(creds.userId, creds.deviceId, endedBy.withinMs).then(
+      () => true,
+      (e: unknown) => {
+        tally.ghosts++
+        problems.push(`${String(e)}; still listed: ${env.observer.membershipsOf(creds.userId, creds.deviceId).join(", ") || "none"}`)
+        return false
+      }
+    )
+    // Fired, so no longer scheduled (another one still scheduled would end a membership that should not exist).
+    const pending = gone ? await pendingDelayedLeaves(env, creds) : []
+    if (pending.length > 0) problems.push(`delayed leaves still scheduled after the membership ended: ${pending.join(", ")}`)
   }
   if (problems.length > 0) throw new Error(`${name}: ${problems.join("; ")}`)
+}
+
+/** No leaked LiveKit participant (RoomService); counted for the summary. */
+export const assertNoParticipant = async (env: Env, creds: Credentials, name: string, withinMs: number): Promise<void> => {
+  const leaked = await waitNoParticipant(env.sfu, identityOf(creds), withinMs)
+  if (leaked.length > 0) {
+    tally.leakedParticipants++
+    throw new Error(`${name}: LiveKit still lists ${identityOf(creds)} in ${leaked.join(", ")}`)
+  }
+}
+
+/** The end of every scenario: the membership ended as `opts.endedBy` says, and LiveKit lists nobody of ours. */
+export const assertClean = async (env: Env, creds: Credentials, name: string, opts: CleanOptions): Promise<void> => {
+  const results = await Promise.allSettled([
+    assertMembershipEnded(env, creds, name, opts.endedBy),
+    assertNoParticipant(env, creds, name, opts.participantWithinMs)
+  ])
+  const errors = results.flatMap((r) => (r.status === "rejected" ? [r.reason instanceof Error ? r.reason.message : String(r.reason)] : []))
+  if (errors.length > 0) throw new Error(errors.join("\n"))
 }
 
 /** Runs `f` with a fresh device, proxies and our client; always cleans up, always counts the scenario. */

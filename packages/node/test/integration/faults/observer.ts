@@ -7,6 +7,7 @@
  */
 
 import { CALL_MEMBER_EVENT } from "@matrixrtc-effect/devstack"
+import { Schema } from "effect"
 
 export interface MemberState {
   readonly sender: string
@@ -36,6 +37,13 @@ export interface RoomObserver {
   readonly waitUntil: (pred: () => boolean, timeoutMs: number, what: string) => Promise<void>
   /** Resolves once (userId, deviceId) has (present) or has no (absent) membership in the room. */
   readonly waitMember: (userId: string, deviceId: string, present: boolean, timeoutMs: number) => Promise<void>
+  /**
+   * Resolves once this observer has seen a membership of (userId, deviceId) and then seen it end. An observer
+   * that has not caught up with the membership yet would otherwise report "absent" at once.
+   */
+  readonly waitGone: (userId: string, deviceId: string, timeoutMs: number) => Promise<void>
+  /** How many times a membership of (userId, deviceId) has ended so far (counted per event, not per sync). */
+  readonly endsOf: (userId: string, deviceId: string) => number
   readonly stop: () => void
 }
 
@@ -58,6 +66,35 @@ const isMembershipOf = (stateKey: string, m: MemberState, userId: string, device
   m.sender === userId &&
   (m.content["device_id"] === deviceId || stateKey.includes(`${userId}_${deviceId}_`))
 
+const RoomState = Schema.Array(
+  Schema.Struct({
+    type: Schema.String,
+    state_key: Schema.optional(Schema.String),
+    sender: Schema.String,
+    content: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+  })
+)
+
+/**
+ * State keys of the live call memberships of (userId, deviceId), read from the homeserver's current room state
+ * (no sync lag), whatever the state key's form: every call.member state event is looked at.
+ */
+export const liveMemberships = async (
+  homeserverUrl: string,
+  accessToken: string,
+  roomId: string,
+  userId: string,
+  deviceId: string
+): Promise<Array<string>> => {
+  const res = await fetch(`${homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state`, {
+    headers: { authorization: `Bearer ${accessToken}` }
+  })
+  if (!res.ok) throw new Error(`GET room state: HTTP ${res.status}`)
+  return Schema.decodeUnknownSync(RoomState)(await res.json())
+    .filter((e) => e.type === CALL_MEMBER_EVENT && e.state_key !== undefined && isMembershipOf(e.state_key, e, userId, deviceId))
+    .map((e) => e.state_key!)
+}
+
 export const startRoomObserver = async (
   homeserverUrl: string,
   accessToken: string,
@@ -65,6 +102,11 @@ export const startRoomObserver = async (
   opts: { readonly maxLifetimeMs?: number } = {}
 ): Promise<RoomObserver> => {
   const state = new Map<string, MemberState>()
+  // (userId, deviceId) pairs that ever had a live membership, from every event applied (a sync batch that holds
+  // both a membership and its end still counts).
+  const everLive = new Set<string>()
+  const ends = new Map<string, number>()
+  const pair = (userId: string, deviceId: string) => `${userId}\n${deviceId}`
   const listeners = new Set<() => void>()
   const controller = new AbortController()
   const deadline = Date.now() + (opts.maxLifetimeMs ?? 20 * 60_000)
@@ -74,7 +116,17 @@ export const startRoomObserver = async (
     const room = res.rooms?.join?.[roomId]
     if (room === undefined) return
     for (const e of [...(room.state?.events ?? []), ...(room.timeline?.events ?? [])]) {
-      if (e.type === CALL_MEMBER_EVENT && e.state_key !== undefined) state.set(e.state_key, { sender: e.sender, content: e.content })
+      if (e.type !== CALL_MEMBER_EVENT || e.state_key === undefined) continue
+      const m = { sender: e.sender, content: e.content }
+      const before = state.get(e.state_key)
+      state.set(e.state_key, m)
+      const device = m.content["device_id"]
+      if (Object.keys(m.content).length > 0 && typeof device === "string") everLive.add(pair(m.sender, device))
+      const endedDevice = before?.content["device_id"]
+      if (before !== undefined && Object.keys(m.content).length === 0 && typeof endedDevice === "string") {
+        const k = pair(before.sender, endedDevice)
+        ends.set(k, (ends.get(k) ?? 0) + 1)
+      }
     }
     for (const l of [...listeners]) l()
   }
@@ -139,6 +191,13 @@ export const startRoomObserver = async (
         timeoutMs,
         `${userId}/${deviceId} ${present ? "present" : "absent"}`
       ),
+    waitGone: (userId, deviceId, timeoutMs) =>
+      waitUntil(
+        () => everLive.has(pair(userId, deviceId)) && membershipsOf(userId, deviceId).length === 0,
+        timeoutMs,
+        `${userId}/${deviceId} seen in the call and then gone`
+      ),
+    endsOf: (userId, deviceId) => ends.get(pair(userId, deviceId)) ?? 0,
     stop: () => {
       stopped = true
       controller.abort()
