@@ -563,8 +563,9 @@ const makeMembershipOps = (
     Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.map(request, (a) => [a, at] as const))
 
   /**
-   * Runs a membership write to its end even when the caller stops waiting (a leave, an interrupted join): a request
-   * on the wire cannot be recalled, so `end` waits for it rather than end a membership the write then brings back.
+   * Runs a write (the membership, or the scheduling of its delayed leave) to its end even when the caller stops
+   * waiting (a leave, an interrupted join): a request on the wire cannot be recalled, so `end` waits for it rather
+   * than end a membership the write then brings back, or miss a delayed leave it schedules.
    */
   const unrecalled = <A, E>(write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.uninterruptibleMask((restore) =>
