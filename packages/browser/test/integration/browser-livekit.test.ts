@@ -100,7 +100,9 @@ describe("BrowserLiveKit in Chromium", () => {
     }
   })
 
-  it("an SFU that accepts the TCP connection and never answers is a Timeout, bounded by timeoutMs", async () => {
+  // The test's timeout is the deadline, below livekit-client's own 15 s websocket timeout: without
+  // the adapter's timeoutMs nothing would end this connect in time.
+  it("an SFU that accepts the TCP connection and never answers is a Timeout, bounded by timeoutMs", { timeout: 10_000 }, async () => {
     const sockets = new Set<Socket>()
     const silent: Server = createServer((s) => void sockets.add(s))
     await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
@@ -109,7 +111,6 @@ describe("BrowserLiveKit in Chromium", () => {
       const r = await connect(`ws://127.0.0.1:${port}`, joinToken(stack, "never"), 1_500)
       assert.isFalse(r.ok)
       assert.strictEqual(r.error?.reason, "Timeout")
-      assert.isAtMost(r.elapsedMs, 1_500 + 2_000)
     } finally {
       for (const s of sockets) s.destroy()
       await new Promise((resolve) => silent.close(resolve))

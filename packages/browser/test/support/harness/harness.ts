@@ -4,7 +4,7 @@
  * disconnect reasons, closes the scope and reports what happened as JSON.
  * The page is the edge here, so it runs effects itself.
  */
-import { Cause, Effect, Exit, Fiber, Option, Redacted, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Redacted, Stream } from "effect"
 import * as BrowserLiveKit from "../../../src/BrowserLiveKit.ts"
 
 export interface ConnectReport {
@@ -30,18 +30,29 @@ const connect = async (url: string, jwt: string, timeoutMs: number): Promise<Con
       const opened = yield* Effect.scoped(
         Effect.gen(function*() {
           const conn = yield* lk.connect(url, Redacted.make(jwt), { timeoutMs })
+          const stateSeen = yield* Deferred.make<void>()
+          // Each watcher runs until what it waits for: the disconnect's reason, the final state.
+          // The reasons watcher is forked first, and fibers start in the order they are forked,
+          // so it has subscribed by the time the states watcher has passed on the current state.
           const watchers = [
-            yield* Effect.fork(Stream.runForEach(conn.connectionStates, (s) => Effect.sync(() => states.push(s)))),
-            yield* Effect.fork(Stream.runForEach(conn.disconnectReasons, (r) => Effect.sync(() => reasons.push(r))))
+            yield* Effect.fork(conn.disconnectReasons.pipe(
+              Stream.tap((r) => Effect.sync(() => reasons.push(r))),
+              Stream.take(1),
+              Stream.runDrain
+            )),
+            yield* Effect.fork(conn.connectionStates.pipe(
+              Stream.tap((s) => Effect.zipRight(Effect.sync(() => states.push(s)), Deferred.succeed(stateSeen, undefined))),
+              Stream.takeUntil((s) => s === "disconnected"),
+              Stream.runDrain
+            ))
           ]
-          yield* Effect.sleep("100 millis")
+          yield* Deferred.await(stateSeen).pipe(Effect.timeout("5 seconds"), Effect.orDie)
           const currentWhileOpen = Option.isSome(yield* lk.connection)
           return { conn, watchers, currentWhileOpen }
         })
       )
-      // The scope is closed: the adapter disconnected; give the watchers a moment to see it.
-      yield* Effect.sleep("300 millis")
-      yield* Fiber.interruptAll(opened.watchers)
+      // The scope is closed: the adapter disconnected; the watchers end once they have seen it.
+      yield* Fiber.joinAll(opened.watchers).pipe(Effect.timeout("5 seconds"), Effect.orDie)
       return {
         ok: true,
         elapsedMs: 0,
