@@ -342,7 +342,12 @@ export const make = (
             ...[...r.state.values()]
               .filter((e) => e.type === Membership.SessionEventType || e.type === Membership.RoomMemberEventType)
               .map(toRaw),
-            ...r.sticky.filter((e) => e.expiresAt > now)
+            // What is left of each TTL, as a server's `unsigned.msc4354_sticky_duration_ttl_ms` says, not the
+            // full duration again.
+            ...r.sticky.filter((e) => e.expiresAt > now).map(({ expiresAt, ...e }) => ({
+              ...e,
+              stickyDurationMs: expiresAt - now
+            }))
           ]
           return Stream.concat(
             Stream.fromIterable(snapshot),
