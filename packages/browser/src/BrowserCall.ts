@@ -47,7 +47,7 @@ export type Services =
 
 const isExisting = (m: Config["matrix"]): m is ExistingClient => "client" in m
 
-/** A login with a dead access token or a wrong password fails with `NotAuthenticated` (`TokenRejected`). */
+/** A login with a dead access token or a wrong password fails with `NotAuthenticated` (`TokenRejected`, `LoginRejected`). */
 export const layer = (config: Config): Layer.Layer<Services, NotAuthenticated | MatrixError> =>
   Layer.mergeAll(
     isExisting(config.matrix)

@@ -3,6 +3,7 @@
 // region markers is the README's code block, character for character (ReadmeSnippets.test.ts
 // in packages/node checks that).
 import { Fiber, TestClock } from "effect"
+import { settle } from "./utils.ts"
 // #region readme
 import { assert, it } from "@effect/vitest"
 import { Call, Ids } from "@matrixrtc-effect/core"
@@ -38,12 +39,19 @@ it.scoped("a crash leaves no ghost (the delayed leave fires)", () =>
     const hs = yield* Testing.TestHomeserver.TestHomeserver
     const roomId = yield* Ids.roomId(room)
 
-    // The heartbeat stops for good: every restart of the delayed leave hangs.
+    // The process is gone as far as the server can tell: none of its requests arrive any more.
     const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(Call.join(roomId), Effect.never)))
     yield* TestClock.adjust("1 second")
     assert.strictEqual((yield* hs.activeMemberships(room)).length, 1)
-    yield* hs.injectFault("delayed.restart", Testing.TestCallLog.hang, 1_000)
+    for (const op of ["delayed.restart", "scheduleDelayed", "sendState", "delayed.cancel", "delayed.send"] as const) {
+      yield* hs.injectFault(op, Testing.TestCallLog.hang, 1_000)
+    }
     yield* TestClock.adjust("20 seconds")
     assert.deepStrictEqual(yield* hs.activeMemberships(room), [])
-    yield* Fiber.interrupt(fiber)
+    // Its leave requests hang too, so stopping the program waits out the bounded leave steps.
+    const stopping = yield* Effect.fork(Fiber.interrupt(fiber))
+    yield* settle
+    yield* TestClock.adjust("30 seconds")
+    yield* Fiber.join(stopping)
+    assert.deepStrictEqual(yield* hs.activeMemberships(room), [])
   }).pipe(Effect.provide(Testing.layer({ homeserver: { rooms: [{ roomId: room }] } }))))

@@ -6,13 +6,12 @@
  * Leaving is core's: closing the join scope disconnects from the SFU first,
  * then ends the membership. `left` is printed only after that has finished.
  */
-import { Call, ConnectFailed, Ids } from "@matrixrtc-effect/core"
+import { Call, ConnectFailed, Ids, NotAuthenticated } from "@matrixrtc-effect/core"
 import type {
   CallMember,
   JwtFetchFailed,
   MatrixError,
   MembershipFailed,
-  NotAuthenticated,
   RemoteParticipant
 } from "@matrixrtc-effect/core"
 import { Chunk, Duration, Effect, Option, Ref, type Scope, Stream, SubscriptionRef } from "effect"
@@ -212,12 +211,22 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
   })
 
 /** `--duration` elapsed, or the SFU connection is gone for good (then ConnectFailed). Ctrl-C interrupts this. */
-const endCondition = (duration: Option.Option<number>, call: Call.Call): Effect.Effect<void, ConnectFailed> => {
-  // Core already watches the connection and ends the call (membership too) when the SFU drops it.
-  const lost = Effect.flatMap(call.ended, (end) =>
-    end === "SfuDisconnected"
-      ? Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" }))
-      : Effect.void)
+const endCondition = (
+  duration: Option.Option<number>,
+  call: Call.Call
+): Effect.Effect<void, ConnectFailed | NotAuthenticated> => {
+  // Core ends the call by itself (SFU, then the membership) when the SFU drops it or the homeserver stops
+  // accepting the access token; either is this command's failure, with its exit code.
+  const lost = Effect.flatMap(call.ended, (end): Effect.Effect<void, ConnectFailed | NotAuthenticated> => {
+    switch (end) {
+      case "Left":
+        return Effect.void
+      case "SfuDisconnected":
+        return Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" }))
+      case "TokenRejected":
+        return Effect.fail(new NotAuthenticated({ reason: "TokenRejected", error: "the access token stopped working mid-call" }))
+    }
+  })
   return Option.match(duration, {
     onNone: () => lost,
     onSome: (s) => Effect.race(Effect.sleep(Duration.seconds(s)), lost)
