@@ -88,12 +88,9 @@ afterAll(async () => {
   console.log([...tally.lines, summaryLine()].join("\n"))
 }, 60_000)
 
-/**
- * A scenario: fails on its own assertions, and on any ghost or leak. `knownBug` marks one that shows a bug of the
- * library still open: it must fail (`it.fails`), and turns red once the bug is fixed, to be unmarked then.
- */
-const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void>, knownBug?: string) =>
-  (knownBug === undefined ? it : it.fails)(knownBug === undefined ? name : `${name} [KNOWN BUG: ${knownBug}]`, async () => {
+/** A scenario: fails on its own assertions, and on any ghost or leak. */
+const scenario = (name: string, timeoutMs: number, f: (env: Env) => Promise<void>) =>
+  it(name, async () => {
     if (env === undefined) throw new Error("the fault-injection environment did not start (see beforeAll)")
     chatter = []
     try {
@@ -403,25 +400,19 @@ describe("fault injection: LiveKit", () => {
 })
 
 describe("fault injection: interruption at each step of the join", () => {
-  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match; slowArm?: boolean; knownBug?: string }> = [
+  const steps: Array<{ step: string; proxy: "hs" | "auth" | "lk"; match: Match; slowArm?: boolean }> = [
     { step: "OpenID token", proxy: "hs", match: { method: "POST", path: /\/openid\/request_token/ } },
     { step: "server support (/versions)", proxy: "hs", match: { method: "GET", path: /\/_matrix\/client\/versions/ } },
     { step: "auth-service discovery", proxy: "hs", match: { method: "GET", path: /\/rtc\/transports/ } },
-    // The delayed leave is scheduled while the JWT is fetched. Its answer is held back so that the interruption
-    // always finds it in flight (else whether it was answered first is a race): the homeserver gets the request,
-    // and the cleanup must still learn its delay id and cancel it.
-    {
-      step: "JWT (/sfu/get)",
-      proxy: "auth",
-      match: SFU_GET,
-      slowArm: true,
-      knownBug: "an interrupted join does not wait for its in-flight delayed-leave scheduling, so that delayed leave is never cancelled"
-    },
+    // The delayed leave is scheduled while the JWT is fetched. The proxy holds its request 1 s, so that the
+    // interruption always finds it in flight (else whether it was answered first is a race); the homeserver still
+    // gets it, so the cleanup must wait for its delay id and cancel it.
+    { step: "JWT (/sfu/get)", proxy: "auth", match: SFU_GET, slowArm: true },
     { step: "delayed leave scheduling", proxy: "hs", match: DELAYED_PUT },
     { step: "membership send", proxy: "hs", match: MEMBER_PUT },
     { step: "LiveKit connect", proxy: "lk", match: RTC }
   ]
-  for (const { step, proxy, match, slowArm, knownBug } of steps) {
+  for (const { step, proxy, match, slowArm } of steps) {
     scenario(`interrupted during ${step} → nothing left behind`, 60_000, async (e) => {
       const name = `interrupt at ${step}`
       await withScenario(e, name, async ({ creds, proxies, ours }) => {
@@ -444,7 +435,7 @@ describe("fault injection: interruption at each step of the join", () => {
         log(`  ${name}: interrupted, cleanup took ${Date.now() - t0} ms`)
         await assertClean(e, creds, name, endedByUs(proxies, 10_000))
       })
-    }, knownBug)
+    })
   }
 })
 
