@@ -84,6 +84,8 @@ type Expected =
 const oracle = (status: number, wireText: string): Expected => {
   // The body is read with the Fetch API's UTF-8 decode, which drops a leading BOM.
   const text = wireText.startsWith("\uFEFF") ? wireText.slice(1) : wireText
+  // A redirect is refused before its body is read (the OpenID token must not follow it).
+  if (status >= 300 && status < 400) return { ok: false, reason: "Rejected", errcode: undefined }
   if (status < 200 || status >= 300) {
     const body = parse(text)
     const wellFormed =
