@@ -535,7 +535,10 @@ const makeMembershipOps = (
   let written = false
   let lastEventId: string | undefined
   let createdTs: number | undefined
-  let sentAt = 0
+  // When this participation's first write was sent: the created_ts a refresh falls back to when we never saw our
+  // own membership come back (the member stream ended), so that every refresh carries the same one. A created_ts
+  // that moves makes peers take us for a new joiner (key rotation, member order; protocol §1.3, §5.2).
+  let participationSentAt: number | undefined
   // When the last membership send that the server accepted was started (it landed no earlier).
   let landedSince = Number.NEGATIVE_INFINITY
   // The events we wrote, and every event seen on our state key (id → its created_ts or origin_server_ts). Until
@@ -631,7 +634,7 @@ const makeMembershipOps = (
     Effect.gen(function*() {
       const o = yield* SubscriptionRef.get(own)
       const startedAt = yield* Clock.currentTimeMillis
-      sentAt = startedAt
+      participationSentAt ??= startedAt
       const r = yield* MatrixRetry.withRetry(withRequestTimeout(unlessEnding(
         o.dialect === "session"
           ? mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)
@@ -751,7 +754,7 @@ const makeMembershipOps = (
   const refresh = lock.withPermits(1)(
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      const base = createdTs ?? sentAt
+      const base = createdTs ?? participationSentAt ?? now
       // `expires` counts from created_ts: extend it by what has elapsed, so validity stays ≈ membershipExpiryMs
       // after each refresh instead of growing by n × expiry (js-sdk#5522).
       yield* send(content(base, now - base + cfg.membershipExpiryMs))
@@ -771,6 +774,7 @@ const makeMembershipOps = (
       // A new participation: the server stamps a new origin_server_ts, so created_ts starts over, and `expires`
       // counts from it again (a refreshed one also covers the time since the first join).
       createdTs = undefined
+      participationSentAt = undefined
       yield* send(content(undefined, cfg.membershipExpiryMs))
     }).pipe(Effect.catchTag("MatrixError", failed("re-publishing the membership")))
   )

@@ -1,7 +1,8 @@
 /** The membership's upkeep under TestClock: delayed-leave restarts, re-arming, expiry refresh, re-publish. */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Clock, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
+import { MatrixClient } from "../src/MatrixClient.ts"
 import * as Membership from "../src/Membership.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
@@ -269,6 +270,26 @@ describe("expiry refresh", () => {
       // the join, then one refresh every 55 s over 5 min
       assert.strictEqual(refreshes, 1 + Math.floor(300_000 / 55_000))
     }).pipe(Effect.provide(Testing.layer())), 30_000)
+
+  it.scoped("never seeing our own membership come back, every refresh still carries the same created_ts", () =>
+    Effect.gen(function*() {
+      yield* Call.join(roomId, { membershipExpiryMs: 60_000 })
+      const createdTss = new Set<unknown>()
+      for (let t = 5000; t <= 200_000; t += 5000) {
+        yield* TestClock.adjust(5000)
+        const content = Option.getOrThrow(yield* memberContent())
+        if (content["created_ts"] !== undefined) createdTss.add(content["created_ts"])
+      }
+      // three refreshes (55 s, 110 s, 165 s), all dated to the join's send at t = 0
+      assert.strictEqual((yield* entries).filter((e) => e.op === "sendState" && e.detail?.includes("created_ts")).length, 3)
+      assert.deepStrictEqual([...createdTss], [0])
+    }).pipe(
+      Effect.provide(Layer.effect(
+        MatrixClient,
+        // The member stream ends at once, as a failed sync would end it: our own event is never seen.
+        Effect.map(MatrixClient, (mx) => ({ ...mx, callMemberEvents: () => Stream.empty }))
+      ).pipe(Layer.provideMerge(Testing.layer())))
+    ), 30_000)
 
   it.scoped("a re-publish after refreshes is a new participation: validity counts from it again", () =>
     Effect.gen(function*() {
