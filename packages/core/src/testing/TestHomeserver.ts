@@ -207,6 +207,20 @@ export const make = (
         if (type === Membership.SessionEventType || type === Membership.RoomMemberEventType) {
           yield* PubSub.publish(changes, { roomId, event: toRaw(entry) })
         }
+        // As Synapse (since #17810): a state write cancels other users' delayed events for the same key, not the
+        // writer's own (local-stack.md §1.6); their next restart then finds nothing (404).
+        const superseded = yield* Ref.modify(delayed, (m) => {
+          const gone = [...m.values()].filter((d) =>
+            d.roomId === roomId && d.type === type && d.stateKey === stateKey && d.sender !== sender
+          )
+          const rest = new Map(m)
+          for (const d of gone) rest.delete(d.delayId)
+          return [gone, rest]
+        })
+        for (const d of superseded) {
+          yield* FiberMap.remove(timers, d.delayId)
+          yield* log.append({ actor: "homeserver", op: "delayed.superseded", roomId, stateKey, who: d.sender })
+        }
         return eventId
       })
 
@@ -239,7 +253,7 @@ export const make = (
         : { errcode: "M_MAX_DELAY_EXCEEDED", max_delay: max }
       return new MatrixError({
         reason: "Http",
-        status: 400,
+        status: 403, // as Synapse 1.157 answers it (local-stack.md §1.6)
         errcode: body["errcode"] as string,
         error: `The requested delay exceeds the allowed maximum of ${max}ms`,
         body
