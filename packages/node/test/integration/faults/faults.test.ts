@@ -404,9 +404,9 @@ describe("fault injection: interruption at each step of the join", () => {
     { step: "OpenID token", proxy: "hs", match: { method: "POST", path: /\/openid\/request_token/ } },
     { step: "server support (/versions)", proxy: "hs", match: { method: "GET", path: /\/_matrix\/client\/versions/ } },
     { step: "auth-service discovery", proxy: "hs", match: { method: "GET", path: /\/rtc\/transports/ } },
-    // The delayed leave is scheduled while the JWT is fetched. The proxy holds its request 1 s, so that the
-    // interruption always finds it in flight (else whether it was answered first is a race); the homeserver still
-    // gets it, so the cleanup must wait for its delay id and cancel it.
+    // The delayed leave is scheduled while the JWT is fetched. The interruption waits for its request too, and the
+    // proxy holds that request 1 s, so it is always in flight then (else whether it was sent, or answered, first
+    // is a race); the homeserver still gets it, so the cleanup must wait for its delay id and cancel it.
     { step: "JWT (/sfu/get)", proxy: "auth", match: SFU_GET, slowArm: true },
     { step: "delayed leave scheduling", proxy: "hs", match: DELAYED_PUT },
     { step: "membership send", proxy: "hs", match: MEMBER_PUT },
@@ -421,12 +421,17 @@ describe("fault injection: interruption at each step of the join", () => {
         if (slowArm === true) proxies.hs.addFault({ ...DELAYED_PUT, action: { kind: "delay", ms: 1_000 } })
         // The client asked /versions on its own when it started: only this join's requests count.
         const since = p.nextSeq()
+        const hsSince = proxies.hs.nextSeq()
         const fiber = ours.forkJoin()
         // The step is reached, or the join ended before it (then say how).
         const ended = ours.run(Fiber.await(fiber)).then((exit) => {
           throw new Error(`the join ended before reaching ${step}: ${Exit.isSuccess(exit) ? "joined" : describeError(failureOf(exit))}`)
         })
-        await Promise.race([p.waitForRequest(match, { timeoutMs: 20_000, since }), ended])
+        const reached = Promise.all([
+          p.waitForRequest(match, { timeoutMs: 20_000, since }),
+          slowArm === true ? proxies.hs.waitForRequest(DELAYED_PUT, { timeoutMs: 20_000, since: hsSince }) : undefined
+        ])
+        await Promise.race([reached, ended])
         ended.catch(() => undefined)
         // Let the cleanup's own requests through; the held request stays held.
         proxies.clearFaults()
