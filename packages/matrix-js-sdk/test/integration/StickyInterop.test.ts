@@ -2,92 +2,36 @@
 // MatrixRTCSession lists a membership we wrote, and we list one its StickyEventMembershipManager sent; each
 // side drops the other's on the leave. The room is one of the test's own.
 import { assert, layer } from "@effect/vitest"
-import { type CallMember, CallMembers, Ids, MatrixClient, Membership } from "@matrixrtc-effect/core"
-import { matrixRequest, readStack } from "@matrixrtc-effect/devstack"
+import { type Ids, Membership } from "@matrixrtc-effect/core"
+import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
-import { Effect, Option, Queue, Redacted, Stream } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import * as sdk from "matrix-js-sdk"
-import type { CallMembership } from "matrix-js-sdk/lib/matrixrtc/CallMembership.js"
-import { MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js"
 import { StickyEventMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js"
-import { layerLogin, MatrixSdkClient } from "../../src/index.ts"
+import { layerLogin } from "../../src/index.ts"
+import * as support from "./support/callViews.ts"
 
 const stack = readStack()
 const [alice, bob] = stack.users as unknown as [StackUser, StackUser]
 const run = `${Date.now()}`
 
-const as = (user: StackUser, method: string, path: string, body?: unknown) =>
-  Effect.promise(() =>
-    matrixRequest(method, path, {
-      baseUrl: stack.homeserverUrl,
-      accessToken: user.accessToken,
-      ...(method === "GET" ? {} : { body: body ?? {} })
-    })
-  )
+const as = (user: StackUser, method: string, path: string, body?: unknown) => support.as(stack, user, method, path, body)
 
 /** A room of the test's own with Bob in it, gone again (left and forgotten) when the scope closes. */
-const freshRoom = Effect.gen(function*() {
-  const { room_id } = yield* Effect.promise(() =>
-    matrixRequest<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", {
-      baseUrl: stack.homeserverUrl,
-      accessToken: alice.accessToken,
-      body: { preset: "public_chat" }
-    })
-  )
-  const roomId = room_id as Ids.RoomId
-  const roomPath = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`
-  yield* Effect.addFinalizer(() =>
-    Effect.forEach([bob, alice], (u) =>
-      Effect.ignore(Effect.all([as(u, "POST", `${roomPath}/leave`), as(u, "POST", `${roomPath}/forget`)])), {
-      discard: true
-    }))
-  yield* as(bob, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`)
-  return { roomId, roomPath }
-})
+const freshRoom = support.freshRoom(stack, alice, bob, { preset: "public_chat" })
 
 /**
  * Alice's two views of the room's call, on the one matrix-js-sdk client: our fold over the adapter, and
  * matrix-js-sdk's MatrixRTCSession (which reads sticky memberships by default).
  */
 const views = (roomId: Ids.RoomId) =>
-  Effect.gen(function*() {
-    const mx = yield* MatrixClient
-    const client = yield* MatrixSdkClient
-    const ours = yield* Queue.unbounded<ReadonlyArray<CallMember>>()
-    yield* CallMembers.changes(mx.callMemberEvents(roomId)).pipe(
-      Stream.runForEach((list) => Queue.offer(ours, list)),
-      Effect.forkScoped
-    )
-    const room = yield* Effect.async<sdk.Room, Error>((resume) => {
-      const known = client.getRoom(roomId)
-      if (known !== null) return resume(Effect.succeed(known))
-      const onRoom = (r: sdk.Room) => {
-        if (r.roomId !== roomId) return
-        client.off(sdk.ClientEvent.Room, onRoom)
-        resume(Effect.succeed(r))
-      }
-      client.on(sdk.ClientEvent.Room, onRoom)
-      return Effect.sync(() => client.off(sdk.ClientEvent.Room, onRoom))
-    }).pipe(Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("alice's client never saw the room") }))
-    const session = client.matrixRTC.getRoomSession(room)
-    const theirs = yield* Queue.unbounded<ReadonlyArray<CallMembership>>()
-    const onChange = () => Queue.unsafeOffer(theirs, [...session.memberships])
-    yield* Effect.acquireRelease(
-      Effect.sync(() => session.on(MatrixRTCSessionEvent.MembershipsChanged, onChange)),
-      () => Effect.sync(() => session.off(MatrixRTCSessionEvent.MembershipsChanged, onChange))
-    )
-    onChange()
-
-    const until = <A>(q: Queue.Queue<ReadonlyArray<A>>, ok: (list: ReadonlyArray<A>) => boolean, what: string) =>
-      Queue.take(q).pipe(
-        Effect.repeat({ until: ok }),
-        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`never saw ${what}`) })
-      )
+  Effect.map(support.callViews(roomId), ({ ours, theirs }) => {
+    const ids = (l: ReadonlyArray<{ readonly memberId: string }>) => l.map((m) => m.memberId).join()
     /** Both views' first lists of exactly Bob's member `memberId` (or none, for `undefined`). */
     const bothShow = (memberId: string | undefined) =>
       Effect.all([
-        until(ours, (l) => l.map((m) => m.memberId).join() === (memberId ?? ""), `our list of ${memberId}`),
-        until(theirs, (l) => l.map((m) => m.memberId).join() === (memberId ?? ""), `matrix-js-sdk's list of ${memberId}`)
+        support.until(ours, (l) => ids(l) === (memberId ?? ""), `our list of ${memberId}`),
+        support.until(theirs, (l) => ids(l) === (memberId ?? ""), `matrix-js-sdk's list of ${memberId}`)
       ], { concurrency: "unbounded" })
     return { bothShow }
   })
