@@ -12,6 +12,7 @@ import { JwtFetchFailed, tokenRejected } from "./CallError.ts"
 import * as Discovery from "./Discovery.ts"
 import type { RoomId } from "./Ids.ts"
 import * as JoinCache from "./JoinCache.ts"
+import * as LiveKitNaming from "./LiveKitNaming.ts"
 import type { MatrixClientService, MatrixError, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
 import { MatrixClient } from "./MatrixClient.ts"
 import * as MatrixRetry from "./MatrixRetry.ts"
@@ -109,7 +110,38 @@ const requestJwt = (a: Asker, serviceUrl: string, token: OpenIdToken): Effect.Ef
       slotId: Membership.RoomSlotId,
       openIdToken: token,
       member: { id: a.memberId, claimedUserId: a.session.userId, claimedDeviceId: a.session.deviceId }
-    })).pipe(Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } }))
+    })).pipe(
+      Effect.tap((grant) => checkIdentity(a, serviceUrl, grant)),
+      Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } })
+    )
+
+/**
+ * Peers find our media by the LiveKit identity our membership implies (JS-SDK `rtcBackendIdentity`); a JWT for
+ * another identity joins the SFU fine, but no peer ever shows our tracks or maps our keys (element-call#4123).
+ * `/sfu/get` has minted `<OpenID sub>:<device_id>` in every service version, so a different one there means the
+ * service vouches for someone else (the OpenID `sub` is not our user): the join fails. `/get_token` has used other
+ * recipes in deployed versions (v0.4.0: `member.id`; v0.4.1: a hash of `user|device|member`; Go's JSON escaping for
+ * odd ids), whose peers of the same vintage do find us, so there a mismatch is only reported.
+ */
+const checkIdentity = (a: Asker, serviceUrl: string, grant: LiveKitGrant): Effect.Effect<void, JwtFetchFailed> =>
+  Effect.gen(function*() {
+    const expected = yield* (a.dialect === "session"
+      ? LiveKitNaming.liveKitIdentityLegacy(a.session.userId, a.session.deviceId)
+      : LiveKitNaming.liveKitIdentityHashed(a.session.userId, a.session.deviceId, a.memberId))
+    const actual = grant.claims.identity
+    if (actual === expected) return
+    yield* Effect.annotateCurrentSpan({ identityMismatch: true, identity: actual, expectedIdentity: expected })
+    if (a.dialect === "session") {
+      return yield* new JwtFetchFailed({
+        reason: "BadResponse",
+        endpoint: `${serviceUrl.replace(/\/+$/, "")}/sfu/get`,
+        cause: `the JWT is for LiveKit identity ${actual}, but peers look for ${expected}`
+      })
+    }
+    yield* Effect.logWarning(
+      "the auth service minted a LiveKit identity other than the one our membership implies; peers may not see our media"
+    ).pipe(Effect.annotateLogs({ identity: actual, expectedIdentity: expected }))
+  })
 
 /** The service is not there (any more): asking it again soon would fail the same way. */
 const unreachable = (e: JwtFetchFailed | NotAuthenticated) =>

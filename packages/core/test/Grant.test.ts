@@ -3,9 +3,12 @@
  * ends in bounded time with a typed error or a documented fallback, and leaves nothing running.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Option, TestClock } from "effect"
+import { Effect, Fiber, HashMap, Layer, Logger, LogLevel, Option, TestClock } from "effect"
+import type { LiveKitGrant } from "../src/AuthService.ts"
+import { AuthService } from "../src/AuthService.ts"
 import * as Call from "../src/Call.ts"
 import * as JoinCache from "../src/JoinCache.ts"
+import * as LiveKitNaming from "../src/LiveKitNaming.ts"
 import { MatrixClient } from "../src/MatrixClient.ts"
 import * as MatrixRetry from "../src/MatrixRetry.ts"
 import * as Testing from "../src/testing/index.ts"
@@ -111,4 +114,86 @@ describe("Grant: a failed step stops what runs beside it", () => {
       const cache = yield* JoinCache.JoinCache
       assert.isTrue(Option.isNone(yield* cache.serverSupport.get(JoinCache.sessionKey(session))))
     }).pipe(Effect.provide(Testing.layer({ joinCache: {} }))))
+})
+
+/** The AuthService of the context, with every grant's JWT `sub` replaced by `identity` (a stale or odd service). */
+const mintingIdentity = (identity: string) =>
+  Layer.effect(
+    AuthService,
+    Effect.map(AuthService, (real) => {
+      const swap = (g: LiveKitGrant): LiveKitGrant => ({ ...g, claims: { ...g.claims, identity } })
+      return AuthService.of({
+        sfuGet: (url, request) => Effect.map(real.sfuGet(url, request), swap),
+        getToken: (url, request) => Effect.map(real.getToken(url, request), swap)
+      })
+    })
+  )
+
+/** Collects the warnings logged while `self` runs, with their annotations. */
+const warnings = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.suspend(() => {
+    const lines: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
+    const logger = Logger.make(({ annotations, logLevel, message }) => {
+      if (logLevel._tag === "Warning") {
+        lines.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+      }
+    })
+    return Effect.map(
+      Effect.provide(self, Layer.merge(Logger.replace(Logger.defaultLogger, logger), Logger.minimumLogLevel(LogLevel.All))),
+      (a) => [a, lines] as const
+    )
+  })
+
+const alice = "@alice:example.org"
+const aliceDevice = "ALICEDEVICE"
+const sticky = Testing.layer({ homeserver: { stickyEvents: true } })
+
+describe("Grant: the JWT's identity is the one peers derive from our membership", () => {
+  it.effect("session dialect: the /sfu/get identity is <user>:<device>, and no warning", () =>
+    Effect.gen(function*() {
+      const [identity, logged] = yield* warnings(
+        Effect.scoped(Effect.map(Call.join(roomId), (call) => call.connection.identity))
+      )
+      assert.strictEqual(identity, `${alice}:${aliceDevice}`)
+      assert.isFalse(logged.some((l) => "expectedIdentity" in l.annotations))
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("session dialect: a JWT for another identity fails the join (BadResponse naming both); no membership", () =>
+    Effect.gen(function*() {
+      const e = yield* Effect.flip(joinAndLeave.pipe(Effect.provide(mintingIdentity("@mallory:example.org:ALICEDEVICE"))))
+      assert.strictEqual(e._tag, "JwtFetchFailed")
+      if (e._tag !== "JwtFetchFailed") return
+      assert.strictEqual(e.reason, "BadResponse")
+      assert.strictEqual(e.endpoint, `${Testing.TestHomeserver.defaultAuthServiceUrl}/sfu/get`)
+      assert.include(String(e.cause), "@mallory:example.org:ALICEDEVICE")
+      assert.include(String(e.cause), `${alice}:${aliceDevice}`)
+      assert.notInclude(yield* ops, "homeserver:sendState")
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("sticky dialect: the hashed identity matches, and no warning", () =>
+    Effect.gen(function*() {
+      const [[identity, memberId], logged] = yield* warnings(
+        Effect.scoped(
+          Effect.flatMap(Call.join(roomId, { dialect: "sticky" }), (call) =>
+            Effect.map(call.membership, (own) => [call.connection.identity, own.memberId] as const))
+        )
+      )
+      assert.strictEqual(identity, yield* LiveKitNaming.liveKitIdentityHashed(alice, aliceDevice, memberId))
+      assert.isFalse(logged.some((l) => "expectedIdentity" in l.annotations))
+    }).pipe(Effect.provide(sticky)))
+
+  it.effect("sticky dialect: another identity (an older service's recipe) is a warning naming both; the join goes on", () =>
+    Effect.gen(function*() {
+      const [{ memberId }, logged] = yield* warnings(
+        Effect.scoped(Effect.flatMap(Call.join(roomId, { dialect: "sticky" }), (call) => call.membership)).pipe(
+          Effect.provide(mintingIdentity("member-id-raw"))
+        )
+      )
+      const expected = yield* LiveKitNaming.liveKitIdentityHashed(alice, aliceDevice, memberId)
+      const mismatch = logged.filter((l) => "expectedIdentity" in l.annotations)
+      assert.strictEqual(mismatch.length, 1)
+      assert.deepInclude(mismatch[0]!.annotations, { identity: "member-id-raw", expectedIdentity: expected })
+      assert.include(yield* ops, "sfu:connect")
+    }).pipe(Effect.provide(sticky)))
 })
