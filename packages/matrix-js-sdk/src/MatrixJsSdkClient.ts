@@ -11,7 +11,15 @@
  *
  * No Node- or DOM-only APIs here: everything goes through the SDK's own fetch.
  */
-import { Ids, MatrixClient, MatrixError, MatrixErrors, NotAuthenticated, tokenRejected } from "@matrixrtc-effect/core"
+import {
+  Discovery,
+  Ids,
+  MatrixClient,
+  MatrixError,
+  MatrixErrors,
+  NotAuthenticated,
+  tokenRejected
+} from "@matrixrtc-effect/core"
 import type {
   DelayedEventAction,
   MatrixClientService,
@@ -19,7 +27,7 @@ import type {
   ServerSupport,
   Session
 } from "@matrixrtc-effect/core"
-import { Context, Duration, Effect, FiberRef, GlobalValue, Layer, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
+import { Context, Duration, Effect, Fiber, FiberRef, GlobalValue, Layer, Option, ParseResult, Predicate, Redacted, Schema } from "effect"
 import * as sdk from "matrix-js-sdk"
 import { callMemberEvents } from "./callMemberEvents.ts"
 import { toMatrixError } from "./errors.ts"
@@ -135,6 +143,12 @@ const sdkAction: Record<
 /** The SDK types event types and contents per known event; ours are MatrixRTC's unstable ones. */
 type AnyStateType = keyof sdk.StateEvents
 type AnyTimelineType = keyof sdk.TimelineEvents
+
+/**
+ * How long the `.well-known` of the user id's server name may take before the homeserver's own answer is used;
+ * well under discovery's default request bound, so that the fallback still fits in it.
+ */
+const serverNameWellKnownTimeout = Duration.seconds(3)
 
 /** Builds the port on a client; does not start or stop it. */
 export const make = (client: sdk.MatrixClient): MatrixClientService => {
@@ -303,11 +317,36 @@ export const make = (client: sdk.MatrixClient): MatrixClientService => {
     })
   )
 
-  const wellKnown = call("wellKnown", (signal) =>
-    client.http.requestOtherUrl<unknown>(sdk.Method.Get, `${baseUrl}/.well-known/matrix/client`, undefined, {
-      abortSignal: signal
+  const wellKnownAt = (origin: string) =>
+    call(
+      "wellKnown",
+      (signal) =>
+        client.http.requestOtherUrl<unknown>(sdk.Method.Get, `${origin}/.well-known/matrix/client`, undefined, {
+          abortSignal: signal
+        }),
+      { origin }
+    )
+
+  // The SDK (so EC and EX) reads the `.well-known` of the user id's server name: a delegated deployment
+  // (example.org → matrix.example.org) serves it there, and maybe not on the homeserver's host at all.
+  // Both are asked at once: the server name's answer wins when it names a LiveKit transport; its own bound keeps a
+  // server name that serves nothing (e.g. `localhost` without TLS) from holding up the homeserver's answer.
+  const wellKnown = Effect.suspend(() => {
+    const serverName = client.getDomain()
+    const origin = serverName === null || serverName === "" ? undefined : `https://${serverName}`
+    if (origin === undefined || origin === baseUrl) return wellKnownAt(baseUrl)
+    return Effect.gen(function*() {
+      const fromHomeserver = yield* Effect.fork(wellKnownAt(baseUrl))
+      const fromServerName = yield* wellKnownAt(origin).pipe(
+        Effect.timeout(serverNameWellKnownTimeout),
+        Effect.option,
+        Effect.map(Option.filter((json) => Option.isSome(Discovery.fromWellKnown(json))))
+      )
+      if (Option.isNone(fromServerName)) return yield* Fiber.join(fromHomeserver)
+      yield* Fiber.interrupt(fromHomeserver)
+      return fromServerName.value
     })
-  )
+  })
 
   return {
     session,

@@ -1,6 +1,6 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import type { Ids } from "@matrixrtc-effect/core"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Fiber, Layer, Redacted, TestClock } from "effect"
 import { createClient } from "matrix-js-sdk"
 import { vi } from "vitest"
 import { keepAliveRequests, layerLogin, make, withKeepAlive } from "../src/MatrixJsSdkClient.ts"
@@ -178,5 +178,92 @@ describe("answers that carry a token do not keep it in errors", () => {
       const seen = homeserver(() => ({ status: 200, body: { access_token: "syt_issued_secret_xyz", device_id: "OLD" } }))
       yield* build(layerLogin({ homeserverUrl: hs, user: "bob", password: Redacted.make("pw-123456"), deviceId: "OLD", sync: false }))
       assert.isFalse(seen.some((r) => r.path.endsWith("/logout")))
+    }))
+})
+
+// --- where the `.well-known/matrix/client` comes from ---
+
+const foci = (url: string) => ({ "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: url }] })
+const json = (body: unknown, status = 200) =>
+  Promise.resolve(new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } }))
+
+/**
+ * A client of `@a:<serverName>` on `baseUrl` whose fetch answers `/.well-known/matrix/client` per host: a body,
+ * a refused connection, or no answer until aborted. Records the URLs asked and whether they were aborted.
+ */
+const wellKnownClient = (
+  serverName: string,
+  baseUrl: string,
+  answer: (host: string) => unknown | "refused" | "hang"
+) => {
+  const asked: Array<string> = []
+  const aborted: Array<string> = []
+  let serverNameAsked: () => void = () => {}
+  const serverNameRequested = new Promise<void>((resolve) => (serverNameAsked = resolve))
+  const fetchFn = (input: string | URL | Request, init?: RequestInit) => {
+    const url = new URL(String(input))
+    asked.push(url.origin + url.pathname)
+    if (url.host === serverName) serverNameAsked()
+    const a = answer(url.host)
+    if (a === "refused") return Promise.reject(new TypeError("fetch failed"))
+    if (a === "hang") {
+      return new Promise<Response>((_, reject) =>
+        init?.signal?.addEventListener("abort", () => {
+          aborted.push(url.origin)
+          reject(init.signal?.reason)
+        }))
+    }
+    return json(a)
+  }
+  const client = createClient({ baseUrl, accessToken: "t", userId: `@a:${serverName}`, deviceId: "D", fetchFn })
+  return { mx: make(client), asked, aborted, serverNameRequested }
+}
+
+describe("wellKnown: the user id's server name first, as matrix-js-sdk reads it, then the homeserver", () => {
+  it.effect("delegated (example.org → homeserver elsewhere): the server name's rtc_foci win", () =>
+    Effect.gen(function*() {
+      const { asked, mx } = wellKnownClient("example.org", hs, (host) =>
+        host === "example.org" ? foci("https://jwt.example.org") : foci("https://homeserver-host"))
+      assert.deepStrictEqual(yield* mx.wellKnown, foci("https://jwt.example.org"))
+      assert.include(asked, "https://example.org/.well-known/matrix/client")
+    }))
+
+  it.effect("the server name is not reachable over https (a `localhost` stack): the homeserver's answer", () =>
+    Effect.gen(function*() {
+      const { asked, mx } = wellKnownClient("localhost", hs, (host) => host === "localhost" ? "refused" : foci("https://hs"))
+      assert.deepStrictEqual(yield* mx.wellKnown, foci("https://hs"))
+      assert.sameMembers(asked, ["https://localhost/.well-known/matrix/client", `${hs}/.well-known/matrix/client`])
+    }))
+
+  it.effect("the server name's answer has no LiveKit focus: the homeserver's answer", () =>
+    Effect.gen(function*() {
+      const { mx } = wellKnownClient("example.org", hs, (host) =>
+        host === "example.org" ? { "m.homeserver": { base_url: hs } } : foci("https://hs"))
+      assert.deepStrictEqual(yield* mx.wellKnown, foci("https://hs"))
+    }))
+
+  it.effect("the server name never answers: after 3 s the homeserver's answer, and the request is aborted", () =>
+    Effect.gen(function*() {
+      const { aborted, mx, serverNameRequested } = wellKnownClient("example.org", hs, (host) =>
+        host === "example.org" ? "hang" : foci("https://hs"))
+      const fiber = yield* Effect.fork(mx.wellKnown)
+      yield* Effect.promise(() => serverNameRequested)
+      yield* TestClock.adjust("3 seconds")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), foci("https://hs"))
+      assert.deepStrictEqual(aborted, ["https://example.org"])
+    }))
+
+  it.effect("neither has it: the homeserver's failure is the answer", () =>
+    Effect.gen(function*() {
+      const { mx } = wellKnownClient("example.org", hs, (host) => host === "example.org" ? {} : "refused")
+      const e = yield* Effect.flip(mx.wellKnown)
+      assert.strictEqual(e._tag, "MatrixError")
+    }))
+
+  it.effect("not delegated (the homeserver is https://<server name>): asked once", () =>
+    Effect.gen(function*() {
+      const { asked, mx } = wellKnownClient("example.org", "https://example.org/", () => foci("https://jwt"))
+      assert.deepStrictEqual(yield* mx.wellKnown, foci("https://jwt"))
+      assert.deepStrictEqual(asked, ["https://example.org/.well-known/matrix/client"])
     }))
 })
