@@ -11,6 +11,7 @@ import { JwtFetchFailed } from "@matrixrtc-effect/core"
 import { Audio } from "@matrixrtc-effect/node"
 import { readStack, startService, stopService } from "@matrixrtc-effect/devstack"
 import { faultProxy } from "@matrixrtc-effect/devstack/fault-proxy"
+import type { FaultProxy, RecordedRequest } from "@matrixrtc-effect/devstack/fault-proxy"
 import type { StackInfo } from "@matrixrtc-effect/devstack"
 import { Duration, Effect, Option, Stream } from "effect"
 import { afterAll, beforeAll } from "vitest"
@@ -67,9 +68,25 @@ const aliceJoins = (homeserverUrl = stack.homeserverUrl) => {
   return server.urlWith({ user: alice.userId, password: alice.password, roomId, autoJoin: "1", homeserverUrl })
 }
 
-// Call.join's default delayed-leave delay (the example does not change it). Restarted every 5 s, it
-// fires 3–8 s after a page stops: a membership gone sooner was ended by the closing page itself.
+// Generous deadlines for the leave: Call.join's default delayed leave (8 s, restarted every 5 s)
+// would also end the membership by then, so the tests tell the two apart by what the page sent.
 const delayMs = 8_000
+
+const leaveSent = (device: string) => (r: RecordedRequest) =>
+  (r.method === "POST" && /\/delayed_events\/[^/?]+\/send(?:\?|$)/.test(r.target)) ||
+  (r.method === "PUT" && r.path.includes("/state/org.matrix.msc3401.call.member/") && r.path.includes(device))
+
+/**
+ * The earliest time the homeserver could fire the page's delayed leave on its own: the delay of
+ * the last scheduling request plus the time the proxy received the last scheduling or restart.
+ */
+const earliestDelayedLeave = (before: ReadonlyArray<RecordedRequest>) => {
+  const scheduled = before.filter((r) => /msc4140[^=&]*delay=\d+/.test(r.target))
+  const delay = Number(/msc4140[^=&]*delay=(\d+)/.exec(scheduled.at(-1)?.target ?? "")?.[1])
+  const renewed = before.filter((r) => scheduled.includes(r) || (r.method === "POST" && /\/delayed_events\/[^/?]+\/restart(?:\?|$)/.test(r.target)))
+  assert.isAbove(delay, 0, `the page scheduled no delayed leave through the proxy: ${before.map((r) => `${r.method} ${r.path}`).join(", ")}`)
+  return Math.max(...renewed.map((r) => r.receivedAt)) + delay
+}
 
 /** Opens the app at `url` and waits until alice is in the call as the Node participant sees it: member and on the SFU. */
 const aliceInCall = (url: string) =>
@@ -91,26 +108,44 @@ const aliceInCall = (url: string) =>
   })
 
 /**
- * Opens the app at `url`, waits until alice is in the call (membership and SFU), closes the tab and
- * measures, from the Node participant, when the leave event arrived and the SFU participant went.
+ * Opens the app with the homeserver behind `proxy`, waits until alice is in the call (membership
+ * and SFU), closes the tab, and checks that the page itself ended both: the proxy saw it send its
+ * leave after closing, the leave event is older than the earliest moment the delayed leave could
+ * have fired, and it sent the SFU a LeaveRequest. The durations are logged, not asserted.
  */
-const closeTabMidCall = (url: string) =>
+const closeTabMidCall = (proxy: FaultProxy) =>
   Effect.gen(function*() {
-    const { alice, app, device, identity, node } = yield* aliceInCall(url)
+    const { alice, app, device, identity, node } = yield* aliceInCall(aliceJoins(proxy.url))
 
+    assert.deepStrictEqual(app.sfuLeavesSent(), [], "no LeaveRequest to the SFU before the tab closes")
+    const since = proxy.nextSeq()
     const closedAt = Date.now()
     yield* Effect.promise(() => app.page.close({ runBeforeUnload: true }))
     // The leave event itself, as the Node participant's client receives it (not only a member list change).
     const leave = yield* waitForLeaveEvent(node, alice.userId, device, delayMs + 5_000)
     yield* waitForMember(node, alice.userId, device, false, 5_000)
-    const goneAfterMs = Date.now() - closedAt
     const sfuLeft = yield* eventually(sfuLeftAt(node, identity), Option.isSome, delayMs + 5_000, "the browser leaving the SFU")
-    const sfuGoneAfterMs = Option.getOrThrow(sfuLeft) - closedAt
-    yield* Effect.logInfo(`tab closed: membership gone after ${goneAfterMs} ms, SFU participant after ${sfuGoneAfterMs} ms`).pipe(
-      Effect.annotateLogs({ leaveEventAfterMs: leave.at - closedAt })
+    yield* Effect.logInfo("tab closed").pipe(
+      Effect.annotateLogs({
+        leaveEventAfterMs: leave.at - closedAt,
+        leaveStampedAfterMs: leave.event.originServerTs - closedAt,
+        sfuGoneAfterMs: Option.getOrThrow(sfuLeft) - closedAt
+      })
     )
+
+    const requests = proxy.requests()
+    const after = requests.filter((r) => r.seq >= since)
+    assert.isTrue(
+      after.some(leaveSent(device)),
+      `the closing page sent no leave to the homeserver; after closing it sent: ${after.map((r) => `${r.method} ${r.path}`).join(", ")}`
+    )
+    assert.isBelow(
+      leave.event.originServerTs,
+      earliestDelayedLeave(requests.filter((r) => r.seq < since)),
+      "the leave event is from the page's own leave: the delayed leave could not have fired yet"
+    )
+    assert.isAbove(app.sfuLeavesSent().length, 0, "the closing page sent the SFU a LeaveRequest")
     assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
-    return { goneAfterMs, sfuGoneAfterMs }
   })
 
 // One Node participant (bob) for the whole file; each test joins and leaves with it.
@@ -193,20 +228,17 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
       assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     }), 120_000)
 
-  it.scoped("closing the tab mid-call leaves at once: membership and SFU participant gone in under 2 s, long before the delayed leave", () =>
+  it.scoped("closing the tab mid-call leaves at once: the page itself ends its membership and leaves the SFU, not the delayed leave", () =>
     Effect.gen(function*() {
-      const { goneAfterMs, sfuGoneAfterMs } = yield* closeTabMidCall(aliceJoins())
-      assert.isBelow(goneAfterMs, 2_000, "the closing page ended its membership itself (not the delayed leave)")
-      assert.isBelow(sfuGoneAfterMs, 2_000, "the closing page left the SFU")
+      // A proxy without faults: it only records what the page sends the homeserver.
+      yield* closeTabMidCall(yield* faultProxy({ target: stack.homeserverUrl }))
     }), 120_000)
 
   it.scoped("closing the tab with the homeserver 2 × 200 ms away still leaves at once: the keepalive leave outlives the page", () =>
     Effect.gen(function*() {
       // The page reaches Synapse over an emulated wide-area link. Its renderer is gone well before the leave's
       // CORS preflight comes back, so only a request the browser carries on after the page (keepalive) arrives.
-      const slow = yield* faultProxy({ target: stack.homeserverUrl, latencyMs: 200 })
-      const { goneAfterMs } = yield* closeTabMidCall(aliceJoins(slow.url))
-      assert.isBelow(goneAfterMs, 2_500, "the closing page ended its membership itself (not the delayed leave)")
+      yield* closeTabMidCall(yield* faultProxy({ target: stack.homeserverUrl, latencyMs: 200 }))
     }), 120_000)
 
   it.scoped("with the auth service stopped the page shows the JwtFetchFailed message and leaves no membership", () =>

@@ -30,7 +30,12 @@ export interface AppPage {
   readonly page: Page
   /** Console errors and uncaught page errors, for failure messages. */
   readonly problems: () => string
+  /** Local times at which the page sent the SFU a LeaveRequest on its signal websocket. */
+  readonly sfuLeavesSent: () => ReadonlyArray<number>
 }
+
+// A binary SignalRequest whose first field is `leave` (field 8, length-delimited): LiveKit's protocol.
+const LEAVE_REQUEST_TAG = (8 << 3) | 2
 
 export const openApp = (
   chromium: Chromium,
@@ -44,8 +49,15 @@ export const openApp = (
       page.on("console", (m) => {
         if (m.type() === "error") problems.push(`console.error: ${m.text().slice(0, 500)}`)
       })
+      const sfuLeavesSent: Array<number> = []
+      page.on("websocket", (ws) => {
+        if (!new URL(ws.url()).pathname.startsWith("/rtc")) return
+        ws.on("framesent", ({ payload }) => {
+          if (typeof payload !== "string" && payload[0] === LEAVE_REQUEST_TAG) sfuLeavesSent.push(Date.now())
+        })
+      })
       await page.goto(url)
-      return { page, problems: () => problems.join("\n") }
+      return { page, problems: () => problems.join("\n"), sfuLeavesSent: () => sfuLeavesSent.slice() }
     }),
     ({ page }) => Effect.promise(() => page.close().catch(() => undefined))
   )
