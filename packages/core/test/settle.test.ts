@@ -29,4 +29,12 @@ describe("settle", () => {
       yield* settle
       assert.strictEqual((yield* entries).length, 30)
     }).pipe(Effect.provide(Testing.TestCallLog.layer)))
+
+  it.live("works under the live clock too (no test-clock sleeps to watch)", () =>
+    Effect.gen(function*() {
+      const log = yield* TestCallLog.TestCallLog
+      yield* Effect.forkScoped(Effect.zipRight(nextTurn, log.append({ actor: "sfu", op: "late" })))
+      yield* settle
+      assert.deepStrictEqual((yield* entries).map((e) => e.op), ["late"])
+    }).pipe(Effect.scoped, Effect.provide(Testing.TestCallLog.layer)))
 })

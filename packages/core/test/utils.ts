@@ -64,8 +64,11 @@ const maxRounds = 5000
  */
 export const settle: Effect.Effect<void> = Effect.gen(function*() {
   const log = yield* Effect.serviceOption(TestCallLog.TestCallLog)
+  const clock = yield* Effect.clock
+  // Under the live clock (it.live) there are no test-clock sleeps to watch.
+  const pendingSleeps = "sleeps" in clock ? (clock as TestClock.TestClock).sleeps : Effect.succeed(Chunk.empty<number>())
   const snapshot = Effect.gen(function*() {
-    const sleeps = Chunk.toReadonlyArray(yield* TestClock.sleeps()).join(",")
+    const sleeps = Chunk.toReadonlyArray(yield* pendingSleeps).join(",")
     const logged = Option.isSome(log) ? (yield* log.value.entries).length : 0
     return `${digests.inFlight}|${sleeps}|${logged}`
   })
