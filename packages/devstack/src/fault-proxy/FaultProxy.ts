@@ -86,6 +86,11 @@ export interface RecordedRequest {
   readonly receivedAt: number
   /** The fault applied, or "forward" for a plain pass-through, "upgrade" for a websocket tunnel. */
   readonly handling: FaultAction["kind"] | "forward" | "upgrade"
+  /**
+   * The HTTP status the client was answered with, once the whole answer has been written to it; undefined while
+   * the request is pending, and for good when it was refused, held, cut or upgraded.
+   */
+  readonly status?: number | undefined
 }
 
 export interface RequestMatcher {
@@ -197,8 +202,8 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
     return undefined
   }
 
-  const record = (method: string, target: string, handling: RecordedRequest["handling"]): RecordedRequest => {
-    const rec: RecordedRequest = {
+  const record = (method: string, target: string, handling: RecordedRequest["handling"]): { status?: number } & RecordedRequest => {
+    const rec: { status?: number } & RecordedRequest = {
       seq: seq++,
       method,
       target,
@@ -319,7 +324,9 @@ export const startFaultProxy = async (options: FaultProxyOptions): Promise<Fault
     const method = (req.method ?? "GET").toUpperCase()
     const target = req.url ?? "/"
     const action = pick(method, target)
-    record(method, target, action?.kind ?? "forward")
+    const rec = record(method, target, action?.kind ?? "forward")
+    // A cut answer also "finishes" (its socket is destroyed after the write), but the client never got all of it.
+    if (action?.kind !== "cut") res.on("finish", () => void (rec.status = res.statusCode))
     if (action?.kind === "refuse") {
       req.socket.destroy()
       return

@@ -85,6 +85,23 @@ describe("fault proxy", () => {
       expect(h.remaining()).toBe(0)
     }))
 
+  it("records the status each client was answered with; none for refused or cut answers", () =>
+    withProxy(async (p) => {
+      p.addFault({ path: "^/teapot", times: 1, action: { kind: "respond", status: 418, body: "t" } })
+      p.addFault({ path: "^/refused", times: 1, action: { kind: "refuse" } })
+      p.addFault({ path: "^/cut", times: 1, action: { kind: "cut" } })
+      await (await fetch(`${p.url}/ok`)).text()
+      await (await fetch(`${p.url}/teapot`)).text()
+      await expect(fetch(`${p.url}/refused`)).rejects.toThrow()
+      await expect(fetch(`${p.url}/cut`).then((r) => r.text())).rejects.toThrow()
+      expect(p.requests().map((r) => [r.path, r.status])).toEqual([
+        ["/ok", 200],
+        ["/teapot", 418],
+        ["/refused", undefined],
+        ["/cut", undefined]
+      ])
+    }))
+
   it("applies an 'always' rule until removed", () =>
     withProxy(async (p) => {
       const h = p.addFault({ path: "^/sfu/get", action: { kind: "respond", status: 500, body: "boom" } })

@@ -223,8 +223,8 @@ export const pendingDelayedLeaves = async (env: Env, creds: Credentials): Promis
  * - `by: "us"`: our own code (a leave, a failed or interrupted join). Checked on the homeserver at once, no delay
  *   allowed (the delayed leave would otherwise hide a leave that sent nothing): no live membership in the room
  *   state, none of our delayed leaves still scheduled, and the proxy saw the ending request reach the homeserver
- *   (the delayed leave sent if a membership was written, else sent or cancelled if one was scheduled). The proxy
- *   does not record answers; the state read and the empty schedule show that the request took effect.
+ *   and answered 2xx (the delayed leave sent, or the membership put to its end after that send, if a membership
+ *   was written; else sent or cancelled if one was scheduled).
  * - `by: "server"`: only the homeserver's delayed leave can (every leave request failed, the process died): the
  *   observer, which must have seen the membership, sees it end within `withinMs`.
  */
@@ -249,8 +249,13 @@ const notEndedByUs = async (env: Env, creds: Credentials, hs: FaultProxy): Promi
   }
   const written = forwarded(hs, MEMBER_PUT).length > 0
   const scheduled = forwarded(hs, DELAYED_PUT).length > 0
-  const sent = forwarded(hs, DELAYED_SEND).length > 0
-  const cancelled = forwarded(hs, DELAYED_CANCEL).length > 0
+  const ok = (r: RecordedRequest) => r.status !== undefined && r.status >= 200 && r.status < 300
+  const sends = forwarded(hs, DELAYED_SEND)
+  // A send the server answers 404 (the delayed leave fired while the leave waited on the SFU) is followed by a
+  // plain PUT of the membership's end; a 2xx for that ends it as well.
+  const endPutAfterSend = sends.length > 0 && forwarded(hs, MEMBER_PUT).some((r) => r.seq > sends[0]!.seq && ok(r))
+  const sent = sends.some(ok) || endPutAfterSend
+  const cancelled = forwarded(hs, DELAYED_CANCEL).some(ok)
   const ending = written ? sent : !scheduled || sent || cancelled
   if (pending.length > 0 || !ending) {
     tally.leftToTimer++
@@ -258,8 +263,8 @@ const notEndedByUs = async (env: Env, creds: Credentials, hs: FaultProxy): Promi
     if (!ending) {
       problems.push(
         written
-          ? "a membership was written but no POST …/delayed_events/<id>/send reached the homeserver"
-          : "a delayed leave was scheduled but no send or cancel reached the homeserver"
+          ? "a membership was written but neither a POST …/delayed_events/<id>/send nor a PUT after it was answered 2xx"
+          : "a delayed leave was scheduled but no send or cancel was answered 2xx by the homeserver"
       )
     }
   }
