@@ -49,7 +49,7 @@ export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFet
     "Unreachable", // network failure talking to the auth service (after bounded retries)
     "Timeout",
     "Rejected", // the auth service answered with an error status
-    "BadResponse" // the answer did not decode as {url, jwt|token}
+    "BadResponse" // the answer did not decode as {url, jwt|token}, or its JWT is for another LiveKit identity
   ),
   endpoint: Schema.optional(Schema.String),
   ...httpDetail,
@@ -70,7 +70,10 @@ export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFet
       case "Rejected":
         return describe(`the MatrixRTC auth service at ${this.endpoint ?? "?"} refused the request`, this)
       case "BadResponse":
-        return `the MatrixRTC auth service at ${this.endpoint ?? "?"} sent an answer without a usable {url, jwt}`
+        // Its cause is one of our own fixed texts (never the answer, which may carry the JWT).
+        return `the MatrixRTC auth service at ${this.endpoint ?? "?"} sent an unusable answer: ${
+          typeof this.cause === "string" ? this.cause : "not {url, jwt}"
+        }`
     }
   }
 }

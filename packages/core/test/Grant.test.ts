@@ -167,6 +167,8 @@ describe("Grant: the JWT's identity is the one peers derive from our membership"
       assert.strictEqual(e.endpoint, `${Testing.TestHomeserver.defaultAuthServiceUrl}/sfu/get`)
       assert.include(String(e.cause), "@mallory:example.org:ALICEDEVICE")
       assert.include(String(e.cause), `${alice}:${aliceDevice}`)
+      // and the message a user sees says so
+      assert.include(e.message, "@mallory:example.org:ALICEDEVICE")
       assert.notInclude(yield* ops, "homeserver:sendState")
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
