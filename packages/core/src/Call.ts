@@ -635,11 +635,10 @@ const makeMembershipOps = (
       const o = yield* SubscriptionRef.get(own)
       const startedAt = yield* Clock.currentTimeMillis
       participationSentAt ??= startedAt
-      const r = yield* MatrixRetry.withRetry(withRequestTimeout(unlessEnding(
-        o.dialect === "session"
-          ? mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)
-          : mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs })
-      )))
+      const request: Effect.Effect<{ readonly eventId?: string | undefined }, MatrixError> = o.dialect === "session"
+        ? mx.sendStateEvent(o.roomId, o.eventType, o.stateKey!, content)
+        : mx.sendStickyEvent(o.roomId, o.eventType, content, { stickyDurationMs: Membership.StickyDurationMs })
+      const r = yield* MatrixRetry.withRetry(withRequestTimeout(unlessEnding(request)))
       landedSince = startedAt
       if (r.eventId !== undefined) {
         sentIds.add(r.eventId)
