@@ -490,6 +490,9 @@ interface MembershipOps {
    * (the base of `expires`), and re-publishes when an event after ours ended our membership.
    */
   readonly observedOwn: (event: RawCallEvent) => Effect.Effect<void>
+  /** The leave has begun: no new membership attempts from here on. */
+  readonly stopWriting: Effect.Effect<void>
+  /** Ends the membership, after any write still on its way (see `unrecalled`). */
   readonly end: (timeoutMs: number) => Effect.Effect<void>
 }
 
@@ -838,6 +841,11 @@ const makeMembershipOps = (
       if (!sentDelayed) yield* putLeave(o, timeoutMs)
     })
 
+  /** From the start of a leave: no new membership attempt (a retry in backoff would otherwise start one). */
+  const stopWriting = Effect.sync(() => {
+    ending = true
+  })
+
   const end = (timeoutMs: number) =>
     Effect.gen(function*() {
       ending = true
@@ -849,29 +857,30 @@ const makeMembershipOps = (
       }
       const o = yield* SubscriptionRef.get(own)
       const landedBefore = landedSince
-      yield* endNow(o, timeoutMs)
-      // One still unanswered may yet land: undo it once it has. In the background, as the leave's own time is up;
-      // bounded, as the write is (its request timeout, no new attempts once ending).
+      // Taken before ending it, so that a write answered while the leave requests are out is undone too.
       const late = [...inflight]
-      if (late.length > 0) {
-        yield* Fiber.awaitAll(late).pipe(
-          Effect.zipRight(Effect.gen(function*() {
-            const after = yield* SubscriptionRef.get(own)
-            if (Option.isSome(after.delayId) && !Option.contains(o.delayId, after.delayId.value)) {
-              yield* Effect.logInfo("a delayed leave was scheduled after the leave; cancelling it")
-              yield* bound(mx.updateDelayedEvent(after.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
-            }
-            if (landedSince !== landedBefore) {
-              yield* Effect.logInfo("a membership write landed after the leave; ending the membership again")
-              yield* putLeave(after, timeoutMs)
-            }
-          })),
-          Effect.forkDaemon
-        )
-      }
+      yield* endNow(o, timeoutMs)
+      if (late.length === 0) return
+      // One still unanswered may yet land: once it has, undo it. For one more leave step within the leave, which a
+      // process that exits once the leave returns (or a logout on scope close) would otherwise cut short; after
+      // that in the background, bounded as each write is (its request timeout, no new attempt once ending).
+      const undo = Effect.gen(function*() {
+        const after = yield* SubscriptionRef.get(own)
+        if (Option.isSome(after.delayId) && !Option.contains(o.delayId, after.delayId.value)) {
+          yield* Effect.logInfo("a delayed leave was scheduled after the leave; cancelling it")
+          yield* bound(mx.updateDelayedEvent(after.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
+        }
+        if (landedSince !== landedBefore) {
+          yield* Effect.logInfo("a membership write landed after the leave; ending the membership again")
+          yield* putLeave(after, timeoutMs)
+        }
+      })
+      const settled = yield* bound(Fiber.awaitAll(late), timeoutMs)
+      if (Option.isSome(settled)) yield* undo
+      else yield* Fiber.awaitAll(late).pipe(Effect.zipRight(undo), Effect.forkDaemon)
     })
 
-  return { arm, publish, heartbeat, refresh, observedOwn, end }
+  return { arm, publish, heartbeat, refresh, observedOwn, stopWriting, end }
 }
 
 /**
@@ -924,6 +933,7 @@ const leave = (
 ) =>
   Effect.gen(function*() {
     // Heartbeat and re-publish must not race the leave.
+    yield* m.stopWriting
     yield* bound(Scope.close(bgScope, Exit.void), timeoutMs).pipe(despiteDefects("stopping the background work"))
     // SFU first: once we stop publishing media, peers may drop us from the member list.
     yield* bound(Scope.close(connScope, Exit.void), timeoutMs).pipe(

@@ -104,8 +104,11 @@ describe("cleanup", () => {
         )
         // let the concurrent branch (membership or connect) get as far as it can
         yield* settle
-        // A membership write that never answers is waited for up to a leave step (it could still land).
+        // A membership write that never answers is waited for up to a leave step before the leave's requests, and
+        // one more after them (it could still land meanwhile, and be undone within the leave).
         const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+        yield* settle
+        yield* TestClock.adjust(3000)
         yield* settle
         yield* TestClock.adjust(3000)
         yield* Fiber.join(interrupting)

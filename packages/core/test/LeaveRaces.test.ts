@@ -3,7 +3,7 @@
  * defect in a leave step, a refused final leave.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope, TestClock } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
 import { AuthService } from "../src/AuthService.ts"
 import * as Call from "../src/Call.ts"
 import { LiveKit } from "../src/LiveKit.ts"
@@ -53,7 +53,7 @@ describe("leave races", () => {
       }).pipe(Effect.provide(Testing.layer())))
   }
 
-  it.effect("a refresh answered only after the leave's bound: the membership is ended again once it lands", () =>
+  it.effect("a refresh answered while the leave's requests are out: the leave itself ends the membership again", () =>
     Effect.gen(function*() {
       const hs = yield* TestHomeserver.TestHomeserver
       const scope = yield* Scope.make()
@@ -64,13 +64,39 @@ describe("leave races", () => {
       yield* awaitLog((e) => e.op === "sendState" && e.detail === "fault late 5000")
       const leaving = yield* Effect.fork(call.leave)
       yield* settle
-      // the leave waits one step (3 s) for the write, then ends the membership; the write lands 2 s later
+      // the leave waits one step (3 s) for the write, then ends the membership; the write lands 2 s later, while
+      // the leave still waits for it, so the leave ends the membership again before it returns
+      yield* TestClock.adjust(3000)
+      yield* settle
+      assert.isTrue((yield* entries).some((e) => e.op === "delayed.send" && e.at === 58_000))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(leaving)), "the leave returned with a write still on its way")
+      yield* TestClock.adjust(2000)
+      yield* Fiber.join(leaving)
+      const puts = (yield* entries).filter((e) => e.op === "sendState" && e.at === 60_000).map((e) => e.detail)
+      assert.deepStrictEqual(puts.map((d) => d?.split(" ")[0]), ["join", "leave"])
+      yield* Scope.close(scope, Exit.void)
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("a refresh answered only after the leave has returned: ended again in the background once it lands", () =>
+    Effect.gen(function*() {
+      const hs = yield* TestHomeserver.TestHomeserver
+      const scope = yield* Scope.make()
+      const call = yield* Call.join(roomId, { membershipExpiryMs: 60_000 }).pipe(Scope.extend(scope))
+      yield* hs.injectFault("sendState", late(8000))
+      yield* TestClock.adjust(55_000)
+      yield* awaitLog((e) => e.op === "sendState" && e.detail === "fault late 8000")
+      const leaving = yield* Effect.fork(call.leave)
+      yield* settle
+      // one step before the leave's requests (delayed leave sent at 58 s), one after (61 s): the write lands at 63 s
+      yield* TestClock.adjust(3000)
+      yield* settle
       yield* TestClock.adjust(3000)
       yield* Fiber.join(leaving)
       assert.isTrue((yield* entries).some((e) => e.op === "delayed.send" && e.at === 58_000))
       yield* TestClock.adjust(2000)
       yield* settle
-      const puts = (yield* entries).filter((e) => e.op === "sendState" && e.at === 60_000).map((e) => e.detail)
+      const puts = (yield* entries).filter((e) => e.op === "sendState" && e.at === 63_000).map((e) => e.detail)
       assert.deepStrictEqual(puts.map((d) => d?.split(" ")[0]), ["join", "leave"])
       yield* Scope.close(scope, Exit.void)
       yield* assertNothingLeft
@@ -84,6 +110,8 @@ describe("leave races", () => {
       yield* awaitLog((e) => e.op === "sendState" && e.detail === "fault hang")
       yield* settle
       const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust(3000)
       yield* settle
       yield* TestClock.adjust(3000)
       yield* Fiber.join(interrupting)
