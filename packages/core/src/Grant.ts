@@ -7,6 +7,7 @@
  */
 import { Clock, Effect, Either, Fiber, Option } from "effect"
 import type { AuthService, LiveKitGrant } from "./AuthService.ts"
+import * as AuthServiceHttp from "./AuthServiceHttp.ts"
 import type { NotAuthenticated } from "./CallError.ts"
 import { JwtFetchFailed, tokenRejected } from "./CallError.ts"
 import * as Discovery from "./Discovery.ts"
@@ -112,7 +113,7 @@ const requestJwt = (a: Asker, serviceUrl: string, token: OpenIdToken): Effect.Ef
       member: { id: a.memberId, claimedUserId: a.session.userId, claimedDeviceId: a.session.deviceId }
     })).pipe(
       Effect.tap((grant) => checkIdentity(a, serviceUrl, grant)),
-      Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: serviceUrl } })
+      Effect.withSpan("MatrixRTC.jwt", { attributes: { endpoint: AuthServiceHttp.withoutUserinfo(serviceUrl) } })
     )
 
 /**
@@ -134,7 +135,7 @@ const checkIdentity = (a: Asker, serviceUrl: string, grant: LiveKitGrant): Effec
     if (a.dialect === "session") {
       return yield* new JwtFetchFailed({
         reason: "BadResponse",
-        endpoint: `${serviceUrl.replace(/\/+$/, "")}/sfu/get`,
+        endpoint: AuthServiceHttp.withoutUserinfo(`${serviceUrl.replace(/\/+$/, "")}/sfu/get`),
         cause: `the JWT is for LiveKit identity ${actual}, but peers look for ${expected}`
       })
     }

@@ -38,7 +38,7 @@ export type NodeCallServices =
  * Logs in, starts syncing, and provides every port `join` needs, plus the
  * richer `MatrixSdkClient` and `NodeLiveKit` handles. Closing it stops the
  * Matrix client and disposes rtc-node's native runtime. A dead access token or a
- * wrong password fails it with `NotAuthenticated` (`TokenRejected`); other
+ * wrong password fails it with `NotAuthenticated` (`TokenRejected`, `LoginRejected`); other
  * homeserver failures (network, 5xx, rate limit) with `MatrixError`.
  */
 export const layer = (config: NodeCallConfig): Layer.Layer<NodeCallServices, NotAuthenticated | MatrixError> =>

@@ -159,9 +159,9 @@ describe("Render", () => {
 })
 
 describe("human output: strings from outside cannot drive the terminal", () => {
-  // ESC/CSI (clear screen, recolour), CR/LF (a forged line), C1 CSI, DEL.
-  const hostile = "DEV\u001b[2J\r\n+ @admin:x (ADMIN) joined the call\u009b31m\u007f"
-  const controls = /[\u0000-\u001f\u007f-\u009f]/
+  // ESC/CSI (clear screen, recolour), CR/LF (a forged line), C1 CSI, DEL, a right-to-left override (reorders).
+  const hostile = "DEV\u001b[2J\r\n+ @admin:x (ADMIN) joined the call\u009b31m\u007f\u202e"
+  const controls = /[\u0000-\u001f\u007f-\u009f\u202e]/
   const noControlsBut = (text: string, lines: number) => {
     const split = text.split("\n")
     assert.strictEqual(split.length, lines, text)
@@ -171,7 +171,7 @@ describe("human output: strings from outside cannot drive the terminal", () => {
 
   it("member lines, the summary and the table escape members' ids", () => {
     const lines = Render.memberChange([], [evil]).lines
-    assert.deepStrictEqual(lines, ["+ @eve:x (DEV\\u001b[2J\\u000d\\u000a+ @admin:x (ADMIN) joined the call\\u009b31m\\u007f) joined the call"])
+    assert.deepStrictEqual(lines, ["+ @eve:x (DEV\\u001b[2J\\u000d\\u000a+ @admin:x (ADMIN) joined the call\\u009b31m\\u007f\\u202e) joined the call"])
     noControlsBut(Render.memberSummary([evil]), 1)
     const text = Render.table({
       members: [evil],

@@ -69,11 +69,11 @@ export const joinCall = (roomId: Ids.RoomId) =>
 /** Joins, shows the call until it should end, leaves; prints `left` once the leave is complete. */
 const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
   Effect.gen(function*() {
-    const joined = yield* Ref.make(false)
+    const joined = yield* Ref.make(Option.none<Call.Call>())
     yield* Effect.scoped(
       Effect.gen(function*() {
         const { call, conn, own } = yield* joinCall(roomId)
-        yield* Ref.set(joined, true)
+        yield* Ref.set(joined, Option.some(call))
         yield* out.event(
           "joined",
           {
@@ -104,8 +104,18 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
     ).pipe(
       // Runs after the scope is closed, i.e. after the leave finished, also on Ctrl-C/SIGTERM.
       Effect.ensuring(
-        Effect.flatMap(Ref.get(joined), (was) =>
-          was ? out.event("left", { roomId }, `left the call in ${roomId} (SFU disconnected, membership ended)`) : Effect.void)
+        Effect.flatMap(Ref.get(joined), Option.match({
+          onNone: () => Effect.void,
+          onSome: (call) =>
+            Effect.flatMap(call.ended, (end) =>
+              out.event(
+                "left",
+                { roomId, end },
+                end === "TokenRejected"
+                  ? `left the call in ${roomId} (SFU disconnected; with the access token gone, the membership ends by its delayed leave)`
+                  : `left the call in ${roomId} (SFU disconnected, membership ended)`
+              ))
+        }))
       )
     )
   })

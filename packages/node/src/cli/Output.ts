@@ -54,14 +54,15 @@ export const make = (options: {
   }
 }
 
-// C0 and C1 controls: ESC and CSI start terminal escape sequences, CR and LF forge lines.
-const controlChars = /[\u0000-\u001f\u007f-\u009f]/g
+// C0 and C1 controls (ESC and CSI start terminal escape sequences, CR and LF forge lines), and the bidirectional
+// marks, embeddings and isolates, which reorder what a line shows.
+const controlChars = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
 
 /**
  * A string from outside (room state, a server's answer) made safe to print in human
  * mode: control characters become `\uXXXX`. Applied to each such string where it is
  * put into a line, since the lines themselves may contain our own newlines.
- * JSON mode needs none: JSON.stringify escapes them.
+ * JSON mode is for programs: JSON.stringify escapes C0 controls there, the rest is left as it came.
  */
 export const printable = (text: string): string =>
   text.replace(controlChars, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)

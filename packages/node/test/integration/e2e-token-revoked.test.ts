@@ -49,7 +49,10 @@ describe("the access token dies mid-call", () => {
 
       const exit = yield* proc.waitExit(30_000)
       assert.strictEqual(exit.code, 3, proc.stderr())
-      const last = (yield* proc.events.get).at(-1)
+      const events = yield* proc.events.get
+      // it says how it left: the SFU it left itself, the membership is left to its delayed leave
+      assert.deepStrictEqual(events.filter((e) => e.event === "left").map((e) => e["end"]), ["TokenRejected"])
+      const last = events.at(-1)
       assert.strictEqual(last?.event, "error", JSON.stringify(last))
       const error = last?.["error"] as Record<string, unknown> | undefined
       assert.strictEqual(error?.["_tag"], "NotAuthenticated", JSON.stringify(last))
