@@ -788,8 +788,13 @@ const makeMembershipOps = (
       seenOnKey.set(event.eventId, created)
       if (sentIds.has(event.eventId)) {
         shown = true
-        if (event.eventId === lastEventId) createdTs ??= created
-        return Effect.void
+        if (event.eventId !== lastEventId) return Effect.void
+        createdTs ??= created
+        // The client passes a sticky event on again when it drops it (redacted, or expired as a refresh failed):
+        // our current membership is then gone for everyone, though no leave event came.
+        return event.stickyExpiresAt === undefined
+          ? Effect.void
+          : Effect.flatMap(Clock.currentTimeMillis, (now) => event.stickyExpiresAt! <= now ? republish : Effect.void)
       }
       return shown && (content === undefined || Membership.isLeaveContent(content)) ? republish : Effect.void
     })

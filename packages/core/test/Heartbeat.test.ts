@@ -1,8 +1,9 @@
 /** The membership's upkeep under TestClock: delayed-leave restarts, re-arming, expiry refresh, re-publish. */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Clock, Effect, Exit, Fiber, Layer, Option, PubSub, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
-import { MatrixClient } from "../src/MatrixClient.ts"
+import type { RoomId } from "../src/Ids.ts"
+import { MatrixClient, type RawCallEvent } from "../src/MatrixClient.ts"
 import * as Membership from "../src/Membership.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { MaxDelayErrorVariant } from "../src/testing/TestHomeserver.ts"
@@ -227,6 +228,36 @@ describe("heartbeat", () => {
       )
       yield* settle
       assert.deepStrictEqual((yield* call.currentMembers).map((m) => m.userId), ["@alice:example.org"])
+      assert.strictEqual((yield* entries).filter((e) => e.op === "sendSticky" && e.detail === "join").length, 2)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
+
+  it.scoped("sticky dialect: our own membership dropped by the client (redacted, expired) is published again", () =>
+    Effect.gen(function*() {
+      const removals = yield* PubSub.unbounded<RawCallEvent>()
+      const seen: Array<RawCallEvent> = []
+      const call = yield* joined({ dialect: "sticky" }).pipe(
+        Effect.provide(Layer.effect(
+          MatrixClient,
+          // The room's events as the client passes them on, plus the removals this test hands it.
+          Effect.map(MatrixClient, (mx) => ({
+            ...mx,
+            callMemberEvents: (room: RoomId) =>
+              Stream.merge(
+                mx.callMemberEvents(room).pipe(Stream.tap((e) => Effect.sync(() => seen.push(e)))),
+                Stream.fromPubSub(removals)
+              )
+          }))
+        ))
+      )
+      assert.strictEqual((yield* call.currentMembers).length, 1)
+      yield* TestClock.adjust(1000)
+      const ours = seen.filter((e) => e.sender === "@alice:example.org").at(-1)!
+      yield* PubSub.publish(removals, { ...ours, stickyExpiresAt: yield* Clock.currentTimeMillis })
+      yield* settle
+      assert.strictEqual((yield* entries).filter((e) => e.op === "sendSticky" && e.detail === "join").length, 2)
+      // an earlier event of ours dropped later changes nothing
+      yield* PubSub.publish(removals, { ...ours, stickyExpiresAt: yield* Clock.currentTimeMillis })
+      yield* settle
       assert.strictEqual((yield* entries).filter((e) => e.op === "sendSticky" && e.detail === "join").length, 2)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 
