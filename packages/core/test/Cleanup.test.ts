@@ -7,7 +7,7 @@ import { Effect, Exit, Fiber, Scope, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
 import type { HomeserverOp } from "../src/testing/TestHomeserver.ts"
-import { assertBefore, assertNothingLeft, awaitLog, entries, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
+import { assertBefore, assertNothingLeft, awaitLog, entries, interruptPastUnansweredWrite, ops, roomId, settle, TestHomeserver, TestLiveKit } from "./utils.ts"
 
 const { fail, hang } = Testing.TestCallLog
 const authServiceUrl = "https://rtc.example.org/livekit/jwt"
@@ -104,14 +104,8 @@ describe("cleanup", () => {
         )
         // let the concurrent branch (membership or connect) get as far as it can
         yield* settle
-        // A membership write that never answers is waited for up to a leave step before the leave's requests, and
-        // one more after them (it could still land meanwhile, and be undone within the leave).
-        const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
-        yield* settle
-        yield* TestClock.adjust(3000)
-        yield* settle
-        yield* TestClock.adjust(3000)
-        yield* Fiber.join(interrupting)
+        // A write that never answers could still land: the leave waits for it (and would undo it).
+        yield* interruptPastUnansweredWrite(fiber)
         yield* assertOrder
         yield* assertNothingLeft
       }).pipe(Effect.provide(Testing.layer())))

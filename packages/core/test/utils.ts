@@ -1,5 +1,5 @@
 import { assert } from "@effect/vitest"
-import { Chunk, Effect, GlobalValue, Option, TestClock, TestServices } from "effect"
+import { Chunk, Effect, Fiber, GlobalValue, Option, TestClock, TestServices } from "effect"
 import type { RoomId } from "../src/Ids.ts"
 import * as Testing from "../src/testing/index.ts"
 
@@ -98,4 +98,18 @@ export const memberContent = (key = aliceKey) =>
     const hs = yield* TestHomeserver.TestHomeserver
     const state = yield* hs.roomState(roomId, "org.matrix.msc3401.call.member")
     return Option.fromNullable(state.find((e) => e.stateKey === key)?.content)
+  })
+
+/**
+ * Interrupts `fiber` (a join or a call in its scope) while one of its homeserver writes never answers, and waits
+ * for the leave: one leave step (3 s) for the write before the leave's requests, one more after them.
+ */
+export const interruptPastUnansweredWrite = (fiber: Fiber.Fiber<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+    yield* settle
+    yield* TestClock.adjust(3000)
+    yield* settle
+    yield* TestClock.adjust(3000)
+    yield* Fiber.join(interrupting)
   })

@@ -4,23 +4,14 @@ import { assert, layer } from "@effect/vitest"
 import { Membership } from "@matrixrtc-effect/core"
 import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
-import { Effect, Redacted } from "effect"
-import { layerLogin } from "../../src/index.ts"
+import { Effect } from "effect"
 import * as support from "./support/callViews.ts"
 
 const stack = readStack()
 const [alice, bob] = stack.users as unknown as [StackUser, StackUser]
 const as = (user: StackUser, method: string, path: string, body?: unknown) => support.as(stack, user, method, path, body)
 
-layer(
-  layerLogin({
-    homeserverUrl: stack.homeserverUrl,
-    accessToken: Redacted.make(alice.accessToken),
-    userId: alice.userId,
-    deviceId: alice.deviceId
-  }),
-  { timeout: "60 seconds", excludeTestServices: true }
-)("room membership and the call's members (real Synapse)", (it) => {
+layer(support.loggedIn(stack, alice), { timeout: "60 seconds", excludeTestServices: true })("room membership and the call's members (real Synapse)", (it) => {
   it.effect("a member who leaves the room drops out of our list and matrix-js-sdk's, and is back on re-joining", () =>
     Effect.gen(function*() {
       const { roomId, roomPath } = yield* support.freshRoom(stack, alice, bob, {

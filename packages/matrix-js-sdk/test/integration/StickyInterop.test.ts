@@ -5,10 +5,9 @@ import { assert, layer } from "@effect/vitest"
 import { type Ids, Membership } from "@matrixrtc-effect/core"
 import { readStack } from "@matrixrtc-effect/devstack"
 import type { StackUser } from "@matrixrtc-effect/devstack"
-import { Effect, Option, Redacted } from "effect"
+import { Effect, Option } from "effect"
 import * as sdk from "matrix-js-sdk"
 import { StickyEventMembershipManager } from "matrix-js-sdk/lib/matrixrtc/MembershipManager.js"
-import { layerLogin } from "../../src/index.ts"
 import * as support from "./support/callViews.ts"
 
 const stack = readStack()
@@ -36,15 +35,7 @@ const views = (roomId: Ids.RoomId) =>
     return { bothShow }
   })
 
-layer(
-  layerLogin({
-    homeserverUrl: stack.homeserverUrl,
-    accessToken: Redacted.make(alice.accessToken),
-    userId: alice.userId,
-    deviceId: alice.deviceId
-  }),
-  { timeout: "90 seconds", excludeTestServices: true }
-)("sticky memberships between us and matrix-js-sdk 43 (real Synapse)", (it) => {
+layer(support.loggedIn(stack, alice), { timeout: "90 seconds", excludeTestServices: true })("sticky memberships between us and matrix-js-sdk 43 (real Synapse)", (it) => {
   it.effect("matrix-js-sdk lists the sticky membership we write, with our transport and LiveKit identity", () =>
     Effect.gen(function*() {
       const { roomId, roomPath } = yield* freshRoom

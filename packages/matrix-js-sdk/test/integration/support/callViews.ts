@@ -2,11 +2,20 @@
 // views of that room's call on one matrix-js-sdk client (our fold over the adapter, and its MatrixRTCSession).
 import { type CallMember, CallMembers, type Ids, MatrixClient } from "@matrixrtc-effect/core"
 import { matrixRequest, type StackInfo, type StackUser } from "@matrixrtc-effect/devstack"
-import { Effect, Queue, Stream } from "effect"
+import { Effect, Queue, Redacted, Stream } from "effect"
 import * as sdk from "matrix-js-sdk"
 import type { CallMembership } from "matrix-js-sdk/lib/matrixrtc/CallMembership.js"
 import { MatrixRTCSessionEvent } from "matrix-js-sdk/lib/matrixrtc/index.js"
-import { MatrixSdkClient } from "../../../src/index.ts"
+import { layerLogin, MatrixSdkClient } from "../../../src/index.ts"
+
+/** `user`'s own stack device as the adapter's layer (no test services: these tests run on the real clock). */
+export const loggedIn = (stack: StackInfo, user: StackUser) =>
+  layerLogin({
+    homeserverUrl: stack.homeserverUrl,
+    accessToken: Redacted.make(user.accessToken),
+    userId: user.userId,
+    deviceId: user.deviceId
+  })
 
 /** A client-server request as `user`. */
 export const as = (stack: StackInfo, user: StackUser, method: string, path: string, body?: unknown) =>
