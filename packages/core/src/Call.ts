@@ -556,10 +556,7 @@ const makeMembershipOps = (
   const inflight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
   let ending = false
 
-  const withRequestTimeout = <A>(eff: Effect.Effect<A, MatrixError>, ms = cfg.requestTimeoutMs, error = "no answer in time") =>
-    eff.pipe(
-      Effect.timeoutFail({ duration: ms, onTimeout: () => new MatrixError({ reason: "Timeout", error }) })
-    )
+  const withRequestTimeout = MatrixRetry.timeoutAfter(cfg.requestTimeoutMs)
 
   /**
    * The request's answer and when it was sent: the server starts a delay's countdown on receipt, so counting from
@@ -590,7 +587,7 @@ const makeMembershipOps = (
 
   /** A dead access token ends the call; other failures are logged, and the next round tries again. */
   const failed = (what: string) => (e: MatrixError) =>
-    MatrixErrors.classify(e)._tag === "UnknownToken"
+    MatrixRetry.isTokenRejected(e)
       ? Effect.zipRight(Effect.logWarning(`${what}: the access token was rejected; ending the call`, e.message), onTokenRejected)
       : Effect.logWarning(`${what} failed`, e.message)
 
@@ -735,11 +732,10 @@ const makeMembershipOps = (
     const delayId = o.delayId.value
     // A restart that takes a quarter of the delay is given up and retried (JS-SDK: 2 s of 8 s), so that
     // a slow request cannot use up the whole delay.
-    const restart = withRequestTimeout(
-      mx.updateDelayedEvent(delayId, "restart"),
+    const restart = MatrixRetry.timeoutAfter(
       Math.min(cfg.requestTimeoutMs, Math.max(500, Math.floor(o.delayMs / 4))),
       "restart took too long"
-    )
+    )(mx.updateDelayedEvent(delayId, "restart"))
     return MatrixRetry.withRetry(timed(restart)).pipe(
       // A re-publish may have replaced the delayed leave while this restart was on its way.
       Effect.flatMap(([, requestedAt]) =>

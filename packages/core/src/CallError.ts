@@ -36,9 +36,14 @@ export class NotAuthenticated extends Schema.TaggedError<NotAuthenticated>()("No
   }
 }
 
-/** A homeserver answer that refused our credentials, as NotAuthenticated (the answer's details kept). */
-export const tokenRejected = (e: MatrixError): NotAuthenticated =>
-  new NotAuthenticated({ reason: "TokenRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+const refused = (reason: "TokenRejected" | "LoginRejected") => (e: MatrixError): NotAuthenticated =>
+  new NotAuthenticated({ reason, status: e.status, errcode: e.errcode, error: e.error, cause: e })
+
+/** A homeserver answer that refused our access token, as NotAuthenticated (the answer's details kept). */
+export const tokenRejected = refused("TokenRejected")
+
+/** A homeserver answer that refused a password login, as NotAuthenticated (the answer's details kept). */
+export const loginRejected = refused("LoginRejected")
 
 /** Getting a LiveKit JWT failed: discovery, the OpenID token or the auth service itself. */
 export class JwtFetchFailed extends Schema.TaggedError<JwtFetchFailed>()("JwtFetchFailed", {

@@ -16,11 +16,12 @@ import {
   Ids,
   MatrixClient,
   MatrixError,
+  loginRejected,
   MatrixErrors,
-  NotAuthenticated,
   tokenRejected
 } from "@matrixrtc-effect/core"
 import type {
+  NotAuthenticated,
   DelayedEventAction,
   MatrixClientService,
   OpenIdToken,
@@ -552,9 +553,7 @@ const isPasswordLogin = (o: LoginOptions): o is PasswordLogin => Predicate.hasPr
 const credentialsRefused = (login: "token" | "password") => (e: MatrixError): NotAuthenticated | MatrixError => {
   const kind = MatrixErrors.classify(e)._tag
   if (kind !== "UnknownToken" && kind !== "Forbidden") return e
-  return login === "token"
-    ? tokenRejected(e)
-    : new NotAuthenticated({ reason: "LoginRejected", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+  return login === "token" ? tokenRejected(e) : loginRejected(e)
 }
 
 /**
