@@ -1,6 +1,7 @@
 // What users install: the packages as `pnpm pack` makes them (publishConfig → dist/ JavaScript),
 // installed into a fresh project and run with plain Node, which does not strip types under
-// node_modules. Builds with scripts/pack.mjs; installs offline from the local pnpm store.
+// node_modules. Builds with scripts/pack.mjs; installs from the workspace's pnpm store and
+// metadata cache (.npmrc), going to the registry only for what they do not hold yet.
 import { execFileSync, spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,6 +14,11 @@ const pnpm = join(root, ".tools", "pnpm", "node_modules", "pnpm", "bin", "pnpm.c
 const env = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`, NO_COLOR: "1" }
 
 let work = ""
+// The consumer lives outside the workspace, so it does not read the workspace's .npmrc: hand it
+// the workspace's store and cache. Relative settings resolve against the workspace root.
+const workspaceDir = (key: string): string =>
+  resolve(root, execFileSync(process.execPath, [pnpm, "config", "get", key], { cwd: root, env, encoding: "utf8" }).trim())
+
 let consumer = ""
 let tarballs: Record<string, string> = {}
 
@@ -38,7 +44,16 @@ beforeAll(() => {
       pnpm: { overrides: ours }
     })
   )
-  execFileSync(process.execPath, [pnpm, "install", "--offline", "--ignore-scripts"], { cwd: consumer, env, stdio: "pipe" })
+  // Not --offline: a fresh machine's metadata cache is empty (a frozen-lockfile install never fills it).
+  const install = spawnSync(
+    process.execPath,
+    [pnpm, "install", "--prefer-offline", "--ignore-scripts", `--store-dir=${workspaceDir("store-dir")}`, `--cache-dir=${workspaceDir("cache-dir")}`],
+    { cwd: consumer, env, encoding: "utf8", timeout: 150_000 }
+  )
+  if (install.status !== 0) {
+    // pnpm prints its errors on stdout.
+    throw new Error(`pnpm install in ${consumer} failed (${install.status ?? install.signal ?? install.error?.message}):\n${`${install.stdout ?? ""}${install.stderr ?? ""}`.slice(-3000)}`)
+  }
 }, 180_000)
 
 afterAll(() => {
