@@ -14,7 +14,7 @@
  * browser would make test runs reach the internet.
  */
 import type { Scope } from "effect"
-import { Context, Duration, Effect, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
 import { ConnectFailed, EventListeners, LiveKit } from "@matrixrtc-effect/core"
 import type { ConnectOptions, DisconnectReason, LiveKitConnection, PlatformLiveKitService } from "@matrixrtc-effect/core"
 import { Room, RoomEvent } from "livekit-client"
@@ -114,14 +114,15 @@ const refreshEvents = [
 ] as const
 
 /**
- * Whether the page has fired `pagehide` since this scope opened (always false outside
- * a page). Our own listener, registered with the connection, so it has run before any
- * leave a later `pagehide` listener starts.
+ * Completes when the page fires `pagehide` after this scope opened (never outside a page).
+ * A signal, not a flag read once: the leave that waits on it may have started before our
+ * listener ran (an app's `leaveOnPageHide` registered before the connection exists runs
+ * first) or before the page was hidden at all.
  */
-const pageHiddenFlag: Effect.Effect<() => boolean, never, Scope.Scope> = Effect.gen(function*() {
-  let hidden = false
+const pageHidden: Effect.Effect<Deferred.Deferred<void>, never, Scope.Scope> = Effect.gen(function*() {
+  const hidden = yield* Deferred.make<void>()
   const onPageHide = () => {
-    hidden = true
+    Deferred.unsafeDone(hidden, Exit.void)
   }
   const page = typeof globalThis.addEventListener === "function" ? globalThis : undefined
   if (page !== undefined) {
@@ -130,7 +131,7 @@ const pageHiddenFlag: Effect.Effect<() => boolean, never, Scope.Scope> = Effect.
       () => Effect.sync(() => page.removeEventListener("pagehide", onPageHide))
     )
   }
-  return () => hidden
+  return hidden
 })
 
 // ---------------------------------------------------------------------------------------
@@ -164,25 +165,29 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         ])
         // Once the page has fired pagehide it is being torn down: its timers and network
         // events may never run again, so a disconnect that waits for them would hold back
-        // the membership leave queued behind it (Call.join leaves the SFU first). Then the
-        // disconnect is only started: livekit-client has already sent its SFU leave on
-        // pagehide/beforeunload by itself (disconnectOnPageLeave), this covers it being off.
-        const pageHidden = yield* pageHiddenFlag
-        // Also runs as a finalizer, which is uninterruptible: without `interruptible` the
-        // timeout could not cut a hanging disconnect short.
-        const disconnectAndWait = Effect.tryPromise(() => room.disconnect()).pipe(
-          Effect.interruptible,
-          Effect.timeout(Duration.millis(options.disconnectTimeoutMs ?? 3000)),
-          Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e))
-        )
-        const disconnectInBackground = Effect.sync(() => void room.disconnect().catch(() => undefined))
+        // the membership leave queued behind it (Call.join leaves the SFU first). So the wait
+        // ends at pagehide, whether the disconnect started before or after it; the disconnect
+        // itself (its first step sends the SFU leave) carries on as far as the page lives.
+        const hidden = yield* pageHidden
+        const timeout = Duration.millis(options.disconnectTimeoutMs ?? 3000)
         // One disconnect however many ask for it (the caller, the scope, an aborted connect);
         // later callers wait for the first. Its final state reaches the refs through the
         // Disconnected event.
         const disconnect = yield* Effect.cached(
-          Effect.suspend(() => (pageHidden() ? disconnectInBackground : disconnectAndWait)).pipe(
-            Effect.withSpan("BrowserLiveKit.disconnect")
-          )
+          Effect.suspend(() => {
+            // Started here, before the race below: a wait cut short must not skip the SFU leave.
+            const done = room.disconnect()
+            // Observed even when nobody waits for it any more (pagehide won).
+            done.catch(() => undefined)
+            return Effect.tryPromise(() => done).pipe(
+              Effect.timeout(timeout),
+              Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
+              Effect.race(Deferred.await(hidden)),
+              // Also runs as a finalizer, which is uninterruptible: without `interruptible` neither
+              // the timeout nor pagehide could cut a hanging disconnect short.
+              Effect.interruptible
+            )
+          }).pipe(Effect.withSpan("BrowserLiveKit.disconnect"))
         )
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)

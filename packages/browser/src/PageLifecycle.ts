@@ -12,9 +12,9 @@
  * its homeserver request out without waiting for anything, and that request must
  * survive the teardown:
  *
- * - `BrowserLiveKit`'s disconnect, after `pagehide`, only starts the disconnect
- *   instead of waiting for the SFU (livekit-client has already sent its own leave
- *   on `pagehide`/`beforeunload`; waiting could never finish here);
+ * - `BrowserLiveKit`'s disconnect stops waiting for the SFU at `pagehide` (it
+ *   could never finish here), whether it started before or after it; the
+ *   disconnect itself, which sends the SFU leave first, carries on;
  * - the leave runs with the matrix-js-sdk adapter's `keepAliveRequests` on, so
  *   sending the delayed leave (or writing `{}`) goes out with fetch's `keepalive`,
  *   which the browser completes after the page is gone.

@@ -1,0 +1,116 @@
+/**
+ * The real `BrowserLiveKit.make` on a livekit-client Room whose network parts are stubbed:
+ * `connect` succeeds at once, `disconnect` never settles (as in a page being torn down, where
+ * the websocket close handshake and livekit's timers never come). The page is an EventTarget
+ * on `globalThis` whose dispatcher, like a browser's for its own events, runs the microtask
+ * checkpoint after each listener.
+ *
+ * The test clock is used throughout: no timer fires unless a test moves it, so "finished" here
+ * means finished without waiting for any timer.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Redacted, Scope, TestClock } from "effect"
+import { Room } from "livekit-client"
+import * as BrowserLiveKit from "../src/BrowserLiveKit.ts"
+import { leaveOnPageHide } from "../src/PageLifecycle.ts"
+
+type Listener = (event: Event) => void
+const listeners = new Map<string, Array<Listener>>()
+const page = {
+  addEventListener: (type: string, l: Listener) => void listeners.set(type, [...(listeners.get(type) ?? []), l]),
+  removeEventListener: (type: string, l: Listener) =>
+    void listeners.set(type, (listeners.get(type) ?? []).filter((x) => x !== l))
+}
+/** Dispatches as a browser does: each listener in registration order, microtasks drained after each. */
+const dispatch = (type: string) =>
+  Effect.promise(async () => {
+    for (const l of [...(listeners.get(type) ?? [])]) {
+      l(new Event(type))
+      await new Promise((r) => setImmediate(r))
+    }
+  })
+/** Lets the event loop turn a few times: what a page being torn down still gets after pagehide. */
+const drain = Effect.promise(async () => {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r))
+})
+
+let rooms: Array<Room> = []
+let disconnects = 0
+const stubs = {
+  connect: async function(this: Room) {
+    rooms.push(this)
+  },
+  disconnect: () => {
+    disconnects++
+    return new Promise<void>(() => undefined)
+  }
+}
+const saved = { addEventListener: globalThis.addEventListener, removeEventListener: globalThis.removeEventListener }
+
+beforeAll(() => {
+  Object.assign(globalThis, page)
+  // Room assigns connect/disconnect in its constructor: accessors on the prototype take them over.
+  for (const [name, stub] of Object.entries(stubs)) {
+    Object.defineProperty(Room.prototype, name, { configurable: true, get: () => stub, set: () => undefined })
+  }
+})
+afterAll(() => {
+  Object.assign(globalThis, saved)
+  for (const name of Object.keys(stubs)) Reflect.deleteProperty(Room.prototype, name)
+})
+
+const setup = Effect.gen(function*() {
+  rooms = []
+  disconnects = 0
+  listeners.clear()
+  const lk = yield* BrowserLiveKit.make()
+  const callScope = yield* Scope.make()
+  const left = yield* Deferred.make<void>()
+  // What Call.join's leave does: the SFU first, then (here: `left`) the membership.
+  const leave = Scope.close(callScope, Exit.void).pipe(Effect.zipRight(Deferred.succeed(left, undefined)))
+  const connect = lk.connect("ws://127.0.0.1:1", Redacted.make("jwt")).pipe(Scope.extend(callScope))
+  return { connect, leave, left, lk }
+})
+
+describe("BrowserLiveKit on pagehide: the disconnect does not hold back the leave behind it", () => {
+  for (const order of ["after", "before"] as const) {
+    it.scoped(`leaveOnPageHide registered ${order} the connection`, () =>
+      Effect.gen(function*() {
+        const { connect, leave, left } = yield* setup
+        if (order === "before") yield* leaveOnPageHide(leave, page)
+        yield* connect
+        if (order === "after") yield* leaveOnPageHide(leave, page)
+
+        yield* dispatch("pagehide")
+        yield* drain
+        assert.isTrue(yield* Deferred.isDone(left), "the leave finished without waiting for the disconnect")
+        assert.strictEqual(disconnects, 1, "the disconnect (and its SFU leave) was started")
+      }))
+  }
+
+  it.scoped("a leave already waiting for the disconnect when the page is hidden stops waiting", () =>
+    Effect.gen(function*() {
+      const { connect, leave, left } = yield* setup
+      yield* connect
+      yield* Effect.fork(leave)
+      yield* drain
+      assert.strictEqual(disconnects, 1)
+      assert.isFalse(yield* Deferred.isDone(left), "waits for the disconnect while the page lives")
+
+      yield* dispatch("pagehide")
+      yield* drain
+      assert.isTrue(yield* Deferred.isDone(left))
+    }))
+
+  it.scoped("while the page lives, the disconnect is waited for up to its bound", () =>
+    Effect.gen(function*() {
+      const { connect, leave, left } = yield* setup
+      yield* connect
+      const leaving = yield* Effect.fork(leave)
+      yield* drain
+      assert.isFalse(yield* Deferred.isDone(left))
+      yield* TestClock.adjust("3 seconds")
+      yield* Fiber.join(leaving)
+      assert.isTrue(yield* Deferred.isDone(left))
+    }))
+})
