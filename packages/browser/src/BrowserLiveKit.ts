@@ -92,7 +92,10 @@ export interface BrowserLiveKitOptions {
   readonly connectTimeoutMs?: number | undefined
   /** Bound for the disconnect on scope close. Default 3 s. */
   readonly disconnectTimeoutMs?: number | undefined
-  /** Extra livekit-client room options (codecs, adaptive stream, …). */
+  /**
+   * Extra livekit-client room options (codecs, adaptive stream, …). `disconnectOnPageLeave`
+   * defaults to false here: use `leaveOnPageHide` to leave when the page goes away.
+   */
   readonly roomOptions?: RoomOptions | undefined
 }
 
@@ -146,7 +149,10 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         // (effect-style.md §9.1) rather than a nested Effect.run*. runFork, not runSync: it
         // runs synchronously as far as it can and never throws if an update has to wait.
         const run = Runtime.runFork(yield* Effect.runtime<never>())
-        const room = new Room({ adaptiveStream: true, dynacast: true, ...options.roomOptions })
+        // disconnectOnPageLeave off: livekit-client would disconnect on `beforeunload` too, which
+        // the app may still cancel ("Leave the call?" → Stay), and the call would end as
+        // SfuDisconnected. `leaveOnPageHide` is what leaves when the page really goes.
+        const room = new Room({ adaptiveStream: true, dynacast: true, disconnectOnPageLeave: false, ...options.roomOptions })
 
         const view = yield* RoomView.make(room)
         const reasons = yield* PubSub.sliding<DisconnectReason>(64)

@@ -14,7 +14,9 @@
  *
  * - `BrowserLiveKit`'s disconnect stops waiting for the SFU at `pagehide` (it
  *   could never finish here), whether it started before or after it; the
- *   disconnect itself, which sends the SFU leave first, carries on;
+ *   disconnect itself, which sends the SFU leave first, carries on. livekit-client's
+ *   own `disconnectOnPageLeave` is off by default, so a `beforeunload` the app
+ *   cancels does not end the call: this leave is the one that runs on page close;
  * - the leave runs with the matrix-js-sdk adapter's `keepAliveRequests` on, so
  *   sending the delayed leave (or writing `{}`) goes out with fetch's `keepalive`,
  *   which the browser completes after the page is gone.

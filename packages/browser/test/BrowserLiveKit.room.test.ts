@@ -114,3 +114,16 @@ describe("BrowserLiveKit on pagehide: the disconnect does not hold back the leav
       assert.isTrue(yield* Deferred.isDone(left))
     }))
 })
+
+describe("BrowserLiveKit: livekit-client's own page-leave handling", () => {
+  it.scoped("is off, so a beforeunload the app cancels does not end the call; the app's room options still win", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* setup
+      yield* connect
+      assert.isFalse(rooms[0]?.options.disconnectOnPageLeave)
+      const lk = yield* BrowserLiveKit.make({ roomOptions: { disconnectOnPageLeave: true } })
+      // Its own scope, never closed: the stub disconnect never settles.
+      yield* lk.connect("ws://127.0.0.1:1", Redacted.make("jwt")).pipe(Scope.extend(yield* Scope.make()))
+      assert.isTrue(rooms[1]?.options.disconnectOnPageLeave)
+    }))
+})
