@@ -17,8 +17,8 @@ import type { Scope } from "effect"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
 import { ConnectFailed, EventListeners, LiveKit } from "@matrixrtc-effect/core"
 import type { ConnectOptions, DisconnectReason, LiveKitConnection, PlatformLiveKitService } from "@matrixrtc-effect/core"
-import { Room, RoomEvent } from "livekit-client"
-import type { DisconnectReason as LkDisconnectReason, RoomOptions } from "livekit-client"
+import { Room, RoomEvent, TrackEvent } from "livekit-client"
+import type { DisconnectReason as LkDisconnectReason, LocalTrackPublication, RoomOptions } from "livekit-client"
 import { connectFailedOf, disconnectReasonOf } from "./internal/livekitMapping.ts"
 import * as RoomView from "./internal/RoomView.ts"
 import { MediaFailed, mediaFailedOf } from "./MediaFailed.ts"
@@ -113,7 +113,10 @@ const refreshEvents = [
   RoomEvent.LocalTrackPublished,
   RoomEvent.LocalTrackUnpublished,
   RoomEvent.Reconnected,
-  RoomEvent.Disconnected
+  RoomEvent.Disconnected,
+  // A camera/microphone switch (restartTrack) replaces the MediaStreamTrack inside the same
+  // publication; livekit-client says so only with these two (the room one only when the device changed).
+  RoomEvent.ActiveDeviceChanged
 ] as const
 
 /**
@@ -159,6 +162,8 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         const mediaErrors = yield* PubSub.sliding<MediaFailed>(16)
 
         const refresh = () => void run(view.sync)
+        const onLocalTrackPublished = (pub: LocalTrackPublication) => void pub.track?.on(TrackEvent.Restarted, refresh)
+        const onLocalTrackUnpublished = (pub: LocalTrackPublication) => void pub.track?.off(TrackEvent.Restarted, refresh)
         const onDisconnected = (reason?: LkDisconnectReason) => {
           run(PubSub.publish(reasons, disconnectReasonOf(reason)))
         }
@@ -167,7 +172,9 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         // listeners are still attached, so the final "disconnected" state is observed.
         yield* EventListeners.scoped(room, [
           ...refreshEvents.map((e) => [e, refresh] as const),
-          [RoomEvent.Disconnected, onDisconnected]
+          [RoomEvent.Disconnected, onDisconnected],
+          [RoomEvent.LocalTrackPublished, onLocalTrackPublished],
+          [RoomEvent.LocalTrackUnpublished, onLocalTrackUnpublished]
         ])
         // Once the page has fired pagehide it is being torn down: its timers and network
         // events may never run again, so a disconnect that waits for them would hold back

@@ -10,7 +10,9 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Redacted, Scope, TestClock } from "effect"
-import { Room } from "livekit-client"
+import { Room, RoomEvent, Track, TrackEvent } from "livekit-client"
+import type { LocalTrackPublication } from "livekit-client"
+import { EventEmitter } from "node:events"
 import * as BrowserLiveKit from "../src/BrowserLiveKit.ts"
 import { leaveOnPageHide } from "../src/PageLifecycle.ts"
 
@@ -125,5 +127,53 @@ describe("BrowserLiveKit: livekit-client's own page-leave handling", () => {
       // Its own scope, never closed: the stub disconnect never settles.
       yield* lk.connect("ws://127.0.0.1:1", Redacted.make("jwt")).pipe(Scope.extend(yield* Scope.make()))
       assert.isTrue(rooms[1]?.options.disconnectOnPageLeave)
+    }))
+})
+
+/** A local track published in `room` as RoomView reads it; restartTrack swaps its MediaStreamTrack in place. */
+const publishLocal = (room: Room, sid: string, kind: Track.Kind, source: Track.Source) => {
+  const track = Object.assign(new EventEmitter(), {
+    kind,
+    isLocal: true,
+    mediaStreamTrack: { id: "before" } as unknown as MediaStreamTrack,
+    attach: () => ({}) as HTMLMediaElement,
+    detach: () => undefined,
+    getRTCStatsReport: () => Promise.resolve(undefined)
+  })
+  const pub = { trackSid: sid, kind, source, isMuted: false, track } as unknown as LocalTrackPublication
+  room.localParticipant.trackPublications.set(sid, pub)
+  room.emit(RoomEvent.LocalTrackPublished, pub, room.localParticipant)
+  return track
+}
+
+const localTrackIds = (connection: BrowserLiveKit.BrowserConnection) =>
+  Effect.map(connection.localTracks, (ts) => ts.map((t) => t.mediaStreamTrack.id))
+
+describe("BrowserLiveKit: local tracks after a camera/microphone switch", () => {
+  it.scoped("the track's Restarted re-reads them: a new MediaTrack with the new MediaStreamTrack", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* setup
+      const connection = yield* connect
+      const track = publishLocal(rooms[0]!, "TR_cam", Track.Kind.Video, Track.Source.Camera)
+      yield* drain
+      assert.deepStrictEqual(yield* localTrackIds(connection), ["before"])
+
+      track.mediaStreamTrack = { id: "after" } as unknown as MediaStreamTrack
+      track.emit(TrackEvent.Restarted, track)
+      yield* drain
+      assert.deepStrictEqual(yield* localTrackIds(connection), ["after"])
+    }))
+
+  it.scoped("so does the room's ActiveDeviceChanged", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* setup
+      const connection = yield* connect
+      const room = rooms[0]!
+      const track = publishLocal(room, "TR_mic", Track.Kind.Audio, Track.Source.Microphone)
+      yield* drain
+      track.mediaStreamTrack = { id: "after" } as unknown as MediaStreamTrack
+      room.emit(RoomEvent.ActiveDeviceChanged, "audioinput", "other-mic")
+      yield* drain
+      assert.deepStrictEqual(yield* localTrackIds(connection), ["after"])
     }))
 })

@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Stream } from "effect"
-import type { SubscriptionRef } from "effect"
+import { Chunk, Effect, Stream, SubscriptionRef } from "effect"
 import { ConnectionState, Track } from "livekit-client"
 import * as RoomView from "../src/internal/RoomView.ts"
 import type { ParticipantLike, PublicationLike, RoomLike, TrackLike } from "../src/internal/RoomView.ts"
@@ -107,11 +106,15 @@ describe("RoomView", () => {
       yield* view.sync
       const localTracks = yield* changesOf(view.localTracks)
       const [before] = yield* localTracks
-      cam.track = { ...cam.track!, mediaStreamTrack: { id: "restarted" } as unknown as MediaStreamTrack }
+      // restartTrack keeps the SDK track object and swaps the MediaStreamTrack inside it.
+      const restarted = { id: "restarted" } as unknown as MediaStreamTrack
+      Object.assign(cam.track!, { mediaStreamTrack: restarted })
       yield* view.sync
+      // Read first: without a change the pull below would wait for ever.
+      assert.strictEqual((yield* SubscriptionRef.get(view.localTracks))[0]?.mediaStreamTrack, restarted)
       const [after, ...more] = yield* localTracks
       assert.lengthOf(more, 0)
       assert.notStrictEqual(after?.[0]?.mediaStreamTrack, before?.[0]?.mediaStreamTrack)
-      assert.strictEqual(after?.[0]?.mediaStreamTrack, cam.track.mediaStreamTrack)
+      assert.strictEqual(after?.[0]?.mediaStreamTrack, restarted)
     }))
 })
