@@ -1,10 +1,13 @@
 /**
  * Leaving a call when the page goes away.
  *
- * Closing a tab, navigating away or the mobile OS discarding the page fires
- * `pagehide` (the one unload signal that is reliable across browsers and keeps
- * the back/forward cache usable, unlike `unload`/`beforeunload`). On it we start
- * the ordinary leave: disconnect from the SFU, then remove the membership.
+ * Closing a tab, reloading or navigating away fires `pagehide` (the one unload
+ * signal that is reliable across browsers and keeps the back/forward cache
+ * usable, unlike `unload`/`beforeunload`; `beforeunload` can also still be
+ * cancelled by the page). On it we start the ordinary leave: disconnect from the
+ * SFU, then remove the membership. A page the browser or mobile OS freezes in the
+ * background and then discards gets no `pagehide` (at most a `freeze` event, after
+ * which it runs nothing): only the delayed leave (below) ends its membership.
  *
  * Once `pagehide` has run, the page is torn down within tens of milliseconds
  * (measured in Chromium: 70–110 ms): a timer or network answer it waits for may
