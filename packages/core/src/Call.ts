@@ -129,15 +129,23 @@ export interface Call {
    * Completes when the call is over: `"Left"` (leave or scope close),
    * `"SfuDisconnected"` (the SFU connection ended for good, e.g. kicked or
    * server shutdown; the membership is then ended right away, so peers do not
-   * see a member without media) or `"TokenRejected"` (the homeserver refused
+   * see a member without media), `"TokenRejected"` (the homeserver refused
    * the access token mid-call, e.g. the session was logged out: the call could
    * no longer keep its membership, so it leaves the SFU too; sign in again and
-   * join anew).
+   * join anew), `"RemovedFromRoom"` (our user is no longer joined to the room:
+   * kicked, banned, or left it from another device; peers stop listing us at
+   * once, so we must not stay on the SFU, listening unseen) or
+   * `"MembershipRejected"` (the homeserver refused a mid-call membership write
+   * with 403, e.g. the power levels changed: the membership would lapse for
+   * peers while we stayed on the SFU). Every end leaves the SFU first.
    */
   readonly ended: Effect.Effect<CallEnd>
 }
 
-export type CallEnd = "Left" | "SfuDisconnected" | "TokenRejected"
+export type CallEnd = "Left" | "SfuDisconnected" | "TokenRejected" | "RemovedFromRoom" | "MembershipRejected"
+
+/** The ends that come from the homeserver: the membership can no longer be kept. */
+type MembershipLost = Extract<CallEnd, "TokenRejected" | "RemovedFromRoom" | "MembershipRejected">
 
 export type MembershipHealth = "Live" | "ProbablyLeft"
 
@@ -226,8 +234,9 @@ export const join: (
     delayMs: initialDelay
   })
   const visibility = yield* SubscriptionRef.make<Visibility>({ fireAt: Number.POSITIVE_INFINITY, gone: false })
-  const tokenDead = yield* Deferred.make<void>()
-  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support, Deferred.succeed(tokenDead, undefined))
+  // The first reason wins: a write refused after a removal must not turn RemovedFromRoom into MembershipRejected.
+  const lost = yield* Deferred.make<MembershipLost>()
+  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support, (why) => Deferred.succeed(lost, why))
   const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
 
   const connScope = yield* Scope.make()
@@ -240,7 +249,7 @@ export const join: (
     Effect.suspend(() => {
       if (leaving) return Effect.asVoid(Deferred.await(ended))
       leaving = true
-      return leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs).pipe(
+      return leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs, why).pipe(
         Effect.ensuring(Deferred.succeed(ended, why)),
         Effect.annotateLogs({ roomId }),
         Effect.withSpan("MatrixRTC.leave", { attributes: { roomId, why } }),
@@ -321,10 +330,11 @@ export const join: (
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
-  // A dead access token (e.g. the session was logged out): the membership can no longer be kept up or ended by us
-  // (its delayed leave will end it), so the call ends, SFU first as in every leave.
-  yield* Deferred.await(tokenDead).pipe(
-    Effect.zipRight(Effect.forkDaemon(endWith("TokenRejected"))),
+  // The membership can no longer be kept: a dead access token (e.g. the session was logged out; its delayed leave
+  // will end it), our user removed from the room, or a membership write refused. Peers drop us (or soon will), so
+  // the call ends, SFU first as in every leave.
+  yield* Deferred.await(lost).pipe(
+    Effect.flatMap((why) => Effect.forkDaemon(endWith(why))),
     Effect.interruptible,
     Effect.forkIn(bgScope)
   )
@@ -490,10 +500,12 @@ interface MembershipOps {
    * (the base of `expires`), and re-publishes when an event after ours ended our membership.
    */
   readonly observedOwn: (event: RawCallEvent) => Effect.Effect<void>
+  /** The `membership` of our user's `m.room.member` event, as the room delivers it (latest last). */
+  readonly observedRoomMembership: (membership: string) => Effect.Effect<void>
   /** The leave has begun: no new membership attempts from here on. */
   readonly stopWriting: Effect.Effect<void>
-  /** Ends the membership, after any write still on its way (see `unrecalled`). */
-  readonly end: (timeoutMs: number) => Effect.Effect<void>
+  /** Ends the membership, after any write still on its way (see `unrecalled`); `why` the call ends. */
+  readonly end: (timeoutMs: number, why: CallEnd) => Effect.Effect<void>
 }
 
 /** What decides the membership's health: when the delayed leave fires unless restarted, and whether the room lost it. */
@@ -530,8 +542,8 @@ const makeMembershipOps = (
   content: (createdTs: number | undefined, expiresMs: number) => Record<string, unknown>,
   cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
   support: ServerSupport,
-  /** The homeserver refused the access token during the call: nothing we send can succeed any more. */
-  onTokenRejected: Effect.Effect<void>
+  /** The membership can no longer be kept (the token is dead, we are not in the room, or writes are refused). */
+  onLost: (why: MembershipLost) => Effect.Effect<void>
 ): MembershipOps => {
   const lock = Effect.unsafeMakeSemaphore(1)
   // Whether a membership may exist on the server: set before the first send, since it may land even if we are interrupted.
@@ -551,6 +563,8 @@ const makeMembershipOps = (
   const sentIds = new Set<string>()
   const seenOnKey = new Map<string, number>()
   let shown = false
+  // Our user's room membership as the room last delivered it; a room that said nothing counts as joined.
+  let roomMembership = "join"
   // Membership writes and delayed-leave schedulings on their way (see `unrecalled`), and whether the membership is
   // being ended (no new membership attempts).
   const inflight = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
@@ -585,11 +599,44 @@ const makeMembershipOps = (
       ending ? Effect.fail(new MatrixError({ reason: "Unsupported", error: "the call is leaving" })) : attempt
     )
 
-  /** A dead access token ends the call; other failures are logged, and the next round tries again. */
-  const failed = (what: string) => (e: MatrixError) =>
-    MatrixRetry.isTokenRejected(e)
-      ? Effect.zipRight(Effect.logWarning(`${what}: the access token was rejected; ending the call`, e.message), onTokenRejected)
+  /**
+   * A dead access token or a 403 (we may no longer write our membership: it would lapse for peers) ends the call;
+   * other failures are logged, and the next round tries again. A 403 once the room has shown us removed is the
+   * removal (the kick, not the refusal that follows from it, is what the user needs to hear).
+   */
+  const failed = (what: string) => (e: MatrixError) => {
+    const kind = MatrixErrors.classify(e)._tag
+    return kind === "UnknownToken"
+      ? Effect.zipRight(Effect.logWarning(`${what}: the access token was rejected; ending the call`, e.message), onLost("TokenRejected"))
+      : kind === "Forbidden"
+      ? Effect.zipRight(
+        Effect.logWarning(`${what}: refused by the homeserver; ending the call`, e.message),
+        onLost(roomMembership === "join" ? "MembershipRejected" : "RemovedFromRoom")
+      )
       : Effect.logWarning(`${what} failed`, e.message)
+  }
+
+  /**
+   * Whether the room's latest word on our user, as it was delivered, is not `join`; acted on only once the room has
+   * shown this participation's membership. Until then the room's view may predate our join (a client learns of
+   * its own events with a later sync): an old `leave` there is not a removal, and the `join` after it comes before
+   * our membership does. A server refuses invite and knock for a joined user, so those, too, can only follow a
+   * removal the stream did not deliver on its own (e.g. a gappy sync).
+   */
+  const endIfRemoved = Effect.suspend(() =>
+    shown && roomMembership !== "join"
+      ? Effect.zipRight(
+        Effect.logWarning(`our user is no longer joined to the room (${roomMembership}); ending the call`),
+        onLost("RemovedFromRoom")
+      )
+      : Effect.void
+  )
+
+  const observedRoomMembership = (membership: string) =>
+    Effect.suspend(() => {
+      roomMembership = membership
+      return endIfRemoved
+    })
 
   /** Schedules the delayed leave; on a max-delay error lowers the delay and tries again. */
   const scheduleLeave: Effect.Effect<readonly [string, number], MatrixError> = Effect.gen(function*() {
@@ -644,8 +691,11 @@ const makeMembershipOps = (
         sentIds.add(r.eventId)
         const seen = seenOnKey.get(r.eventId)
         if (seen !== undefined) {
+          const first = !shown
           shown = true
           createdTs ??= seen
+          // A removal the room delivered while the answer to our membership was still on its way.
+          if (first) yield* endIfRemoved
         }
       }
       lastEventId = r.eventId
@@ -783,14 +833,16 @@ const makeMembershipOps = (
       const created = typeof content?.["created_ts"] === "number" ? content["created_ts"] : event.originServerTs
       seenOnKey.set(event.eventId, created)
       if (sentIds.has(event.eventId)) {
+        const first = !shown
         shown = true
-        if (event.eventId !== lastEventId) return Effect.void
+        const removal = first ? endIfRemoved : Effect.void
+        if (event.eventId !== lastEventId) return removal
         createdTs ??= created
         // The client passes a sticky event on again when it drops it (redacted, or expired as a refresh failed):
         // our current membership is then gone for everyone, though no leave event came.
         return event.stickyExpiresAt === undefined
-          ? Effect.void
-          : Effect.flatMap(Clock.currentTimeMillis, (now) => event.stickyExpiresAt! <= now ? republish : Effect.void)
+          ? removal
+          : Effect.flatMap(Clock.currentTimeMillis, (now) => event.stickyExpiresAt! <= now ? republish : removal)
       }
       return shown && (content === undefined || Membership.isLeaveContent(content)) ? republish : Effect.void
     })
@@ -828,18 +880,27 @@ const makeMembershipOps = (
         timeoutMs
       )
 
-  /** Ends the membership as it stands: sends the delayed leave, else puts the leave content. */
-  const endNow = (o: OwnMembership, timeoutMs: number) =>
+  const cancelLeave = (delayId: string, timeoutMs: number) =>
+    bound(mx.updateDelayedEvent(delayId, "cancel"), timeoutMs).pipe(Effect.ignore)
+
+  /**
+   * Ends the membership as it stands: sends the delayed leave, else puts the leave content. `barred`: we may no
+   * longer write to the room, so both will most likely be refused (each is bounded, and a refusal is not retried);
+   * a delayed leave still scheduled then goes too, as it could only be refused when it fires.
+   */
+  const endNow = (o: OwnMembership, timeoutMs: number, barred: boolean) =>
     Effect.gen(function*() {
       if (!written) {
         // Interrupted between scheduling the delayed leave and sending the membership: nothing to leave.
-        if (Option.isSome(o.delayId)) yield* bound(mx.updateDelayedEvent(o.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
+        if (Option.isSome(o.delayId)) yield* cancelLeave(o.delayId.value, timeoutMs)
         return
       }
       const sentDelayed = Option.isSome(o.delayId)
         ? yield* step("sending the delayed leave", mx.updateDelayedEvent(o.delayId.value, "send"), timeoutMs)
         : false
-      if (!sentDelayed) yield* putLeave(o, timeoutMs)
+      if (sentDelayed) return
+      yield* putLeave(o, timeoutMs)
+      if (barred && Option.isSome(o.delayId)) yield* cancelLeave(o.delayId.value, timeoutMs)
     })
 
   /** From the start of a leave: no new membership attempt (a retry in backoff would otherwise start one). */
@@ -847,7 +908,7 @@ const makeMembershipOps = (
     ending = true
   })
 
-  const end = (timeoutMs: number) =>
+  const end = (timeoutMs: number, why: CallEnd) =>
     Effect.gen(function*() {
       ending = true
       // A write still on its way would bring the membership back after the leave, or schedule a delayed leave the
@@ -860,7 +921,7 @@ const makeMembershipOps = (
       const landedBefore = landedSince
       // Taken before ending it, so that a write answered while the leave requests are out is undone too.
       const late = [...inflight]
-      yield* endNow(o, timeoutMs)
+      yield* endNow(o, timeoutMs, why === "RemovedFromRoom" || why === "MembershipRejected")
       if (late.length === 0) return
       // One still unanswered may yet land: once it has, undo it. For one more leave step within the leave, which a
       // process that exits once the leave returns (or a logout on scope close) would otherwise cut short; after
@@ -869,7 +930,7 @@ const makeMembershipOps = (
         const after = yield* SubscriptionRef.get(own)
         if (Option.isSome(after.delayId) && !Option.contains(o.delayId, after.delayId.value)) {
           yield* Effect.logInfo("a delayed leave was scheduled after the leave; cancelling it")
-          yield* bound(mx.updateDelayedEvent(after.delayId.value, "cancel"), timeoutMs).pipe(Effect.ignore)
+          yield* cancelLeave(after.delayId.value, timeoutMs)
         }
         if (landedSince !== landedBefore) {
           yield* Effect.logInfo("a membership write landed after the leave; ending the membership again")
@@ -881,13 +942,14 @@ const makeMembershipOps = (
       else yield* Fiber.awaitAll(late).pipe(Effect.zipRight(undo), Effect.forkDaemon)
     })
 
-  return { arm, publish, heartbeat, refresh, observedOwn, stopWriting, end }
+  return { arm, publish, heartbeat, refresh, observedOwn, observedRoomMembership, stopWriting, end }
 }
 
 /**
  * Folds the room's membership events into `members`, and completes `firstList` once a list shows our own
  * membership; hands events on our own membership (the session dialect's state key, the sticky dialect's sticky key
- * from us) to `observedOwn`, which re-publishes ours if someone or something removed it.
+ * from us) to `observedOwn`, which re-publishes ours if someone or something removed it, and our user's room
+ * membership to `observedRoomMembership`, which ends the call once we are no longer joined.
  */
 const watchMembers = (
   events: Stream.Stream<RawCallEvent, MatrixError>,
@@ -900,6 +962,11 @@ const watchMembers = (
   events.pipe(
     Stream.tap((event) =>
       Effect.gen(function*() {
+        if (event.type === Membership.RoomMemberEventType && event.stateKey === self.userId) {
+          const membership = Predicate.isRecord(event.content) ? event.content["membership"] : undefined
+          if (typeof membership === "string") yield* m.observedRoomMembership(membership)
+          return
+        }
         const o = yield* SubscriptionRef.get(own)
         if (event.type !== o.eventType) return
         const ours = o.dialect === "session"
@@ -930,7 +997,8 @@ const leave = (
   bgScope: Scope.CloseableScope,
   connScope: Scope.CloseableScope,
   m: MembershipOps,
-  timeoutMs: number
+  timeoutMs: number,
+  why: CallEnd
 ) =>
   Effect.gen(function*() {
     // Heartbeat and re-publish must not race the leave.
@@ -941,7 +1009,7 @@ const leave = (
       Effect.flatMap((done) => Option.isNone(done) ? Effect.logWarning("LiveKit disconnect timed out") : Effect.void),
       despiteDefects("the LiveKit disconnect")
     )
-    yield* m.end(timeoutMs).pipe(despiteDefects("ending the membership"))
+    yield* m.end(timeoutMs, why).pipe(despiteDefects("ending the membership"))
     yield* Effect.logDebug("left the call")
   })
 

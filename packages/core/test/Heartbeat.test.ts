@@ -467,20 +467,28 @@ describe("membershipHealth", () => {
 
   it.scoped("sticky dialect: a re-send that fails after the fire is tried again on the next heartbeat", () =>
     Effect.gen(function*() {
-      // at the fire, the re-publish's new delayed leave goes through, its membership send is refused once
+      // at the fire, the re-publish's new delayed leave goes through, its membership send fails (a 500: not fatal)
       const { call, hs, seen } = yield* stickyCallPastOutage(Effect.gen(function*() {
         const hs = yield* TestHomeserver.TestHomeserver
         yield* hs.injectFault("sendSticky", Testing.TestCallLog.delay(0))
-        yield* hs.injectFault("sendSticky", fail({ status: 403, errcode: "M_FORBIDDEN" }))
+        yield* hs.injectFault("sendSticky", fail({ status: 500 }))
       }))
       assert.deepStrictEqual(seen, ["Live@0", "ProbablyLeft@8000"])
+      const ended = yield* Effect.fork(call.ended)
       yield* hs.clearFaults
+      // and so do its bounded retries (5 more), so the re-publish as a whole fails
+      yield* hs.injectFault("sendSticky", fail({ status: 500 }), 5)
       yield* TestClock.adjust(15_000)
       yield* settle
-      assert.isTrue((yield* entries).some((e) => e.op === "sendSticky" && e.detail?.includes("fault 403") === true))
+      const failures = (yield* entries).filter((e) => e.op === "sendSticky" && e.detail === "fault 500")
+      assert.strictEqual(failures.length, 6)
+      // not fatal: the call goes on, and the membership is sent again once the re-publish has given up
       yield* TestClock.adjust(10_000)
       yield* settle
       yield* assertBack(call, seen)
+      assert.isTrue(Option.isNone(yield* Fiber.poll(ended)), "the call ended")
+      const resent = (yield* entries).filter((e) => e.op === "sendSticky" && e.detail?.startsWith("join") === true).at(-1)
+      assert.isAtLeast(resent?.at ?? 0, failures.at(-1)!.at)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { stickyEvents: true } }))))
 
   it.scoped("without delayed events (no MSC4140) there is nothing to fire: Live", () =>

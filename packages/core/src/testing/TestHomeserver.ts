@@ -2,8 +2,9 @@
  * An in-memory Matrix homeserver behind the `MatrixClient` port: sessions,
  * room state, MSC4140 delayed events that really fire under TestClock, OpenID
  * tokens (remembered so the test auth service can verify them), transports /
- * .well-known, room versions, power levels, `/versions` + `/capabilities`
- * flags, injectable faults, and every call in the shared `TestCallLog`.
+ * .well-known, room versions, power levels, room membership (kick, ban, leave),
+ * `/versions` + `/capabilities` flags, injectable faults, and every call in the
+ * shared `TestCallLog`.
  */
 import { Clock, Context, Effect, FiberMap, Layer, Option, PubSub, Redacted, Ref, Scope, Stream } from "effect"
 import type { DeviceId, RoomId, UserId } from "../Ids.ts"
@@ -91,6 +92,8 @@ export interface ScheduledDelayedEvent {
   readonly dueAt: number
 }
 
+export type RoomMembership = "join" | "leave" | "ban" | "invite" | "knock"
+
 export interface TestHomeserverService {
   readonly serverName: string
   /** The default session's access token, exposed so tests can prove it never leaks into logs. */
@@ -109,6 +112,19 @@ export interface TestHomeserverService {
     type: string,
     stateKey: string,
     content: Record<string, unknown>,
+    sender?: string
+  ) => Effect.Effect<void>
+  /**
+   * Changes `userId`'s room membership as `sender` (default `@admin:<serverName>`) does: a kick is `"leave"` by
+   * someone else, leaving from another device `"leave"` by the user. The `m.room.member` event reaches
+   * `callMemberEvents`; as on Synapse, the user's events into the room are then refused (403 M_FORBIDDEN), their
+   * delayed events stay scheduled and are refused (and dropped) when they fire or are sent. A user the room has no
+   * `m.room.member` for counts as joined.
+   */
+  readonly setMembership: (
+    roomId: string,
+    userId: string,
+    membership: RoomMembership,
     sender?: string
   ) => Effect.Effect<void>
   readonly scheduledDelayedEvents: Effect.Effect<ReadonlyArray<ScheduledDelayedEvent>>
@@ -224,6 +240,26 @@ export const make = (
         return eventId
       })
 
+    /** As Synapse refuses an event from a user who is not joined (`m.room.member` other than `join`). */
+    const checkJoined = (roomId: string, op: HomeserverOp | "delayed.fire", sender: string, stateKey?: string) =>
+      Effect.flatMap(room(roomId), (r) => {
+        const membership = membershipOf(r, sender)
+        return membership === "join"
+          ? Effect.void
+          : Effect.zipRight(
+            log.append({ actor: "homeserver", op, roomId, stateKey, who: sender, detail: "403 M_FORBIDDEN" }),
+            Effect.fail(
+              new MatrixError({
+                reason: "Http",
+                status: 403,
+                errcode: "M_FORBIDDEN",
+                error: `User ${sender} not in room ${roomId} (${membership})`,
+                body: { errcode: "M_FORBIDDEN" }
+              })
+            )
+          )
+      })
+
     const checkPower = (roomId: string, type: string, sender: string, stateKey: string) =>
       Effect.flatMap(room(roomId), (r) => {
         const needed = type === Membership.SessionEventType ? r.callMemberPowerLevel : 0
@@ -260,8 +296,12 @@ export const make = (
       })
     }
 
-    /** Fires (or sends now) a delayed event: the scheduled content becomes real state. */
-    const fire = (delayId: string, op: string) =>
+    /**
+     * Fires (or sends now) a delayed event: the scheduled content becomes real state. Dropped either way, also when
+     * the event is refused (its sender has left the room): Synapse deletes a processed delayed event whatever came
+     * of sending it.
+     */
+    const fire = (delayId: string, op: "delayed.fire" | "delayed.send") =>
       Effect.gen(function*() {
         const d = yield* Ref.modify(delayed, (m) => {
           const found = m.get(delayId)
@@ -271,6 +311,7 @@ export const make = (
           return [found, rest]
         })
         if (!d) return
+        yield* checkJoined(d.roomId, op, d.sender, d.stateKey)
         yield* log.append({
           actor: "homeserver",
           op,
@@ -284,7 +325,7 @@ export const make = (
       })
 
     const arm = (delayId: string, delayMs: number) =>
-      FiberMap.run(timers, delayId, Effect.zipRight(Effect.sleep(delayMs), fire(delayId, "delayed.fire")))
+      FiberMap.run(timers, delayId, Effect.zipRight(Effect.sleep(delayMs), Effect.ignore(fire(delayId, "delayed.fire"))))
 
     const publishSticky = (roomId: string, type: string, content: Record<string, unknown>, sender: string, durationMs: number) =>
       Effect.gen(function*() {
@@ -402,6 +443,7 @@ export const make = (
           call(
             "sendState",
             Effect.gen(function*() {
+              yield* checkJoined(roomId, "sendState", userId, stateKey)
               yield* checkPower(roomId, type, userId, stateKey)
               const eventId = yield* writeState(roomId, type, stateKey, content, userId)
               yield* log.append({ actor: "homeserver", op: "sendState", roomId, stateKey, who: userId, detail: summarize(content) })
@@ -468,6 +510,7 @@ export const make = (
                 const delayId = yield* schedule(userId, roomId, type, undefined, content, opts.delayMs, "sendSticky")
                 return { delayId }
               }
+              yield* checkJoined(roomId, "sendSticky", userId)
               const eventId = yield* publishSticky(roomId, type, content, userId, opts.stickyDurationMs)
               yield* log.append({ actor: "homeserver", op: "sendSticky", roomId, who: userId, detail: summarize(content) })
               return { eventId }
@@ -535,6 +578,11 @@ export const make = (
           writeState(roomId, type, stateKey, content, sender),
           log.append({ actor: "homeserver", op: "sendState", roomId, stateKey, who: sender, detail: summarize(content) })
         ),
+      setMembership: (roomId, userId, membership, sender = `@admin:${serverName}`) =>
+        Effect.zipRight(
+          writeState(roomId, Membership.RoomMemberEventType, userId, { membership }, sender),
+          log.append({ actor: "homeserver", op: "member", roomId, stateKey: userId, who: sender, detail: membership })
+        ),
       scheduledDelayedEvents: Effect.map(Ref.get(delayed), (m) =>
         [...m.values()].map(({ content: _content, ...rest }) => rest)),
       verifyOpenIdToken: (token) =>
@@ -555,6 +603,11 @@ const newRoom = (r: TestRoom): Room => ({
   state: new Map(),
   sticky: []
 })
+
+const membershipOf = (r: Room, userId: string): string => {
+  const member = r.state.get(stateId(Membership.RoomMemberEventType, userId))?.content["membership"]
+  return typeof member === "string" ? member : "join"
+}
 
 const toRaw = (e: StateEntry): RawCallEvent => ({
   type: e.type,
