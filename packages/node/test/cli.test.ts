@@ -8,6 +8,7 @@ import type { CallMember } from "@matrixrtc-effect/core"
 import { Console, Effect, Option, Redacted, Ref } from "effect"
 import { exitCodeOf, main } from "../src/cli/Cli.ts"
 import * as Doctor from "../src/cli/Doctor.ts"
+import { endFailure, RemovedFromRoom } from "../src/cli/Join.ts"
 import { ExitCode } from "../src/cli/Main.ts"
 import * as Output from "../src/cli/Output.ts"
 import * as Render from "../src/cli/Render.ts"
@@ -80,7 +81,22 @@ describe("exit codes of the call errors", () => {
     assert.strictEqual(exitCodeOf(new JwtFetchFailed({ reason: "Unreachable" })), 4)
     assert.strictEqual(exitCodeOf({ _tag: "ConnectFailed" }), 5)
     assert.strictEqual(exitCodeOf({ _tag: "MembershipFailed" }), 6)
+    assert.strictEqual(exitCodeOf(new RemovedFromRoom({ roomId: "!a:b" })), 7)
     assert.strictEqual(exitCodeOf(new Error("boom")), 1)
+  })
+
+  it("a call that ended without us fails `join` with the code of its end", () => {
+    const codes = (["Left", "SfuDisconnected", "TokenRejected", "RemovedFromRoom", "MembershipRejected"] as const).map((end) =>
+      [end, Option.match(endFailure("!a:b", end), { onNone: () => ExitCode.Ok, onSome: exitCodeOf })]
+    )
+    assert.deepStrictEqual(Object.fromEntries(codes), {
+      Left: 0,
+      SfuDisconnected: 5,
+      TokenRejected: 3,
+      RemovedFromRoom: 7,
+      MembershipRejected: 6
+    })
+    assert.match(Option.getOrThrow(endFailure("!a:b", "RemovedFromRoom")).message, /^removed from the room !a:b/)
   })
 })
 

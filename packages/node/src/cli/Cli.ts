@@ -33,6 +33,8 @@ export const exitCodeOf = (error: unknown): number => {
       return ExitCode.ConnectFailed
     case "MembershipFailed":
       return ExitCode.MembershipFailed
+    case "RemovedFromRoom":
+      return ExitCode.RemovedFromRoom
     default:
       return ExitCode.Failure
   }

@@ -1,20 +1,20 @@
 /**
  * `matrixrtc join`: join the room's call from Node, publish a tone or a WAV
  * file if asked, and show the call live (members, LiveKit participants, remote
- * audio levels) until Ctrl-C, SIGTERM, `--duration`, or the SFU connection is lost.
+ * audio levels) until Ctrl-C, SIGTERM, `--duration`, or the call ends without us (the SFU connection is
+ * lost, the access token dies, our user is removed from the room, or the membership is refused).
  *
  * Leaving is core's: closing the join scope disconnects from the SFU first,
  * then ends the membership. `left` is printed only after that has finished.
  */
-import { Call, ConnectFailed, Ids, NotAuthenticated } from "@matrixrtc-effect/core"
+import { Call, ConnectFailed, Ids, MembershipFailed, NotAuthenticated } from "@matrixrtc-effect/core"
 import type {
   CallMember,
   JwtFetchFailed,
   MatrixError,
-  MembershipFailed,
   RemoteParticipant
 } from "@matrixrtc-effect/core"
-import { Chunk, Duration, Effect, Option, Ref, type Scope, Stream, SubscriptionRef } from "effect"
+import { Chunk, Duration, Effect, Option, Ref, Schema, type Scope, Stream, SubscriptionRef } from "effect"
 import type { AudioFailed } from "../Audio.ts"
 import * as Audio from "../Audio.ts"
 import * as NodeCall from "../NodeCall.ts"
@@ -38,7 +38,22 @@ export interface JoinOptions {
   readonly duration: Option.Option<number>
 }
 
-export type JoinError = Ids.InvalidId | NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed | MatrixError | AudioFailed
+/** The call ended because our user is no longer joined to the room (kicked, banned, or left it elsewhere). */
+export class RemovedFromRoom extends Schema.TaggedError<RemovedFromRoom>()("RemovedFromRoom", { roomId: Schema.String }) {
+  override get message() {
+    return `removed from the room ${this.roomId} (kicked, banned, or left from another device)`
+  }
+}
+
+export type JoinError =
+  | Ids.InvalidId
+  | NotAuthenticated
+  | JwtFetchFailed
+  | ConnectFailed
+  | MembershipFailed
+  | RemovedFromRoom
+  | MatrixError
+  | AudioFailed
 
 /** How often remote audio levels are reported. */
 const LEVEL_EVERY = Duration.seconds(1)
@@ -97,7 +112,7 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
         )
         yield* publish(conn, options.media, out)
         yield* show(call, conn, out)
-        yield* endCondition(options.duration, call)
+        yield* endCondition(roomId, options.duration, call)
         // Leave here (not only in the finalizer) so a duration end reports like Ctrl-C does.
         yield* call.leave
       })
@@ -108,17 +123,20 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
           onNone: () => Effect.void,
           onSome: (call) =>
             Effect.flatMap(call.ended, (end) =>
-              out.event(
-                "left",
-                { roomId, end },
-                end === "TokenRejected"
-                  ? `left the call in ${roomId} (SFU disconnected; with the access token gone, the membership ends by its delayed leave)`
-                  : `left the call in ${roomId} (SFU disconnected, membership ended)`
-              ))
+              out.event("left", { roomId, end }, `left the call in ${roomId} (${leftHow[end]})`))
         }))
       )
     )
   })
+
+/** What the `left` line says of each end: how the membership ended. */
+const leftHow: Record<Call.CallEnd, string> = {
+  Left: "SFU disconnected, membership ended",
+  SfuDisconnected: "SFU disconnected, membership ended",
+  TokenRejected: "SFU disconnected; with the access token gone, the membership ends by its delayed leave",
+  RemovedFromRoom: "removed from the room; SFU disconnected, and others no longer list our membership",
+  MembershipRejected: "the homeserver refused our membership; SFU disconnected, and the membership lapses when it expires"
+}
 
 /** Publishes the media as a track of the connection (until the scope closes) and says so. Also used by the demo. */
 export const publish = (conn: NodeConnection, media: Media, out: Output): Effect.Effect<void, AudioFailed, Scope.Scope> => {
@@ -220,23 +238,35 @@ export const show = (call: Call.Call, conn: NodeConnection, out: Output): Effect
     )
   })
 
-/** `--duration` elapsed, or the SFU connection is gone for good (then ConnectFailed). Ctrl-C interrupts this. */
+export type EndFailure = ConnectFailed | NotAuthenticated | MembershipFailed | RemovedFromRoom
+
+/**
+ * Core ends the call by itself (SFU, then the membership) when the SFU drops it, the homeserver stops accepting the
+ * access token or our membership, or our user leaves the room: each is this command's failure, with its exit code.
+ */
+export const endFailure = (roomId: string, end: Call.CallEnd): Option.Option<EndFailure> => {
+  switch (end) {
+    case "Left":
+      return Option.none()
+    case "SfuDisconnected":
+      return Option.some(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" }))
+    case "TokenRejected":
+      return Option.some(new NotAuthenticated({ reason: "TokenRejected", error: "the access token stopped working mid-call" }))
+    case "RemovedFromRoom":
+      return Option.some(new RemovedFromRoom({ roomId }))
+    case "MembershipRejected":
+      return Option.some(new MembershipFailed({ reason: "Forbidden", error: "the homeserver refused our membership mid-call" }))
+  }
+}
+
+/** `--duration` elapsed, or the call ended without us (then `endFailure`). Ctrl-C interrupts this. */
 const endCondition = (
+  roomId: Ids.RoomId,
   duration: Option.Option<number>,
   call: Call.Call
-): Effect.Effect<void, ConnectFailed | NotAuthenticated> => {
-  // Core ends the call by itself (SFU, then the membership) when the SFU drops it or the homeserver stops
-  // accepting the access token; either is this command's failure, with its exit code.
-  const lost = Effect.flatMap(call.ended, (end): Effect.Effect<void, ConnectFailed | NotAuthenticated> => {
-    switch (end) {
-      case "Left":
-        return Effect.void
-      case "SfuDisconnected":
-        return Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "lost the connection to the SFU" }))
-      case "TokenRejected":
-        return Effect.fail(new NotAuthenticated({ reason: "TokenRejected", error: "the access token stopped working mid-call" }))
-    }
-  })
+): Effect.Effect<void, EndFailure> => {
+  const lost = Effect.flatMap(call.ended, (end) =>
+    Option.match(endFailure(roomId, end), { onNone: () => Effect.void, onSome: Effect.fail }))
   return Option.match(duration, {
     onNone: () => lost,
     onSome: (s) => Effect.race(Effect.sleep(Duration.seconds(s)), lost)

@@ -13,7 +13,10 @@ export const ExitCode = {
   NotAuthenticated: 3,
   JwtFetchFailed: 4,
   ConnectFailed: 5,
+  /** Also a membership refused mid-call (the call's `MembershipRejected` end). */
   MembershipFailed: 6,
+  /** Our user is no longer joined to the room (the call's `RemovedFromRoom` end). */
+  RemovedFromRoom: 7,
   /** A second Ctrl-C while leaving: we exit without waiting for the leave. */
   Forced: 130
 } as const
