@@ -16,9 +16,10 @@
  * requests a closing page sends on purpose.
  */
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import type { BrowserContext } from "playwright-core"
 import { chromium } from "playwright-core"
 
@@ -56,6 +57,85 @@ const run = (cmd: string, args: ReadonlyArray<string>): Promise<{ code: number |
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..")
+/** Downloaded .debs stay in the project (ignored, cached by CI with .tools/): a second machine installs without downloading. */
+export const aptArchives = join(repoRoot, ".tools", "apt-archives")
+
+/**
+ * The commands that install chromium: `apt-get update`, then `apt-get install`. Through
+ * `sudo -n` when not root (it fails at once instead of prompting when sudo needs a password).
+ * apt waits up to 5 minutes for a dpkg lock held by another apt (e.g. unattended-upgrades)
+ * instead of failing at once.
+ */
+export const aptCommands = (opts: { readonly root: boolean; readonly sudo: boolean; readonly archives: string }): ReadonlyArray<ReadonlyArray<string>> => {
+  const aptGet = [...(!opts.root && opts.sudo ? ["sudo", "-n"] : []), "apt-get", "-o", "DPkg::Lock::Timeout=300", "-o", `Dir::Cache::Archives=${opts.archives}`]
+  return [
+    [...aptGet, "update"],
+    [...aptGet, "install", "-y", "chromium"]
+  ]
+}
+
+const onPath = (cmd: string): boolean =>
+  (process.env["PATH"] ?? "").split(":").some((dir) => dir !== "" && existsSync(join(dir, cmd)))
+
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+const lockOwner = (lock: string): number | undefined => {
+  try {
+    const pid = Number(readFileSync(join(lock, "pid"), "utf8").trim())
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined // empty while its owner writes it
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A mkdir lock holding its owner's pid. A lock whose owner is dead (or that never got a pid:
+ * its owner died between mkdir and write) is stale and taken over; after `deadlineMs` the wait
+ * gives up with an error naming the lock. Resolves "done" without the lock when `done()`
+ * turns true while waiting. Two waiters taking over the same stale lock at once could both
+ * run apt-get; dpkg's own lock serialises them, this one only spares the waiting.
+ */
+export const acquireDirLock = async (
+  lock: string,
+  done: () => boolean,
+  opts: { readonly deadlineMs: number; readonly pollMs?: number; readonly orphanMs?: number }
+): Promise<"locked" | "done"> => {
+  const deadline = Date.now() + opts.deadlineMs
+  for (;;) {
+    try {
+      mkdirSync(lock)
+      writeFileSync(join(lock, "pid"), `${process.pid}\n`)
+      return "locked"
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+    }
+    if (done()) return "done"
+    const owner = lockOwner(lock)
+    let ageMs = 0
+    try {
+      ageMs = Date.now() - statSync(lock).mtimeMs
+    } catch {
+      continue // released meanwhile: try again at once
+    }
+    if (owner !== undefined ? !pidAlive(owner) : ageMs > (opts.orphanMs ?? 30_000)) {
+      rmSync(lock, { recursive: true, force: true })
+      continue
+    }
+    if (Date.now() >= deadline) {
+      throw new Error(`waited ${Math.round(opts.deadlineMs / 1000)} s for ${lock} (held by pid ${owner ?? "?"}); if no chromium install is running, delete it`)
+    }
+    await sleep(opts.pollMs ?? 1000)
+  }
+}
+
 /**
  * Installs Debian's chromium when it is missing. Concurrent callers (several test
  * files, several vitest workers) share one install through a mkdir lock.
@@ -63,25 +143,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 export const ensureChromium = async (log: (m: string) => void = (m) => process.stderr.write(`[chromium] ${m}\n`)) => {
   if (existsSync(CHROMIUM)) return
   const lock = join(tmpdir(), "matrixrtc-effect-chromium-install.lock")
-  for (;;) {
-    try {
-      mkdirSync(lock)
-      break
-    } catch {
-      if (existsSync(CHROMIUM)) return
-      await sleep(1000)
-    }
-  }
+  // An install takes a minute or two, plus up to 5 minutes waiting for dpkg's lock.
+  if ((await acquireDirLock(lock, () => existsSync(CHROMIUM), { deadlineMs: 10 * 60_000 })) === "done") return
   try {
     if (existsSync(CHROMIUM)) return
-    log("installing chromium: apt-get update && apt-get install -y chromium (takes a minute or two)")
-    const r = await run("sh", ["-c", "apt-get update && apt-get install -y chromium"])
-    if (r.code !== 0 || !existsSync(CHROMIUM)) {
-      throw new Error(
-        `installing chromium with apt-get failed (exit ${r.code}); the e2e tests need ${CHROMIUM} ` +
-          `(run \`apt-get update && apt-get install -y chromium\` as root). Last output:\n${r.output.slice(-2000)}`
-      )
+    mkdirSync(join(aptArchives, "partial"), { recursive: true })
+    const commands = aptCommands({ root: process.getuid?.() === 0, sudo: onPath("sudo"), archives: aptArchives })
+    const shown = commands.map((c) => c.join(" ")).join(" && ")
+    log(`installing chromium: ${shown} (takes a minute or two)`)
+    for (const [cmd, ...args] of commands) {
+      const r = await run(cmd!, args)
+      if (r.code !== 0) {
+        throw new Error(
+          `installing chromium failed: \`${[cmd, ...args].join(" ")}\` exited ${r.code}; the e2e tests need ${CHROMIUM} ` +
+            `(run \`${shown}\` as root). Last output:\n${r.output.slice(-2000)}`
+        )
+      }
     }
+    if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium but ${CHROMIUM} is missing`)
     log(`installed ${CHROMIUM}`)
   } finally {
     rmSync(lock, { recursive: true, force: true })
