@@ -62,10 +62,16 @@ const textIs = async (url: string, expected: string | undefined): Promise<boolea
 const synapseConfigPath = join(paths.synapseDir, "homeserver.yaml")
 const synapseDataDir = join(paths.synapseDir, "data")
 
-/** Environment for children: inherit, but never leak an npm nodedir setting or a proxy. */
-const childEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+/**
+ * Environment for children: inherit, but without an npm nodedir setting (pnpm does not know
+ * it) and without proxy settings: the stack talks loopback only, and a machine's proxy would
+ * otherwise carry Synapse's (and, with NODE_USE_ENV_PROXY, the auth service's) requests.
+ */
+export const childEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra }
-  delete env["npm_config_nodedir"]
+  for (const key of Object.keys(env)) {
+    if (key === "npm_config_nodedir" || key === "NODE_USE_ENV_PROXY" || /^(http|https|all|no)_proxy$/i.test(key)) delete env[key]
+  }
   return env
 }
 
