@@ -1,6 +1,7 @@
 // Every path the dev stack uses. All of them live in ignored folders of the repository:
 // `.tools/` (installed binaries, template database; kept between runs) and
-// `.stack/` (generated config, data, pid files and logs of the current run).
+// `.stack/` (generated config, data, pid files, logs and the lock of the current run; never
+// cached, so a killed run's lock cannot reach another machine).
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -16,13 +17,16 @@ export const paths = {
   synapseVenv: join(toolsDir, "synapse-venv"),
   synapsePython: join(toolsDir, "synapse-venv", "bin", "python"),
   synapseMarker: join(toolsDir, "synapse-venv", "devstack-installed.txt"),
+  synapseConstraints: join(repoRoot, "packages", "devstack", "synapse-constraints.txt"),
   gobin: join(toolsDir, "gobin"),
   livekitBinary: join(toolsDir, "gobin", "server"),
   livekitMarker: join(toolsDir, "gobin", "devstack-livekit-version.txt"),
+  goModCache: join(toolsDir, "go", "mod"),
+  goBuildCache: join(toolsDir, "go", "cache"),
   templateDir: join(toolsDir, "synapse-template"),
   templateMarker: join(toolsDir, "synapse-template", "devstack-template.txt"),
   templateBuildDir: join(toolsDir, "synapse-template-build"),
-  lockDir: join(toolsDir, "devstack.lock"),
+  lockDir: join(stackDir, "devstack.lock"),
   stackJson: join(stackDir, "stack.json"),
   logsDir: join(stackDir, "logs"),
   synapseDir: join(stackDir, "synapse"),

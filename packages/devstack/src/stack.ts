@@ -12,7 +12,7 @@ import {
   livekitUrl
 } from "./config.ts"
 import { runChecks } from "./checks.ts"
-import { ensureLivekit, ensureSynapse } from "./install.ts"
+import { ensureInstalled } from "./install.ts"
 import { type RegisteredUser, whoami } from "./matrix.ts"
 import { paths, stackDir } from "./paths.ts"
 import { type PortSet, busyPorts, describePorts, pidAlive, readPidFile, runningFromPidFile, stopFromPidFile } from "./proc.ts"
@@ -183,7 +183,7 @@ const fresh = async (log: Log): Promise<{ stack: StackInfo; started: Array<Servi
   rmSync(paths.logsDir, { recursive: true, force: true })
   mkdirSync(paths.logsDir, { recursive: true })
 
-  await Promise.all([ensureSynapse(log), ensureLivekit(log)])
+  await ensureInstalled(log)
   assertPortsFree()
   await ensureTemplate(log)
 
