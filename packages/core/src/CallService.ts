@@ -47,6 +47,8 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
     // Completed by the next disconnect: a connect started before it gives up, rather than make the hang-up wait
     // for the lock through a whole (possibly slow) join.
     const hangUp = yield* Ref.make(yield* Deferred.make<void>())
+    // Set at teardown: a connect that gets the lock afterwards would make a call nobody is left to close.
+    const closed = yield* Ref.make(false)
 
     const closeActive = Effect.flatMap(SubscriptionRef.getAndSet(active, Option.none()), (current) =>
       Option.match(current, {
@@ -58,6 +60,7 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
       lock.withPermits(1)(
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function*() {
+            if (yield* Ref.get(closed)) return yield* Effect.interrupt
             yield* closeActive
             const scope = yield* Scope.make()
             const exit = yield* restore(join(roomId, options)).pipe(
@@ -97,7 +100,9 @@ export const make: Effect.Effect<CallServiceService, never, Scope.Scope | Matrix
       Effect.zipRight(lock.withPermits(1)(closeActive))
     )
 
-    yield* Effect.addFinalizer(() => closeActive)
+    // As a disconnect: a connect under way at teardown is interrupted, not left to finish into a call whose
+    // scope is no longer closed by anyone.
+    yield* Effect.addFinalizer(() => Effect.zipRight(Ref.set(closed, true), disconnect))
 
     return CallService.of({
       connect,

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Layer, Option, Stream, TestServices } from "effect"
+import { Chunk, Effect, Exit, Fiber, Layer, Option, Stream, TestClock, TestServices } from "effect"
 import * as Call from "../src/Call.ts"
 import * as CallService from "../src/CallService.ts"
 import type { RoomId } from "../src/Ids.ts"
@@ -116,6 +116,22 @@ describe("CallService", () => {
         const service = yield* CallService.CallService
         yield* service.connect(roomId)
       }).pipe(Effect.provide(CallService.layer))
+      yield* assertNothingLeft
+    }).pipe(Effect.provide(Testing.layer())))
+
+  it.effect("tearing the layer down during a connect interrupts it: no call is left behind", () =>
+    Effect.gen(function*() {
+      const sfu = yield* TestLiveKit.TestLiveKit
+      yield* sfu.injectFault("connect", Testing.TestCallLog.delay(1_000))
+      // A daemon, as a connect run from outside (e.g. an app's runtime) is: the layer's teardown must stop it.
+      const connect = yield* Effect.scoped(Effect.gen(function*() {
+        const service = yield* CallService.CallService
+        const connecting = yield* Effect.forkDaemon(service.connect(roomId))
+        yield* awaitLog((e) => `${e.actor}:${e.op}` === "sfu:connect")
+        return connecting
+      }).pipe(Effect.provide(CallService.layer)))
+      yield* TestClock.adjust(1_000)
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(connect)))
       yield* assertNothingLeft
     }).pipe(Effect.provide(Testing.layer())))
 })
