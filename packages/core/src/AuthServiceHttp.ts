@@ -201,13 +201,13 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
         Effect.mapError((e): Attempt => ({ _tag: "Network", detail: networkDetail(e) })),
         Effect.timeoutFail({ duration: timeout, onTimeout: (): Attempt => ({ _tag: "Timeout" }) }),
         Effect.retry({ schedule: retrySchedule, while: (e) => e._tag === "Network" }),
-        Effect.tapError((e) => Effect.logDebug("auth service request failed", { url, failure: e._tag }))
+        Effect.tapError((e) => Effect.logDebug("auth service request failed", { url: withoutUserinfo(url), failure: e._tag }))
       )
 
-    const failure = (url: string, attempt: Attempt) =>
+    const failure = (endpoint: string, attempt: Attempt) =>
       attempt._tag === "Timeout"
-        ? new JwtFetchFailed({ reason: "Timeout", endpoint: url })
-        : new JwtFetchFailed({ reason: "Unreachable", endpoint: url, cause: attempt.detail })
+        ? new JwtFetchFailed({ reason: "Timeout", endpoint })
+        : new JwtFetchFailed({ reason: "Unreachable", endpoint, cause: attempt.detail })
 
     /** `sent`: the OpenID token of the request; a service or proxy that echoes it must not put it in our error. */
     const rejected = (url: string, answer: Answer, sent: Redacted.Redacted<string>) => {
@@ -259,15 +259,17 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
     ): Effect.Effect<LiveKitGrant, JwtFetchFailed> =>
       Effect.gen(function*() {
         const url = normaliseBaseUrl(baseUrl) + path
-        yield* Effect.annotateCurrentSpan("endpoint", withoutUserinfo(url))
-        if (!isTokenSafeUrl(url)) return yield* new JwtFetchFailed({ reason: "InsecureUrl", endpoint: withoutUserinfo(url) })
+        // What errors, logs and spans name: a password in the URL's userinfo stays out of them.
+        const shown = withoutUserinfo(url)
+        yield* Effect.annotateCurrentSpan("endpoint", shown)
+        if (!isTokenSafeUrl(url)) return yield* new JwtFetchFailed({ reason: "InsecureUrl", endpoint: shown })
         const attempt = (payload: A) =>
           HttpClientRequest.post(url).pipe(
             HttpClientRequest.schemaBodyJson(schema)(payload),
             // Encoding our own well-typed body cannot fail.
             Effect.orDie,
             Effect.flatMap((request) => send(url, request)),
-            Effect.mapError((e) => failure(url, e))
+            Effect.mapError((e) => failure(shown, e))
           )
         const delegated = "delay_id" in delegation
         let answer = yield* attempt(delegated ? { ...plain, ...delegation } : plain)
@@ -275,11 +277,11 @@ export const make = (options: Options = {}): Effect.Effect<AuthServiceService, n
           delegated && answer.status === 400 &&
           Option.exists(decodeErrorBody(answer.text), (b) => b.errcode === "M_BAD_JSON")
         ) {
-          yield* Effect.logDebug("auth service refused the delay delegation; asking again without it", { url })
+          yield* Effect.logDebug("auth service refused the delay delegation; asking again without it", { url: shown })
           answer = yield* attempt(plain)
         }
-        if (answer.status < 200 || answer.status >= 300) return yield* rejected(url, answer, openIdToken)
-        return yield* grant(url, answer)
+        if (answer.status < 200 || answer.status >= 300) return yield* rejected(shown, answer, openIdToken)
+        return yield* grant(shown, answer)
       })
 
     const sfuGet = Effect.fn("AuthService.sfuGet")(function*(baseUrl: string, request: SfuGetRequest) {
