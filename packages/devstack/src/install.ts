@@ -5,8 +5,8 @@ import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { LIVEKIT_MODULE, LIVEKIT_VERSION, SYNAPSE_VERSION, paths, toolsDir } from "./paths.ts"
-import { tailFile } from "./proc.ts"
+import { LIVEKIT_MODULE, LIVEKIT_VERSION, SYNAPSE_VERSION, paths, pidFile, toolsDir } from "./paths.ts"
+import { runningFromPidFile, tailFile } from "./proc.ts"
 import { type Log, StackError, formatMs, runLogged } from "./util.ts"
 
 const installLog = (name: string): string => join(toolsDir, "logs", `install-${name}.log`)
@@ -130,6 +130,15 @@ const findGo = (): string => {
  */
 export const ensureSynapse = async (log: Log): Promise<{ readonly installed: boolean; readonly ms: number }> => {
   if (synapseInstalled()) return { installed: false, ms: 0 }
+  // A changed marker (new constraints, another Python) must not delete the venv under a running Synapse.
+  const running = runningFromPidFile(pidFile("synapse"))
+  if (running !== undefined) {
+    throw new StackError(
+      "install:synapse",
+      `the Synapse venv is out of date (${paths.synapseMarker} names other constraints, Python or version), but this stack's Synapse (pid ${running.pid}) runs from it`,
+      "when no test run uses the stack, `npm run stack:down`; the next start reinstalls Synapse"
+    )
+  }
   const started = Date.now()
   const python = findPython()
   log(`installing matrix-synapse==${SYNAPSE_VERSION} into ${paths.synapseVenv} (log: ${installLog("synapse")})`)
