@@ -301,10 +301,12 @@ const joinCall = async (roomIdText: string) => {
   const scope = await rt.runPromise(Scope.make())
   const exit = await rt.runPromiseExit(
     Effect.gen(function*() {
+      // Closing the tab closes the call's scope: the same leave as the Leave button. Registered
+      // before the join, so that a tab closed during a slow join leaves too; the delayed leave
+      // covers what the page cannot finish.
+      yield* leaveOnPageHide(Scope.close(scope, Exit.void)).pipe(Scope.extend(scope))
       const roomId = yield* Ids.roomId(roomIdText)
       const call = yield* Call.join(roomId, { callIntent: "video", prepared }).pipe(Scope.extend(scope))
-      // Closing the tab runs the same leave; the delayed leave covers what it cannot finish.
-      yield* leaveOnPageHide(call.leave).pipe(Scope.extend(scope))
 
       const runSync = <A>(e: Effect.Effect<A>) => Effect.runSync(e)
       const tiles = makeTileRenderer(runSync)
@@ -348,23 +350,52 @@ const joinCall = async (roomIdText: string) => {
     return
   }
   inCall = { call: exit.value, scope }
+  delete document.body.dataset["callEnded"]
+  void watchEnd(rt, inCall)
   $("call-title").textContent = `Call in ${exit.value.roomId}`
   show("call")
   setState("in-call", `in call as ${exit.value.connection.identity}`)
 }
 
-const leaveCall = async () => {
-  const rt = runtime
-  const c = inCall
-  if (rt === undefined || c === undefined) return
-  setState("leaving", "leaving…")
+/** Closes the call's scope (the leave, if the call has not ended yet) and returns to the room list. */
+const backToRooms = async (c: InCall, status: string) => {
   inCall = undefined
-  await rt.runPromise(Scope.close(c.scope, Exit.void))
+  await runtime?.runPromise(Scope.close(c.scope, Exit.void))
   $("members").replaceChildren()
   show("rooms")
-  setState("rooms", "left the call")
+  setState("rooms", status)
   prepareLobby(selectedRoom())
 }
+
+const leaveCall = async () => {
+  const c = inCall
+  if (runtime === undefined || c === undefined) return
+  setState("leaving", "leaving…")
+  await backToRooms(c, "left the call")
+}
+
+const endedStatus: Record<Call.CallEnd, string> = {
+  Left: "left the call",
+  SfuDisconnected: "the call ended: the connection to the media server was lost",
+  TokenRejected: "the call ended: the homeserver no longer accepts this session; log in again",
+  RemovedFromRoom: "the call ended: you are no longer in the room",
+  MembershipRejected: "the call ended: the room no longer lets you take part in calls"
+}
+
+/**
+ * However the call ended (the Leave button, the SFU gone, the session logged out, a leave on
+ * pagehide in a page that then came back from the back/forward cache), the page shows it and,
+ * unless the Leave button is already doing so, returns to the room list.
+ */
+const watchEnd = (rt: Runtime, c: InCall) =>
+  rt.runPromise(c.call.ended).then(
+    async (reason) => {
+      document.body.dataset["callEnded"] = reason
+      if (inCall === c) await backToRooms(c, endedStatus[reason])
+    },
+    // The runtime was disposed (logout): nothing to show.
+    () => undefined
+  )
 
 // ---------------------------------------------------------------------------------------
 // Test/debug hooks: read-only views used by the end-to-end tests.
@@ -392,7 +423,9 @@ const debug = {
       })
     )
   },
-  leave: leaveCall
+  leave: leaveCall,
+  /** How the last call ended (`Call.CallEnd`), or "" while it has not. */
+  ended: (): string => document.body.dataset["callEnded"] ?? ""
 }
 Object.assign(globalThis, { exampleDebug: debug })
 

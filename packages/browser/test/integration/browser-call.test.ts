@@ -18,6 +18,7 @@ import { afterAll, beforeAll } from "vitest"
 import { startExample } from "../../example/serve.ts"
 import type { ExampleServer } from "../../example/serve.ts"
 import { ensureChromium, launchChromium } from "../support/chromium.ts"
+import { removeParticipant } from "../support/livekitAdmin.ts"
 import type { Chromium } from "../support/chromium.ts"
 import {
   createCallRoom,
@@ -27,9 +28,11 @@ import {
   nodeLayer,
   nodeParticipant,
   openApp,
+  pageCallEnded,
   pageDevice,
   pageIdentity,
   pageText,
+  sfuCloseReason,
   sfuLeftAt,
   userAt,
   waitForLeaveEvent,
@@ -151,8 +154,15 @@ const closeTabMidCall = (proxy: FaultProxy) =>
       earliestDelayedLeave(requests.filter((r) => r.seq < since)),
       "the leave event is from the page's own leave: the delayed leave could not have fired yet"
     )
-    assert.isAbove(app.sfuLeavesSent().length, 0, "the closing page sent the SFU a LeaveRequest")
+    // A LeaveRequest from the closing page, as the SFU saw it (the page's websocket record ends with the page).
+    const closed = yield* eventually(sfuCloseReason(identity), Option.isSome, 5_000, "livekit-server closing the browser's session")
+    assert.deepStrictEqual(closed, Option.some("CLIENT_REQUEST_LEAVE"), "the closing page sent the SFU a LeaveRequest")
     assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
+    // The closed page's debug hook is gone; its last log lines tell who ended the call: its own
+    // pagehide leave, not an SFU disconnect before it (livekit-client's own, on beforeunload).
+    const log = app.consoleLines()
+    assert.isTrue(log.some((l) => l.includes("page hidden: leaving the call")), `no pagehide leave in the page's log:\n${log.join("\n")}`)
+    assert.isFalse(log.some((l) => l.includes("the SFU connection ended")), `the SFU connection ended first:\n${log.join("\n")}`)
   })
 
 // One Node participant (bob) for the whole file; each test joins and leaves with it.
@@ -246,6 +256,39 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
       // The page reaches Synapse over an emulated wide-area link. Its renderer is gone well before the leave's
       // CORS preflight comes back, so only a request the browser carries on after the page (keepalive) arrives.
       yield* closeTabMidCall(yield* faultProxy({ target: stack.homeserverUrl, latencyMs: 200 }))
+    }), 120_000)
+
+  it.scoped("a beforeunload alone (the user stays) keeps the call; a pagehide into the back/forward cache leaves it: ended Left, the page back at the room list", () =>
+    Effect.gen(function*() {
+      const { alice, app, device, node } = yield* aliceInCall(aliceJoins())
+
+      // What a cancelled unload leaves behind ("Leave the call?" → Stay): beforeunload ran, nothing else.
+      yield* Effect.promise(() => app.page.evaluate(() => void window.dispatchEvent(new Event("beforeunload", { cancelable: true }))))
+      const before = yield* inboundAudioBytes(app)
+      yield* eventually(inboundAudioBytes(app), (n) => n > before + 4000, 10_000, "the page still receiving bob's audio after beforeunload")
+      assert.strictEqual(yield* pageCallEnded(app), "", "the call did not end on beforeunload")
+      assert.deepStrictEqual(app.sfuLeavesSent(), [], "no LeaveRequest to the SFU on beforeunload")
+
+      // A pagehide of a page that lives on (the back/forward cache): it leaves, and the UI follows.
+      yield* Effect.promise(() =>
+        app.page.evaluate(() => void window.dispatchEvent(new PageTransitionEvent("pagehide", { persisted: true })))
+      )
+      assert.strictEqual(yield* waitForState(app, ["rooms"], 15_000), "rooms")
+      assert.strictEqual(yield* pageCallEnded(app), "Left")
+      yield* waitForLeaveEvent(node, alice.userId, device, 15_000)
+      assert.isAbove(app.sfuLeavesSent().length, 0, "the page sent the SFU a LeaveRequest")
+      assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
+    }), 120_000)
+
+  it.scoped("kicked off the SFU, the page shows the call ended (SfuDisconnected) and is back at the room list", () =>
+    Effect.gen(function*() {
+      const { alice, app, device, identity, node } = yield* aliceInCall(aliceJoins())
+      yield* Effect.promise(() => removeParticipant(stack, node.connection.roomName, identity))
+      assert.strictEqual(yield* waitForState(app, ["rooms"], 15_000), "rooms")
+      assert.strictEqual(yield* pageCallEnded(app), "SfuDisconnected")
+      assert.include(yield* pageText(app, "#status"), "the connection to the media server was lost")
+      yield* waitForLeaveEvent(node, alice.userId, device, 15_000)
+      assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     }), 120_000)
 
   it.scoped("with the auth service stopped the page shows the JwtFetchFailed message and leaves no membership", () =>

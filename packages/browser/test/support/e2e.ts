@@ -5,13 +5,15 @@
  * synchronise.
  */
 import { randomBytes } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { Call, Ids } from "@matrixrtc-effect/core"
 import type { RawCallEvent } from "@matrixrtc-effect/core"
 import { MatrixClient } from "@matrixrtc-effect/core"
 import type { StackInfo, StackUser } from "@matrixrtc-effect/devstack"
 import { NodeCall, NodeLiveKit } from "@matrixrtc-effect/node"
 import type { NodeConnection } from "@matrixrtc-effect/node"
-import { Clock, Duration, Effect, Option, Redacted, Stream, SubscriptionRef } from "effect"
+import { Clock, Duration, Effect, Option, Redacted, Schema, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { Page } from "playwright-core"
 import type { Chromium } from "./chromium.ts"
@@ -32,6 +34,8 @@ export interface AppPage {
   readonly problems: () => string
   /** Local times at which the page sent the SFU a LeaveRequest on its signal websocket. */
   readonly sfuLeavesSent: () => ReadonlyArray<number>
+  /** Everything the page wrote to its console (its Effect logs among it), oldest first. */
+  readonly consoleLines: () => ReadonlyArray<string>
 }
 
 // A binary SignalRequest whose first field is `leave` (field 8, length-delimited): LiveKit's protocol.
@@ -45,8 +49,10 @@ export const openApp = (
     Effect.promise(async () => {
       const page = await chromium.context.newPage()
       const problems: Array<string> = []
+      const consoleLines: Array<string> = []
       page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`))
       page.on("console", (m) => {
+        consoleLines.push(m.text())
         if (m.type() === "error") problems.push(`console.error: ${m.text().slice(0, 500)}`)
       })
       const sfuLeavesSent: Array<number> = []
@@ -57,7 +63,12 @@ export const openApp = (
         })
       })
       await page.goto(url)
-      return { page, problems: () => problems.join("\n"), sfuLeavesSent: () => sfuLeavesSent.slice() }
+      return {
+        page,
+        problems: () => problems.join("\n"),
+        sfuLeavesSent: () => sfuLeavesSent.slice(),
+        consoleLines: () => consoleLines.slice()
+      }
     }),
     ({ page }) => Effect.promise(() => page.close().catch(() => undefined))
   )
@@ -109,6 +120,12 @@ export const inboundAudioBytes = (app: AppPage) =>
     app.page.evaluate(() =>
       (globalThis as unknown as { exampleDebug: { inboundAudioBytes: () => Promise<number> } }).exampleDebug.inboundAudioBytes()
     )
+  )
+
+/** How the page's last call ended (`Call.CallEnd`), "" while it has not. */
+export const pageCallEnded = (app: AppPage) =>
+  Effect.promise(() =>
+    app.page.evaluate(() => (globalThis as unknown as { exampleDebug: { ended: () => string } }).exampleDebug.ended())
   )
 
 /** Polls `probe` (every 200 ms) until `ok` holds; fails after `timeoutMs` with the last value seen. */
@@ -235,6 +252,30 @@ export const sfuLeftAt = (p: NodeParticipant, identity: string) =>
       Option.fromNullable(all.slice(seen).find((x) => !x.identities.includes(identity))),
       (x) => x.at
     )
+  })
+
+// ---------------------------------------------------------------------------------------
+// The SFU's own record
+
+const livekitLog = join(import.meta.dirname, "..", "..", "..", "..", ".stack", "logs", "livekit.log")
+
+// livekit-server logs tab-separated: time, level, logger, caller, message, JSON fields.
+const ParticipantClosing = Schema.parseJson(Schema.Struct({ participant: Schema.String, reason: Schema.String }))
+
+/**
+ * Why livekit-server closed `identity`'s session, from its log ("CLIENT_REQUEST_LEAVE": the
+ * client sent a LeaveRequest), once it has. The page's own record of what it sent ends when
+ * the page closes, so for a closed tab this is where a LeaveRequest shows.
+ */
+export const sfuCloseReason = (identity: string) =>
+  Effect.sync(() => {
+    const reasons = readFileSync(livekitLog, "utf8")
+      .split("\n")
+      .map((line) => line.split("\t"))
+      .filter((fields) => fields[4] === "participant closing" && fields[5]?.includes(identity) === true)
+      .flatMap((fields) => Option.toArray(Schema.decodeUnknownOption(ParticipantClosing)(fields[5])))
+      .filter((f) => f.participant === identity)
+    return Option.map(Option.fromNullable(reasons.at(-1)), (f) => f.reason)
   })
 
 // ---------------------------------------------------------------------------------------

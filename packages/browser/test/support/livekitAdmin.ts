@@ -1,7 +1,8 @@
 /**
  * Just enough of the LiveKit server API for the adapter tests: HS256 access
  * tokens signed with the stack's key, and RoomService CreateRoom/DeleteRoom
- * over Twirp (the auth service normally creates rooms; `auto_create` is off).
+ * over Twirp (the auth service normally creates rooms; `auto_create` is off), and
+ * RemoveParticipant to kick a client off the SFU.
  */
 import { createHmac, randomBytes } from "node:crypto"
 import type { StackInfo } from "@matrixrtc-effect/devstack"
@@ -27,15 +28,23 @@ export const joinToken = (stack: StackInfo, room: string, identity = `harness-${
     video: { room, roomJoin: true, canPublish: true, canSubscribe: true }
   })
 
-const roomService = async (stack: StackInfo, method: "CreateRoom" | "DeleteRoom", room: string) => {
-  const token = signToken(stack.livekitApiKey, stack.livekitApiSecret, { video: { roomCreate: true, room } })
+const roomService = async (
+  stack: StackInfo,
+  method: "CreateRoom" | "DeleteRoom" | "RemoveParticipant",
+  room: string,
+  body: Record<string, unknown> = { name: room }
+) => {
+  const token = signToken(stack.livekitApiKey, stack.livekitApiSecret, { video: { roomCreate: true, roomAdmin: true, room } })
   const res = await fetch(`${stack.livekitHttpUrl}/twirp/livekit.RoomService/${method}`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ name: room, room })
+    body: JSON.stringify({ room, ...body })
   })
   if (!res.ok) throw new Error(`LiveKit ${method} ${room}: HTTP ${res.status} ${await res.text()}`)
 }
 
 export const createRoom = (stack: StackInfo, room: string) => roomService(stack, "CreateRoom", room)
 export const deleteRoom = (stack: StackInfo, room: string) => roomService(stack, "DeleteRoom", room)
+/** Kicks `identity` off the SFU (the client sees DisconnectReason PARTICIPANT_REMOVED). */
+export const removeParticipant = (stack: StackInfo, room: string, identity: string) =>
+  roomService(stack, "RemoveParticipant", room, { identity })
