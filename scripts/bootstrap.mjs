@@ -104,7 +104,7 @@ const main = () => {
   // npm on this image carries a `nodedir` user setting that pnpm does not know.
   delete env.npm_config_nodedir
 
-  // The store and cache live in .tools/ (.npmrc). A node_modules linked from another store
+  // The store and cache live in .tools/ (pnpm-workspace.yaml). A node_modules linked from another store
   // (an older checkout's, or $HOME's) must be purged and relinked, without asking: no TTY in CI.
   const install = run(
     node,
