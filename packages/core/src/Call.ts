@@ -604,17 +604,15 @@ const makeMembershipOps = (
    * other failures are logged, and the next round tries again. A 403 once the room has shown us removed is the
    * removal (the kick, not the refusal that follows from it, is what the user needs to hear).
    */
-  const failed = (what: string) => (e: MatrixError) => {
-    const kind = MatrixErrors.classify(e)._tag
-    return kind === "UnknownToken"
+  const failed = (what: string) => (e: MatrixError) =>
+    MatrixRetry.isTokenRejected(e)
       ? Effect.zipRight(Effect.logWarning(`${what}: the access token was rejected; ending the call`, e.message), onLost("TokenRejected"))
-      : kind === "Forbidden"
+      : MatrixErrors.classify(e)._tag === "Forbidden"
       ? Effect.zipRight(
         Effect.logWarning(`${what}: refused by the homeserver; ending the call`, e.message),
         onLost(roomMembership === "join" ? "MembershipRejected" : "RemovedFromRoom")
       )
       : Effect.logWarning(`${what} failed`, e.message)
-  }
 
   /**
    * Whether the room's latest word on our user, as it was delivered, is not `join`; acted on only once the room has
