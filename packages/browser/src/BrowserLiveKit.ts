@@ -14,9 +14,10 @@
  * browser would make test runs reach the internet.
  */
 import type { Scope } from "effect"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
-import { ConnectFailed, EventListeners, LiveKit } from "@matrixrtc-effect/core"
-import type { ConnectOptions, DisconnectReason, LiveKitConnection, PlatformLiveKitService } from "@matrixrtc-effect/core"
+import type { Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, PubSub, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
+import { EventListeners, LiveKitAdapter } from "@matrixrtc-effect/core"
+import type { ConnectOptions, DisconnectReason, LiveKit, LiveKitConnection, PlatformLiveKitService } from "@matrixrtc-effect/core"
 import { Room, RoomEvent, TrackEvent } from "livekit-client"
 import type { DisconnectReason as LkDisconnectReason, LocalTrackPublication, RoomOptions } from "livekit-client"
 import { connectFailedOf, disconnectReasonOf } from "./internal/livekitMapping.ts"
@@ -71,14 +72,15 @@ export interface BrowserConnection extends LiveKitConnection {
 
 export type BrowserLiveKitService = PlatformLiveKitService<BrowserConnection>
 
-const created = new WeakSet<LiveKitConnection>()
+const handles = LiveKitAdapter.handles<BrowserConnection>()
 
 /**
  * The browser handle behind a connection the portable code holds, e.g. the
- * `connection` of a joined call, when this adapter opened it.
+ * `connection` of a joined call, when this adapter opened it. Unlike
+ * `BrowserLiveKit.connection` (the most recent connection) it finds the right
+ * one while several calls are open.
  */
-export const browserConnection = (connection: LiveKitConnection): Option.Option<BrowserConnection> =>
-  created.has(connection) ? Option.some(connection as BrowserConnection) : Option.none()
+export const browserConnection: (connection: LiveKitConnection) => Option.Option<BrowserConnection> = handles.of
 
 export class BrowserLiveKit extends Context.Tag("@matrixrtc-effect/browser/BrowserLiveKit")<
   BrowserLiveKit,
@@ -101,19 +103,11 @@ export interface BrowserLiveKitOptions {
 
 // Events after which the room is re-read (RoomView.sync publishes only what changed).
 const refreshEvents = [
-  RoomEvent.ConnectionStateChanged,
-  RoomEvent.ParticipantConnected,
-  RoomEvent.ParticipantDisconnected,
-  RoomEvent.TrackPublished,
-  RoomEvent.TrackUnpublished,
-  RoomEvent.TrackSubscribed,
-  RoomEvent.TrackUnsubscribed,
+  ...LiveKitAdapter.roomChangeEvents.map((name) => RoomEvent[name]),
   RoomEvent.TrackMuted,
   RoomEvent.TrackUnmuted,
   RoomEvent.LocalTrackPublished,
   RoomEvent.LocalTrackUnpublished,
-  RoomEvent.Reconnected,
-  RoomEvent.Disconnected,
   // A camera/microphone switch (restartTrack) replaces the MediaStreamTrack inside the same
   // publication; livekit-client says so only with these two (the room one only when the device changed).
   RoomEvent.ActiveDeviceChanged
@@ -144,7 +138,7 @@ const pageHidden: Effect.Effect<Deferred.Deferred<void>, never, Scope.Scope> = E
 
 export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<BrowserLiveKitService> =>
   Effect.gen(function*() {
-    const current = yield* SubscriptionRef.make(Option.none<BrowserConnection>())
+    const current = yield* LiveKitAdapter.connections(handles)
 
     const connect = (url: string, jwt: Redacted.Redacted<string>, connectOptions?: ConnectOptions) =>
       Effect.gen(function*() {
@@ -187,40 +181,23 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         // later callers wait for the first. Its final state reaches the refs through the
         // Disconnected event.
         const disconnect = yield* Effect.cached(
-          Effect.suspend(() => {
-            // Started here, before the race below: a wait cut short must not skip the SFU leave.
-            const done = room.disconnect()
-            // Observed even when nobody waits for it any more (pagehide won).
-            done.catch(() => undefined)
-            return Effect.tryPromise(() => done).pipe(
-              Effect.timeout(timeout),
-              Effect.catchAll((e) => Effect.logWarning("LiveKit disconnect did not finish cleanly", e)),
-              Effect.race(Deferred.await(hidden)),
-              // Also runs as a finalizer, which is uninterruptible: without `interruptible` neither
-              // the timeout nor pagehide could cut a hanging disconnect short.
-              Effect.interruptible
-            )
-          }).pipe(Effect.withSpan("BrowserLiveKit.disconnect"))
+          LiveKitAdapter.disconnect({ start: () => room.disconnect(), timeout, until: Deferred.await(hidden) }).pipe(
+            Effect.withSpan("BrowserLiveKit.disconnect")
+          )
         )
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)
 
-        const timeoutMs = connectOptions?.timeoutMs ?? options.connectTimeoutMs ?? 20_000
-        yield* Effect.tryPromise({
-          try: (signal) => {
-            // Interruption (including the timeout below) aborts the SDK's own connect attempt
-            // at once, through the same disconnect the scope's finalizer then waits for.
-            signal.addEventListener("abort", () => void run(disconnect))
-            return room.connect(url, Redacted.value(jwt))
-          },
-          catch: (e) => connectFailedOf(url, e)
-        }).pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(timeoutMs),
-            onTimeout: () => new ConnectFailed({ reason: "Timeout", url, error: `no connection after ${timeoutMs} ms` })
-          }),
-          Effect.withSpan("BrowserLiveKit.connect", { attributes: { url } })
-        )
+        yield* LiveKitAdapter.connect({
+          url,
+          timeoutMs: connectOptions?.timeoutMs ?? options.connectTimeoutMs,
+          span: "BrowserLiveKit.connect",
+          start: () => room.connect(url, Redacted.value(jwt)),
+          // Interruption (including the timeout) aborts the SDK's own connect attempt at once,
+          // through the same disconnect the scope's finalizer then waits for.
+          onInterrupt: () => void run(disconnect),
+          failure: connectFailedOf
+        })
         yield* Effect.logDebug("connected to LiveKit").pipe(
           Effect.annotateLogs({ url, room: room.name, identity: room.localParticipant.identity })
         )
@@ -254,10 +231,7 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           canPlaybackAudio: Effect.sync(() => room.canPlaybackAudio)
         }
 
-        created.add(connection)
-        yield* Effect.acquireRelease(SubscriptionRef.set(current, Option.some(connection)), () =>
-          SubscriptionRef.update(current, (c) => (Option.contains(c, connection) ? Option.none() : c))
-        )
+        yield* current.opened(connection)
 
         // Publishing is not part of connecting: a missing camera must not fail the call (EC does the same).
         const publish = options.publishOnConnect
@@ -273,15 +247,9 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
         return connection
       })
 
-    return {
-      connect,
-      connection: SubscriptionRef.get(current),
-      connectionChanges: current.changes
-    } satisfies BrowserLiveKitService
+    return LiveKitAdapter.service(current, connect)
   })
 
 /** Provides both `BrowserLiveKit` and the portable core `LiveKit` from one service. */
 export const layer = (options: BrowserLiveKitOptions = {}): Layer.Layer<BrowserLiveKit | LiveKit> =>
-  Layer.effectContext(
-    Effect.map(make(options), (service) => Context.make(BrowserLiveKit, service).pipe(Context.add(LiveKit, service)))
-  )
+  LiveKitAdapter.layer(BrowserLiveKit, make(options))

@@ -14,11 +14,12 @@
  * ICE servers are never configured here: rtc-node then uses the ones the SFU
  * sends in its join response, which the local stack limits to a loopback dummy.
  */
-import { ConnectFailed, disconnectReasonFromProtocolName, EventListeners, LiveKit, safeCause } from "@matrixrtc-effect/core"
+import { ConnectFailed, EventListeners, LiveKitAdapter, safeCause } from "@matrixrtc-effect/core"
 import type {
   ConnectionState,
   ConnectOptions,
   DisconnectReason,
+  LiveKit,
   LiveKitConnection,
   PlatformLiveKitService,
   RemoteParticipant
@@ -41,21 +42,8 @@ import type { RemoteTrack, RemoteTrackPublication, RemoteParticipant as LkRemote
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import type { Scope } from "effect"
-import {
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Layer,
-  Option,
-  PubSub,
-  Queue,
-  Redacted,
-  Ref,
-  Runtime,
-  Stream,
-  SubscriptionRef
-} from "effect"
+import type { Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Option, PubSub, Queue, Redacted, Ref, Runtime, Stream, SubscriptionRef } from "effect"
 import { AudioFailed, readWav, toneFrame } from "./Audio.ts"
 import type { Pcm } from "./Audio.ts"
 
@@ -128,6 +116,8 @@ export type NodeLiveKitService = PlatformLiveKitService<NodeConnection>
 
 export class NodeLiveKit extends Context.Tag("@matrixrtc-effect/node/NodeLiveKit")<NodeLiveKit, NodeLiveKitService>() {}
 
+const handles = LiveKitAdapter.handles<NodeConnection>()
+
 export interface NodeLiveKitOptions {
   /** Default connect bound when the caller passes none. Default 20 s. */
   readonly connectTimeoutMs?: number | undefined
@@ -146,17 +136,9 @@ export interface NodeLiveKitOptions {
 // ---------------------------------------------------------------------------------------
 // SDK → port mapping
 
-const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason =>
-  disconnectReasonFromProtocolName(r === undefined ? undefined : LkDisconnectReason[r])
+const disconnectReasonOf = LiveKitAdapter.disconnectReasonOf(LkDisconnectReason)
 
-const trackKindOf = (k: TrackKind | undefined): "audio" | "video" | "data" =>
-  k === TrackKind.KIND_AUDIO ? "audio" : k === TrackKind.KIND_VIDEO ? "video" : "data"
-
-const participantsOf = (room: Room): ReadonlyArray<RemoteParticipant> =>
-  [...room.remoteParticipants.values()].map((p) => ({
-    identity: p.identity,
-    tracks: [...p.trackPublications.values()].map((t) => trackKindOf(t.kind))
-  }))
+const trackKinds: LiveKitAdapter.TrackKinds<TrackKind> = { audio: TrackKind.KIND_AUDIO, video: TrackKind.KIND_VIDEO }
 
 /**
  * rtc-node rejects a failed join with a `ConnectError` whose message is the
@@ -179,18 +161,7 @@ export const connectFailedOf = (url: string, e: unknown): ConnectFailed => {
 }
 
 // Events after which the derived state is recomputed from the room.
-const refreshEvents = [
-  RoomEvent.ConnectionStateChanged,
-  RoomEvent.ParticipantConnected,
-  RoomEvent.ParticipantDisconnected,
-  RoomEvent.TrackPublished,
-  RoomEvent.TrackUnpublished,
-  RoomEvent.TrackSubscribed,
-  RoomEvent.TrackUnsubscribed,
-  RoomEvent.Reconnecting,
-  RoomEvent.Reconnected,
-  RoomEvent.Disconnected
-] as const
+const refreshEvents = [...LiveKitAdapter.roomChangeEvents.map((name) => RoomEvent[name]), RoomEvent.Reconnecting]
 
 // ---------------------------------------------------------------------------------------
 // The native runtime
@@ -303,7 +274,7 @@ const pcmFrames = (pcm: Pcm, loop: boolean): FrameSource => {
 
 export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKitService> =>
   Effect.gen(function* () {
-    const current = yield* SubscriptionRef.make(Option.none<NodeConnection>())
+    const current = yield* LiveKitAdapter.connections(handles)
     const disconnectTimeout = Duration.millis(options.disconnectTimeoutMs ?? 5000)
 
     const connect = (url: string, jwt: Redacted.Redacted<string>, connectOptions?: ConnectOptions) =>
@@ -349,7 +320,7 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
             Effect.all(
               [
                 SubscriptionRef.set(states, stateOf()),
-                SubscriptionRef.set(participants, participantsOf(room)),
+                SubscriptionRef.set(participants, LiveKitAdapter.participantsOf(room.remoteParticipants.values(), trackKinds)),
                 PubSub.publish(trackChanges, undefined)
               ],
               { discard: true }
@@ -368,44 +339,32 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
         // rtc-node cannot abort a pending connect, so the disconnect first lets it settle;
         // if it outlives the bound, the disconnect still follows it in the background.
         let connecting: Promise<void> = Promise.resolve()
-        // tryPromise: a rejecting disconnect is logged like a slow one, and the cleanup after it still runs.
-        const disconnect = Effect.tryPromise(() =>
-          connecting.then(
-            () => room.disconnect(),
-            () => undefined
-          )
-        ).pipe(
-          // Finalizers are uninterruptible; without this the timeout would wait for the promise anyway.
-          Effect.interruptible,
-          Effect.timeout(disconnectTimeout),
-          Effect.catchAll((e) =>
-            e._tag === "TimeoutException"
-              ? Effect.logWarning("LiveKit disconnect did not finish in time")
-              : Effect.logWarning("LiveKit disconnect failed", safeCause(e.error))
-          ),
-          Effect.zipRight(refreshed),
-          Effect.withSpan("NodeLiveKit.disconnect")
-        )
+        // Not cached, unlike the browser's: rtc-node's own disconnect returns at once for a room that
+        // is already disconnected, and each call re-reads the room after it.
+        const disconnect = LiveKitAdapter.disconnect({
+          start: () =>
+            connecting.then(
+              () => room.disconnect(),
+              () => undefined
+            ),
+          timeout: disconnectTimeout
+        }).pipe(Effect.zipRight(refreshed), Effect.withSpan("NodeLiveKit.disconnect"))
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)
 
-        const timeoutMs = connectOptions?.timeoutMs ?? options.connectTimeoutMs ?? 20_000
-        yield* Effect.tryPromise({
-          try: () => {
+        yield* LiveKitAdapter.connect({
+          url,
+          timeoutMs: connectOptions?.timeoutMs ?? options.connectTimeoutMs,
+          span: "NodeLiveKit.connect",
+          start: () => {
             connecting = room.connect(url, Redacted.value(jwt), {
               autoSubscribe: options.autoSubscribe ?? true,
               dynacast: false
             })
             return connecting
           },
-          catch: (e) => connectFailedOf(url, e)
-        }).pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(timeoutMs),
-            onTimeout: () => new ConnectFailed({ reason: "Timeout", url, error: `no connection after ${timeoutMs} ms` })
-          }),
-          Effect.withSpan("NodeLiveKit.connect", { attributes: { url } })
-        )
+          failure: connectFailedOf
+        })
         connected = true
         yield* refreshed
         const local = room.localParticipant!
@@ -539,17 +498,11 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           remoteAudio
         }
 
-        yield* Effect.acquireRelease(SubscriptionRef.set(current, Option.some(connection)), () =>
-          SubscriptionRef.update(current, (c) => (Option.contains(c, connection) ? Option.none() : c))
-        )
+        yield* current.opened(connection)
         return connection
       })
 
-    return {
-      connect,
-      connection: SubscriptionRef.get(current),
-      connectionChanges: current.changes
-    } satisfies NodeLiveKitService
+    return LiveKitAdapter.service(current, connect)
   })
 
 /**
@@ -558,11 +511,11 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
  * uses it), which lets the process exit.
  */
 export const layer = (options: NodeLiveKitOptions = {}): Layer.Layer<NodeLiveKit | LiveKit> =>
-  Layer.scopedContext(
+  LiveKitAdapter.layer(
+    NodeLiveKit,
     Effect.gen(function* () {
       if (options.rtcLogLevel !== "keep") yield* setRtcLogLevel(options.rtcLogLevel ?? "warn")
       yield* ffiRuntime(Duration.millis(options.disconnectTimeoutMs ?? 5000))
-      const service = yield* make(options)
-      return Context.make(NodeLiveKit, service).pipe(Context.add(LiveKit, service))
+      return yield* make(options)
     })
   )

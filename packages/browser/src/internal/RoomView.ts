@@ -10,6 +10,7 @@
  * subscribers see one emission per real change and can key on identity.
  */
 import { Effect, Equivalence, Option, SubscriptionRef } from "effect"
+import { LiveKitAdapter } from "@matrixrtc-effect/core"
 import type { ConnectionState, RemoteParticipant } from "@matrixrtc-effect/core"
 import { Track } from "livekit-client"
 import type { ConnectionState as LkConnectionState } from "livekit-client"
@@ -65,8 +66,9 @@ const sourceOf = (s: Track.Source): MediaSource =>
         ? "screen"
         : "other"
 
-const trackKindOf = (k: Track.Kind): "audio" | "video" | "data" =>
-  k === Track.Kind.Audio ? "audio" : k === Track.Kind.Video ? "video" : "data"
+const { participantsOf, sameParticipants, setIfChanged } = LiveKitAdapter
+
+const trackKinds: LiveKitAdapter.TrackKinds<Track.Kind> = { audio: Track.Kind.Audio, video: Track.Kind.Video }
 
 /** The SDK track behind each `MediaTrack` we built, to tell whether it is still the same one. */
 const sdkTrackOf = new WeakMap<MediaTrack, TrackLike>()
@@ -112,28 +114,8 @@ const tracksOf = (
   return tracks
 }
 
-const participantsOf = (room: RoomLike): ReadonlyArray<RemoteParticipant> =>
-  [...room.remoteParticipants.values()].map((p) => ({
-    identity: p.identity,
-    tracks: [...p.trackPublications.values()].map((t) => trackKindOf(t.kind))
-  }))
-
-const sameParticipants: Equivalence.Equivalence<ReadonlyArray<RemoteParticipant>> = Equivalence.array(
-  Equivalence.struct({ identity: Equivalence.string, tracks: Equivalence.array(Equivalence.string) })
-)
-
 // Unchanged tracks are re-used, so element identity is the right comparison.
 const sameTracks: Equivalence.Equivalence<ReadonlyArray<MediaTrack>> = Equivalence.array(Equivalence.strict())
-
-const setIfChanged = <A>(
-  ref: SubscriptionRef.SubscriptionRef<A>,
-  same: Equivalence.Equivalence<A>,
-  next: (previous: A) => A
-): Effect.Effect<void> =>
-  Effect.flatMap(SubscriptionRef.get(ref), (previous) => {
-    const value = next(previous)
-    return same(previous, value) ? Effect.void : SubscriptionRef.set(ref, value)
-  })
 
 export const make = (room: RoomLike): Effect.Effect<RoomView> =>
   Effect.gen(function*() {
@@ -147,7 +129,7 @@ export const make = (room: RoomLike): Effect.Effect<RoomView> =>
     const sync = lock.withPermits(1)(
       Effect.all([
         setIfChanged(states, Equivalence.string, () => connectionStateOf(room.state)),
-        setIfChanged(participants, sameParticipants, () => participantsOf(room)),
+        setIfChanged(participants, sameParticipants, () => participantsOf(room.remoteParticipants.values(), trackKinds)),
         setIfChanged(remoteTracks, sameTracks, (previous) => tracksOf(previous, room.remoteParticipants.values())),
         setIfChanged(localTracks, sameTracks, (previous) => tracksOf(previous, [room.localParticipant]))
       ], { discard: true })

@@ -1,6 +1,6 @@
 /** livekit-client's states, disconnect reasons and connect errors as the core port's values. */
-import { ConnectFailed, disconnectReasonFromProtocolName } from "@matrixrtc-effect/core"
-import type { ConnectionState, DisconnectReason } from "@matrixrtc-effect/core"
+import { ConnectFailed, LiveKitAdapter } from "@matrixrtc-effect/core"
+import type { ConnectionState } from "@matrixrtc-effect/core"
 import {
   ConnectionError,
   ConnectionErrorReason,
@@ -22,8 +22,7 @@ export const connectionStateOf = (s: LkConnectionState): ConnectionState => {
   }
 }
 
-export const disconnectReasonOf = (r: LkDisconnectReason | undefined): DisconnectReason =>
-  disconnectReasonFromProtocolName(r === undefined ? undefined : LkDisconnectReason[r])
+export const disconnectReasonOf = LiveKitAdapter.disconnectReasonOf(LkDisconnectReason)
 
 /**
  * livekit-client reports a refused join as `NotAllowed` with the HTTP status of
