@@ -320,7 +320,10 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
             Effect.all(
               [
                 SubscriptionRef.set(states, stateOf()),
-                SubscriptionRef.set(participants, LiveKitAdapter.participantsOf(room.remoteParticipants.values(), trackKinds)),
+                // Most events leave the participants as they were; only a different list is news.
+                LiveKitAdapter.setIfChanged(participants, LiveKitAdapter.sameParticipants, () =>
+                  LiveKitAdapter.participantsOf(room.remoteParticipants.values(), trackKinds)
+                ),
                 PubSub.publish(trackChanges, undefined)
               ],
               { discard: true }

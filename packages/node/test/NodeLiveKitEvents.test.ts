@@ -1,7 +1,8 @@
 // NodeLiveKit's glue between rtc-node's Room (events, disconnect) and Effect state, on a
 // fake Room: what the native side does at awkward moments, made to happen on purpose.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Redacted, Stream } from "effect"
+import { Effect, Exit, Fiber, Queue, Redacted, Stream } from "effect"
+import type { RemoteParticipant } from "@matrixrtc-effect/core"
 import type { Scheduler } from "effect"
 import { vi } from "vitest"
 
@@ -34,7 +35,7 @@ vi.mock("@livekit/rtc-node", async (importOriginal) => {
   return { ...original, Room: FakeRoom }
 })
 
-const { ConnectionState, RoomEvent } = await import("@livekit/rtc-node")
+const { ConnectionState, RoomEvent, TrackKind } = await import("@livekit/rtc-node")
 const NodeLiveKit = await import("../src/NodeLiveKit.ts")
 
 const connect = Effect.flatMap(NodeLiveKit.make(), (lk) => lk.connect("ws://127.0.0.1:9", Redacted.make("a.b.c")))
@@ -49,7 +50,44 @@ const manualScheduler = () => {
   return { scheduler, step: () => tasks.shift()?.(), pending: () => tasks.length }
 }
 
+/** A remote participant as NodeLiveKit reads it from the room. */
+const remote = (identity: string, ...kinds: Array<number>) => ({
+  identity,
+  trackPublications: new Map(kinds.map((kind, i) => [`TR_${identity}_${i}`, { kind }]))
+})
+
 describe("NodeLiveKit over a fake Room", () => {
+  it.live("remote participants: events that leave the list as it was emit nothing; a change emits once", () =>
+    Effect.gen(function*() {
+      const conn = yield* connect
+      const room = fake.rooms.at(-1)!
+      const seen = yield* Queue.unbounded<ReadonlyArray<RemoteParticipant>>()
+      yield* Effect.forkScoped(Stream.runForEach(conn.remoteParticipantsChanges, (ps) => Queue.offer(seen, ps)))
+      const next = Queue.take(seen).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no participants emission") })
+      )
+      // The current list: from here on every change reaches `seen`.
+      assert.deepStrictEqual(yield* next, [])
+      const events = () => {
+        for (const e of [RoomEvent.ConnectionStateChanged, RoomEvent.TrackPublished, RoomEvent.TrackSubscribed, RoomEvent.Reconnected]) {
+          room.emit(e)
+        }
+      }
+      events()
+      room.remoteParticipants.set("alice", remote("alice", TrackKind.KIND_AUDIO))
+      room.emit(RoomEvent.ParticipantConnected)
+      events()
+      assert.deepStrictEqual(yield* next, [{ identity: "alice", tracks: ["audio"] }])
+      // A last change marks the end: whatever came before it is in `seen` by then.
+      room.remoteParticipants.set("bob", remote("bob", TrackKind.KIND_AUDIO, TrackKind.KIND_VIDEO))
+      room.emit(RoomEvent.ParticipantConnected)
+      assert.deepStrictEqual(yield* next, [
+        { identity: "alice", tracks: ["audio"] },
+        { identity: "bob", tracks: ["audio", "video"] }
+      ])
+      assert.strictEqual(yield* Queue.size(seen), 0)
+    }).pipe(Effect.scoped))
+
   it.live("a disconnect that rejects is logged; the scope still closes cleanly and the state ends disconnected", () =>
     Effect.gen(function*() {
       fake.disconnect = () => Promise.reject(new Error("native disconnect failed"))
