@@ -6,7 +6,8 @@
  * Both tags are served by one service, so the connection `join` opens through
  * the portable `LiveKit` tag is the same one the UI reaches through
  * `BrowserLiveKit.connection` (the `Layer.succeedContext` pattern of
- * effect-style.md §1.3 b).
+ * effect-style.md §1.3 b), or, with several calls open, through
+ * `browserConnection(call.connection)`.
  *
  * ICE servers are never configured here: livekit-client then uses exactly the
  * ones the SFU sends in its join response, which the local stack limits to a

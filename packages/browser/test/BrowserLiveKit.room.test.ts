@@ -9,7 +9,8 @@
  * means finished without waiting for any timer.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Redacted, Scope, TestClock } from "effect"
+import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
+import type { LiveKitConnection } from "@matrixrtc-effect/core"
 import { Room, RoomEvent, Track, TrackEvent } from "livekit-client"
 import type { LocalTrackPublication } from "livekit-client"
 import { EventEmitter } from "node:events"
@@ -114,6 +115,21 @@ describe("BrowserLiveKit on pagehide: the disconnect does not hold back the leav
       yield* TestClock.adjust("3 seconds")
       yield* Fiber.join(leaving)
       assert.isTrue(yield* Deferred.isDone(left))
+    }))
+})
+
+describe("BrowserLiveKit.browserConnection", () => {
+  it.scoped("each open connection finds its own handle; an object BrowserLiveKit did not open finds none", () =>
+    Effect.gen(function*() {
+      const { connect } = yield* setup
+      const a = yield* connect
+      const b = yield* connect
+      assert.notStrictEqual(a, b)
+      // The portable view of each, as a joined call holds it.
+      const portable: ReadonlyArray<LiveKitConnection> = [a, b]
+      assert.strictEqual(Option.getOrThrow(BrowserLiveKit.browserConnection(portable[0]!)), a)
+      assert.strictEqual(Option.getOrThrow(BrowserLiveKit.browserConnection(portable[1]!)), b)
+      assert.isTrue(Option.isNone(BrowserLiveKit.browserConnection({ ...a })))
     }))
 })
 

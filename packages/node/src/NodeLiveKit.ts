@@ -5,7 +5,8 @@
  *
  * Both tags are served by one service (effect-style.md §1.3 b), so the
  * connection `join` opens through `LiveKit` is the one reached through
- * `NodeLiveKit.connection`.
+ * `NodeLiveKit.connection`, or, with several calls open, through
+ * `nodeConnection(call.connection)`.
  *
  * rtc-node runs a native (Rust, FFI) runtime that keeps the process alive until
  * `dispose()` is called. The layer owns that: it is scoped and disposes the
@@ -117,6 +118,13 @@ export type NodeLiveKitService = PlatformLiveKitService<NodeConnection>
 export class NodeLiveKit extends Context.Tag("@matrixrtc-effect/node/NodeLiveKit")<NodeLiveKit, NodeLiveKitService>() {}
 
 const handles = LiveKitAdapter.handles<NodeConnection>()
+
+/**
+ * The node handle behind a connection the portable code holds, e.g. the `connection` of a
+ * joined call, when this adapter opened it. Unlike `NodeLiveKit.connection` (the most recent
+ * connection) it finds the right one while several calls are open.
+ */
+export const nodeConnection: (connection: LiveKitConnection) => Option.Option<NodeConnection> = handles.of
 
 export interface NodeLiveKitOptions {
   /** Default connect bound when the caller passes none. Default 20 s. */

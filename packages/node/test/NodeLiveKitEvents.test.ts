@@ -1,8 +1,8 @@
 // NodeLiveKit's glue between rtc-node's Room (events, disconnect) and Effect state, on a
 // fake Room: what the native side does at awkward moments, made to happen on purpose.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Queue, Redacted, Stream } from "effect"
-import type { RemoteParticipant } from "@matrixrtc-effect/core"
+import { Effect, Exit, Fiber, Option, Queue, Redacted, Stream } from "effect"
+import type { LiveKitConnection, RemoteParticipant } from "@matrixrtc-effect/core"
 import type { Scheduler } from "effect"
 import { vi } from "vitest"
 
@@ -57,6 +57,19 @@ const remote = (identity: string, ...kinds: Array<number>) => ({
 })
 
 describe("NodeLiveKit over a fake Room", () => {
+  it.scoped("nodeConnection: each open connection finds its own handle; an object NodeLiveKit did not open finds none", () =>
+    Effect.gen(function*() {
+      const lk = yield* NodeLiveKit.make()
+      const a = yield* lk.connect("ws://127.0.0.1:9", Redacted.make("a.b.c"))
+      const b = yield* lk.connect("ws://127.0.0.1:9", Redacted.make("a.b.c"))
+      assert.notStrictEqual(a, b)
+      // The portable view of each, as a joined call holds it.
+      const portable: ReadonlyArray<LiveKitConnection> = [a, b]
+      assert.strictEqual(Option.getOrThrow(NodeLiveKit.nodeConnection(portable[0]!)), a)
+      assert.strictEqual(Option.getOrThrow(NodeLiveKit.nodeConnection(portable[1]!)), b)
+      assert.isTrue(Option.isNone(NodeLiveKit.nodeConnection({ ...a })))
+    }))
+
   it.live("remote participants: events that leave the list as it was emit nothing; a change emits once", () =>
     Effect.gen(function*() {
       const conn = yield* connect
