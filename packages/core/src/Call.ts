@@ -258,110 +258,114 @@ export const join: (
     })
   const leaveOnce = endWith("Left")
   yield* Effect.addFinalizer(() => leaveOnce)
+  // A join that fails or is interrupted from here on leaves at once (the same leave), not when the caller's scope
+  // closes: a failed join inside a long-lived scope (or retried in it) would otherwise keep its membership and
+  // heartbeat alive meanwhile.
+  return yield* Effect.gen(function*() {
+    // The delayed leave (`{}` after the delay) is invisible to peers, so it can be scheduled while the JWT is
+    // fetched; the membership itself is only sent once the JWT is in hand (as Element Call does), so a failing
+    // auth service never advertises a member without media.
+    // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
+    // may already have accepted, or the cleanup would not know the delay id to cancel.
+    // Without a delayed leave, no homeserver request before the SFU connect would show a dead access token.
+    const [jwt, armed] = yield* Effect.all([
+      started.grant({ verify: !support.delayedEvents, timeoutMs: cfg.requestTimeoutMs }),
+      Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
+    ], { concurrency: "unbounded" })
+    const grant = yield* jwt
+    yield* armed
+    if (support.delayedEvents) {
+      // From the moment the delayed leave exists, not once the join is done: an SFU connect slower than the
+      // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay.
+      // The first restart waits a period too: restarts share the membership lock, and one at once would hold
+      // the membership send back by a round trip.
+      const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
+      yield* Effect.flatMap(period, (ms) => Effect.sleep(ms)).pipe(
+        Effect.zipRight(m.heartbeat),
+        Effect.forever,
+        Effect.interruptible,
+        Effect.forkIn(bgScope)
+      )
+    }
 
-  // The delayed leave (`{}` after the delay) is invisible to peers, so it can be scheduled while the JWT is
-  // fetched; the membership itself is only sent once the JWT is in hand (as Element Call does), so a failing
-  // auth service never advertises a member without media.
-  // Both run to the end even when one fails: a JWT failure must not cut off a scheduling request the server
-  // may already have accepted, or the cleanup would not know the delay id to cancel.
-  // Without a delayed leave, no homeserver request before the SFU connect would show a dead access token.
-  const [jwt, armed] = yield* Effect.all([
-    started.grant({ verify: !support.delayedEvents, timeoutMs: cfg.requestTimeoutMs }),
-    Effect.either(m.arm.pipe(Effect.withSpan("MatrixRTC.delayedLeave")))
-  ], { concurrency: "unbounded" })
-  const grant = yield* jwt
-  yield* armed
-  if (support.delayedEvents) {
-    // From the moment the delayed leave exists, not once the join is done: an SFU connect slower than the
-    // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay.
-    // The first restart waits a period too: restarts share the membership lock, and one at once would hold
-    // the membership send back by a round trip.
-    const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
-    yield* Effect.flatMap(period, (ms) => Effect.sleep(ms)).pipe(
-      Effect.zipRight(m.heartbeat),
+    // Only a bound the caller chose is passed on: otherwise the LiveKit layer's own (configurable) bound applies.
+    const connectTimeoutMs = options.connectTimeoutMs
+    const connectWith = (g: LiveKitGrant) =>
+      lk.connect(g.url, g.jwt, connectTimeoutMs === undefined ? undefined : { timeoutMs: connectTimeoutMs }).pipe(
+        Scope.extend(connScope),
+        (connecting) =>
+          connectTimeoutMs === undefined ? connecting : Effect.timeoutFail(connecting, {
+            duration: connectTimeoutMs,
+            onTimeout: () => new ConnectFailed({ reason: "Timeout", url: g.url })
+          }),
+        Effect.withSpan("MatrixRTC.connect", { attributes: { url: g.url, identity: g.claims.identity } })
+      )
+    // A prepared grant can be stale in ways only the SFU knows (the room it was issued for has been closed, the
+    // token revoked): one fresh JWT, then the same connect. Other failures would not change with a new JWT.
+    const connect = Option.isNone(prepared) ? connectWith(grant) : connectWith(grant).pipe(
+      Effect.catchTag("ConnectFailed", (e) =>
+        e.reason === "RoomNotFound" || e.reason === "Rejected"
+          ? Effect.logInfo("the SFU refused the prepared grant; fetching a fresh one", e.message).pipe(
+            Effect.zipRight(Grant.grantFor(asker, serviceUrl)),
+            Effect.flatMap(connectWith)
+          )
+          : Effect.fail(e))
+    )
+    const publish = m.publish.pipe(Effect.withSpan("MatrixRTC.membership", { attributes: { stateKey: stateKey ?? "" } }))
+    const [connection] = yield* Effect.all([connect, publish], { concurrency: "unbounded" })
+    yield* Effect.logDebug("joined the call").pipe(Effect.annotateLogs({ roomId, identity: connection.identity }))
+
+    // 5. background: member list + re-publish watch, heartbeat, expiry refresh. Each fiber is made interruptible
+    // explicitly: join may run in an uninterruptible region (e.g. an acquireRelease), and bgScope must still stop them.
+    const firstList = yield* Deferred.make<void>()
+    yield* watchMembers(mx.callMemberEvents(roomId), session, own, members, m, firstList).pipe(
+      Effect.ensuring(Deferred.succeed(firstList, undefined)),
+      Effect.interruptible,
+      Effect.forkIn(bgScope)
+    )
+    // The SFU connection ended without us: end the membership too. In a daemon, because the leave closes bgScope,
+    // which would otherwise interrupt the very fiber running it.
+    yield* connection.connectionStates.pipe(
+      Stream.filter((state) => state === "disconnected"),
+      Stream.runHead,
+      Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
+      Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
+      Effect.interruptible,
+      Effect.forkIn(bgScope)
+    )
+    // The membership can no longer be kept: a dead access token (e.g. the session was logged out; its delayed leave
+    // will end it), our user removed from the room, or a membership write refused. Peers drop us (or soon will), so
+    // the call ends, SFU first as in every leave.
+    yield* Deferred.await(lost).pipe(
+      Effect.flatMap((why) => Effect.forkDaemon(endWith(why))),
+      Effect.interruptible,
+      Effect.forkIn(bgScope)
+    )
+    yield* m.refresh.pipe(
+      Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
       Effect.forever,
       Effect.interruptible,
       Effect.forkIn(bgScope)
     )
-  }
 
-  // Only a bound the caller chose is passed on: otherwise the LiveKit layer's own (configurable) bound applies.
-  const connectTimeoutMs = options.connectTimeoutMs
-  const connectWith = (g: LiveKitGrant) =>
-    lk.connect(g.url, g.jwt, connectTimeoutMs === undefined ? undefined : { timeoutMs: connectTimeoutMs }).pipe(
-      Scope.extend(connScope),
-      (connecting) =>
-        connectTimeoutMs === undefined ? connecting : Effect.timeoutFail(connecting, {
-          duration: connectTimeoutMs,
-          onTimeout: () => new ConnectFailed({ reason: "Timeout", url: g.url })
-        }),
-      Effect.withSpan("MatrixRTC.connect", { attributes: { url: g.url, identity: g.claims.identity } })
-    )
-  // A prepared grant can be stale in ways only the SFU knows (the room it was issued for has been closed, the
-  // token revoked): one fresh JWT, then the same connect. Other failures would not change with a new JWT.
-  const connect = Option.isNone(prepared) ? connectWith(grant) : connectWith(grant).pipe(
-    Effect.catchTag("ConnectFailed", (e) =>
-      e.reason === "RoomNotFound" || e.reason === "Rejected"
-        ? Effect.logInfo("the SFU refused the prepared grant; fetching a fresh one", e.message).pipe(
-          Effect.zipRight(Grant.grantFor(asker, serviceUrl)),
-          Effect.flatMap(connectWith)
-        )
-        : Effect.fail(e))
-  )
-  const publish = m.publish.pipe(Effect.withSpan("MatrixRTC.membership", { attributes: { stateKey: stateKey ?? "" } }))
-  const [connection] = yield* Effect.all([connect, publish], { concurrency: "unbounded" })
-  yield* Effect.logDebug("joined the call").pipe(Effect.annotateLogs({ roomId, identity: connection.identity }))
-
-  // 5. background: member list + re-publish watch, heartbeat, expiry refresh. Each fiber is made interruptible
-  // explicitly: join may run in an uninterruptible region (e.g. an acquireRelease), and bgScope must still stop them.
-  const firstList = yield* Deferred.make<void>()
-  yield* watchMembers(mx.callMemberEvents(roomId), session, own, members, m, firstList).pipe(
-    Effect.ensuring(Deferred.succeed(firstList, undefined)),
-    Effect.interruptible,
-    Effect.forkIn(bgScope)
-  )
-  // The SFU connection ended without us: end the membership too. In a daemon, because the leave closes bgScope,
-  // which would otherwise interrupt the very fiber running it.
-  yield* connection.connectionStates.pipe(
-    Stream.filter((state) => state === "disconnected"),
-    Stream.runHead,
-    Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
-    Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
-    Effect.interruptible,
-    Effect.forkIn(bgScope)
-  )
-  // The membership can no longer be kept: a dead access token (e.g. the session was logged out; its delayed leave
-  // will end it), our user removed from the room, or a membership write refused. Peers drop us (or soon will), so
-  // the call ends, SFU first as in every leave.
-  yield* Deferred.await(lost).pipe(
-    Effect.flatMap((why) => Effect.forkDaemon(endWith(why))),
-    Effect.interruptible,
-    Effect.forkIn(bgScope)
-  )
-  yield* m.refresh.pipe(
-    Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
-    Effect.forever,
-    Effect.interruptible,
-    Effect.forkIn(bgScope)
-  )
-
-  // Nothing to tell before the room shows our own membership, or the watch has ended (then: what it last saw).
-  const currentMembers = Effect.zipRight(Deferred.await(firstList), SubscriptionRef.get(members))
-  // Nothing changes once the call has ended, so a reader waiting for the next change would wait forever.
-  const untilEnded = <A>(changes: Stream.Stream<A>) => Stream.interruptWhen(changes, Deferred.await(ended))
-  return {
-    roomId,
-    session,
-    authServiceUrl: serviceUrl,
-    connection,
-    membership: SubscriptionRef.get(own),
-    membershipChanges: untilEnded(own.changes),
-    membershipHealth: untilEnded(healthOf(visibility)),
-    members: untilEnded(Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes))),
-    currentMembers,
-    leave: leaveOnce,
-    ended: Deferred.await(ended)
-  } satisfies Call
+    // Nothing to tell before the room shows our own membership, or the watch has ended (then: what it last saw).
+    const currentMembers = Effect.zipRight(Deferred.await(firstList), SubscriptionRef.get(members))
+    // Nothing changes once the call has ended, so a reader waiting for the next change would wait forever.
+    const untilEnded = <A>(changes: Stream.Stream<A>) => Stream.interruptWhen(changes, Deferred.await(ended))
+    return {
+      roomId,
+      session,
+      authServiceUrl: serviceUrl,
+      connection,
+      membership: SubscriptionRef.get(own),
+      membershipChanges: untilEnded(own.changes),
+      membershipHealth: untilEnded(healthOf(visibility)),
+      members: untilEnded(Stream.unwrap(Effect.as(Deferred.await(firstList), members.changes))),
+      currentMembers,
+      leave: leaveOnce,
+      ended: Deferred.await(ended)
+    } satisfies Call
+  }).pipe(Effect.onError(() => leaveOnce))
 })
 
 /**
