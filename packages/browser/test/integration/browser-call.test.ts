@@ -32,7 +32,7 @@ import {
   pageDevice,
   pageIdentity,
   pageText,
-  sfuCloseReason,
+  sfuClosing,
   sfuLeftAt,
   userAt,
   waitForLeaveEvent,
@@ -155,8 +155,8 @@ const closeTabMidCall = (proxy: FaultProxy) =>
       "the leave event is from the page's own leave: the delayed leave could not have fired yet"
     )
     // A LeaveRequest from the closing page, as the SFU saw it (the page's websocket record ends with the page).
-    const closed = yield* eventually(sfuCloseReason(identity), Option.isSome, 5_000, "livekit-server closing the browser's session")
-    assert.deepStrictEqual(closed, Option.some("CLIENT_REQUEST_LEAVE"), "the closing page sent the SFU a LeaveRequest")
+    const closed = yield* eventually(sfuClosing(identity, closedAt), Option.isSome, 5_000, "livekit-server closing the browser's session")
+    assert.deepStrictEqual(Option.map(closed, (c) => c.reason), Option.some("CLIENT_REQUEST_LEAVE"), "the closing page sent the SFU a LeaveRequest")
     assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     // The closed page's debug hook is gone; its last log lines tell who ended the call: its own
     // pagehide leave, not an SFU disconnect before it (livekit-client's own, on beforeunload).
@@ -231,17 +231,19 @@ layer(nodeLayer(stack, userAt(stack, 1)), { timeout: 60_000, excludeTestServices
     Effect.gen(function*() {
       const { alice, app, device, identity, node } = yield* aliceInCall(aliceJoins())
 
+      const clicked = Date.now()
       yield* Effect.promise(() => app.page.click("#leave-button"))
       assert.strictEqual(yield* waitForState(app, ["rooms"], 15_000), "rooms")
 
       const leave = yield* waitForLeaveEvent(node, alice.userId, device, 15_000)
       yield* waitForMember(node, alice.userId, device, false, 15_000)
-      const sfuLeft = yield* eventually(sfuLeftAt(node, identity), Option.isSome, 10_000, "the browser leaving the SFU")
-      // The SFU saw us go before the homeserver stamped the leave event.
-      yield* Effect.logInfo("leave order").pipe(
-        Effect.annotateLogs({ sfuLeftAt: Option.getOrThrow(sfuLeft), leaveEventTs: leave.event.originServerTs })
-      )
-      assert.isAtMost(Option.getOrThrow(sfuLeft), leave.event.originServerTs)
+      yield* eventually(sfuLeftAt(node, identity), Option.isSome, 10_000, "the other participant seeing the browser leave the SFU")
+      // The SFU closed our session (on our LeaveRequest) before the homeserver stamped the leave event: both times
+      // are the servers' own, on one clock. (When the other participant noticed comes later by a variable delay.)
+      const closed = Option.getOrThrow(yield* eventually(sfuClosing(identity, clicked), Option.isSome, 5_000, "livekit-server closing the browser's session"))
+      yield* Effect.logInfo("leave order").pipe(Effect.annotateLogs({ sfuClosedAt: closed.at, leaveEventTs: leave.event.originServerTs }))
+      assert.strictEqual(closed.reason, "CLIENT_REQUEST_LEAVE")
+      assert.isBelow(closed.at, leave.event.originServerTs)
       assert.deepStrictEqual(yield* liveMembershipsOf(stack, userAt(stack, 0), roomId, device), [])
     }), 120_000)
 

@@ -263,19 +263,23 @@ const livekitLog = join(import.meta.dirname, "..", "..", "..", "..", ".stack", "
 const ParticipantClosing = Schema.parseJson(Schema.Struct({ participant: Schema.String, reason: Schema.String }))
 
 /**
- * Why livekit-server closed `identity`'s session, from its log ("CLIENT_REQUEST_LEAVE": the
- * client sent a LeaveRequest), once it has. The page's own record of what it sent ends when
- * the page closes, so for a closed tab this is where a LeaveRequest shows.
+ * When and why livekit-server closed `identity`'s session, from its log, once it has ("CLIENT_REQUEST_LEAVE":
+ * the client sent a LeaveRequest). The page's own record of what it sent ends when the page closes, so for a
+ * closed tab this is where a LeaveRequest shows; and the time is the SFU's own (same clock as the homeserver's
+ * `origin_server_ts`), not when another participant happened to notice. Only closings at or after `sinceMs`
+ * count, so an earlier session of the same identity cannot answer for this one.
  */
-export const sfuCloseReason = (identity: string) =>
+export const sfuClosing = (identity: string, sinceMs: number) =>
   Effect.sync(() => {
-    const reasons = readFileSync(livekitLog, "utf8")
+    const closings = readFileSync(livekitLog, "utf8")
       .split("\n")
       .map((line) => line.split("\t"))
       .filter((fields) => fields[4] === "participant closing" && fields[5]?.includes(identity) === true)
-      .flatMap((fields) => Option.toArray(Schema.decodeUnknownOption(ParticipantClosing)(fields[5])))
-      .filter((f) => f.participant === identity)
-    return Option.map(Option.fromNullable(reasons.at(-1)), (f) => f.reason)
+      .flatMap((fields) =>
+        Option.toArray(Option.map(Schema.decodeUnknownOption(ParticipantClosing)(fields[5]), (f) => ({ ...f, at: Date.parse(fields[0] ?? "") })))
+      )
+      .filter((f) => f.participant === identity && f.at >= sinceMs)
+    return Option.map(Option.fromNullable(closings.at(-1)), ({ at, reason }) => ({ at, reason }))
   })
 
 // ---------------------------------------------------------------------------------------
