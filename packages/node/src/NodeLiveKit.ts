@@ -44,7 +44,7 @@ import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import type { Scope } from "effect"
 import type { Layer } from "effect"
-import { Context, Deferred, Duration, Effect, Option, PubSub, Queue, Redacted, Ref, Runtime, Stream, SubscriptionRef } from "effect"
+import { Context, Deferred, Duration, Effect, Equivalence, Option, PubSub, Queue, Redacted, Ref, Runtime, Stream, SubscriptionRef } from "effect"
 import { AudioFailed, readWav, toneFrame } from "./Audio.ts"
 import type { Pcm } from "./Audio.ts"
 
@@ -327,8 +327,8 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           Effect.suspend(() =>
             Effect.all(
               [
-                SubscriptionRef.set(states, stateOf()),
-                // Most events leave the participants as they were; only a different list is news.
+                // Most events leave the state and the participants as they were; only a change is news.
+                LiveKitAdapter.setIfChanged(states, Equivalence.string, stateOf),
                 LiveKitAdapter.setIfChanged(participants, LiveKitAdapter.sameParticipants, () =>
                   LiveKitAdapter.participantsOf(room.remoteParticipants.values(), trackKinds)
                 ),

@@ -101,6 +101,24 @@ describe("NodeLiveKit over a fake Room", () => {
       assert.strictEqual(yield* Queue.size(seen), 0)
     }).pipe(Effect.scoped))
 
+  it.live("connection state: events that leave it as it was emit nothing; a change emits once", () =>
+    Effect.gen(function*() {
+      const conn = yield* connect
+      const room = fake.rooms.at(-1)!
+      const seen = yield* Queue.unbounded<string>()
+      yield* Effect.forkScoped(Stream.runForEach(conn.connectionStates, (s) => Queue.offer(seen, s)))
+      const next = Queue.take(seen).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error("no state emission") })
+      )
+      assert.strictEqual(yield* next, "connected")
+      for (const e of [RoomEvent.ParticipantConnected, RoomEvent.TrackPublished, RoomEvent.ConnectionStateChanged]) room.emit(e)
+      // A last change marks the end: whatever came before it is in `seen` by then.
+      room.connectionState = ConnectionState.CONN_RECONNECTING
+      room.emit(RoomEvent.ConnectionStateChanged)
+      assert.strictEqual(yield* next, "reconnecting")
+      assert.strictEqual(yield* Queue.size(seen), 0)
+    }).pipe(Effect.scoped))
+
   it.live("a disconnect that rejects is logged; the scope still closes cleanly and the state ends disconnected", () =>
     Effect.gen(function*() {
       fake.disconnect = () => Promise.reject(new Error("native disconnect failed"))
