@@ -10,7 +10,7 @@
  * answered; send the scheduled delayed leave, else put `{}`), each step
  * bounded in time (effect-style.md §3), none skipped because another failed.
  */
-import { Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
+import { Cause, Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
 import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated, tokenRejected } from "./CallError.ts"
@@ -29,6 +29,12 @@ import * as Membership from "./Membership.ts"
 
 export type Dialect = Grant.Dialect
 
+/**
+ * Every duration here (ms) must be a finite number above 0 when given: `join` dies otherwise (a defect, an
+ * `IllegalArgumentException`), before any request. Such a value is a bug in the calling code, not a condition to
+ * handle at run time (0 would make the heartbeat spin, NaN or Infinity would never fire); an app that takes these
+ * from its users checks them itself.
+ */
 export interface JoinOptions {
   /** Delay of the MSC4140 delayed leave (ms, default 8 000); lowered to the server's maximum when it says so. */
   readonly delayMs?: number | undefined
@@ -157,6 +163,31 @@ const defaults = {
   requestTimeoutMs: 10_000
 }
 
+const minHeartbeatMs = 100
+
+const durationOptions = [
+  "delayMs",
+  "heartbeatMs",
+  "membershipExpiryMs",
+  "connectTimeoutMs",
+  "leaveStepTimeoutMs",
+  "requestTimeoutMs"
+] as const satisfies ReadonlyArray<keyof JoinOptions>
+
+/** See `JoinOptions`: a duration that is not a finite number above 0 is a defect. */
+const checkDurations = (options: JoinOptions): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const bad = durationOptions.filter((key) => {
+      const ms = options[key]
+      return ms !== undefined && !(Number.isFinite(ms) && ms > 0)
+    })
+    return bad.length === 0 ? Effect.void : Effect.die(
+      new Cause.IllegalArgumentException(
+        `JoinOptions: ${bad.map((key) => `${key} (${options[key]})`).join(", ")} must be a finite number of ms above 0`
+      )
+    )
+  })
+
 // ---------------------------------------------------------------------------
 // join
 // ---------------------------------------------------------------------------
@@ -169,6 +200,7 @@ export const join: (
   NotAuthenticated | JwtFetchFailed | ConnectFailed | MembershipFailed,
   Scope.Scope | MatrixClient | AuthService | LiveKit
 > = Effect.fn("MatrixRTC.join")(function*(roomId: RoomId, options: JoinOptions = {}) {
+  yield* checkDurations(options)
   const mx = yield* MatrixClient
   const auth = yield* AuthService
   const lk = yield* LiveKit
@@ -200,7 +232,8 @@ export const join: (
     ? Membership.sessionStateKey(session.userId, session.deviceId, roomVersion)
     : undefined
   const eventType = dialect === "session" ? Membership.SessionEventType : Membership.StickyEventType
-  const initialDelay = Option.match(support.maxDelayMs, {
+  // A maximum of 0 or below (external JSON) cannot be met by any delay: ignored, as if not advertised.
+  const initialDelay = Option.match(Option.filter(support.maxDelayMs, (max) => max > 0), {
     onNone: () => cfg.delayMs,
     onSome: (max) => Math.min(max, cfg.delayMs)
   })
@@ -279,7 +312,11 @@ export const join: (
       // delay would otherwise let the leave fire mid-join. Every heartbeatMs, well inside a server-capped delay.
       // The first restart waits a period too: restarts share the membership lock, and one at once would hold
       // the membership send back by a round trip.
-      const period = Effect.map(SubscriptionRef.get(own), (o) => Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
+      // Floored: a server that caps the delay at a few ms (its MaxDelayExceeded answer) must not make the loop spin.
+      const period = Effect.map(
+        SubscriptionRef.get(own),
+        (o) => Math.max(minHeartbeatMs, Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
+      )
       yield* Effect.flatMap(period, (ms) => Effect.sleep(ms)).pipe(
         Effect.zipRight(m.heartbeat),
         Effect.forever,
