@@ -58,7 +58,10 @@ export interface JoinOptions {
    * way, each request that ends the membership.
    */
   readonly leaveStepTimeoutMs?: number | undefined
-  /** Upper bound of one homeserver request of the membership/heartbeat (ms, default 10 000). */
+  /**
+   * Upper bound of one homeserver request of the join and the call (ms, default 10 000): the OpenID token,
+   * discovery, `/versions`, the room version, the membership and its heartbeat.
+   */
   readonly requestTimeoutMs?: number | undefined
   /**
    * The result of an earlier `prepare` for this room: the join then starts at the membership and the SFU
@@ -218,7 +221,7 @@ export const join: (
   // while the delayed leave is scheduled below, once cleanup is in place)
   const session = yield* currentSession(mx)
   const prepared = yield* usablePrepared(options.prepared, roomId, dialect, session)
-  const asker = yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl, prepared)
+  const asker = yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl, cfg.requestTimeoutMs, prepared)
   const started = Option.isSome(prepared) ? fromPrepared(prepared.value) : yield* Grant.start(asker)
   // A join that fails before awaiting the JWT request must not leave it running (nor let it fill the cache).
   yield* Effect.addFinalizer(() => started.interrupt)
@@ -420,7 +423,9 @@ export const prepare: (
   const auth = yield* AuthService
   const dialect = options.dialect ?? "session"
   const session = yield* currentSession(mx)
-  const started = yield* Grant.start(yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl))
+  const started = yield* Grant.start(
+    yield* askerFor(mx, auth, roomId, dialect, session, options.authServiceUrl, defaults.requestTimeoutMs)
+  )
   return yield* Effect.gen(function*() {
     const [support, roomVersion] = yield* started.facts
     yield* requireStickySupport(dialect, support)
@@ -460,6 +465,7 @@ const askerFor = (
   dialect: Dialect,
   session: Session,
   configuredUrl: string | undefined,
+  requestTimeoutMs: number,
   prepared: Option.Option<PreparedJoin> = Option.none()
 ): Effect.Effect<Grant.Asker> =>
   Effect.gen(function*() {
@@ -469,7 +475,7 @@ const askerFor = (
       ? `${session.userId}:${session.deviceId}`
       : yield* uuidV4
     const cache = yield* Effect.serviceOption(JoinCache.JoinCache)
-    return { mx, auth, cache, session, roomId, dialect, memberId, configuredUrl }
+    return { mx, auth, cache, session, roomId, dialect, memberId, configuredUrl, requestTimeoutMs }
   })
 
 // lk-jwt-service creates the SFU room when it issues the JWT, and LiveKit closes a room nobody has joined
