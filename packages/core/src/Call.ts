@@ -10,7 +10,7 @@
  * answered; send the scheduled delayed leave, else put `{}`), each step
  * bounded in time (effect-style.md §3), none skipped because another failed.
  */
-import { Cause, Clock, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef, Tracer } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
 import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated, tokenRejected } from "./CallError.ts"
@@ -216,6 +216,7 @@ export const join: (
     requestTimeoutMs: options.requestTimeoutMs ?? defaults.requestTimeoutMs
   }
   yield* Effect.annotateCurrentSpan({ roomId, dialect })
+  const ownTrace = ownTraceLinkedTo(yield* Effect.option(Effect.currentSpan))
 
   // 1. session (local); then a usable prepared join, or steps 2–3 from the start (the JWT request runs on
   // while the delayed leave is scheduled below, once cleanup is in place)
@@ -272,7 +273,16 @@ export const join: (
   const visibility = yield* SubscriptionRef.make<Visibility>({ fireAt: Number.POSITIVE_INFINITY, gone: false })
   // The first reason wins: a write refused after a removal must not turn RemovedFromRoom into MembershipRejected.
   const lost = yield* Deferred.make<MembershipLost>()
-  const m: MembershipOps = makeMembershipOps(mx, own, visibility, contentFor, cfg, support, (why) => Deferred.succeed(lost, why))
+  const m: MembershipOps = makeMembershipOps(
+    mx,
+    own,
+    visibility,
+    contentFor,
+    cfg,
+    support,
+    (why) => Deferred.succeed(lost, why),
+    ownTrace
+  )
   const members = yield* SubscriptionRef.make<ReadonlyArray<CallMember>>([])
 
   const connScope = yield* Scope.make()
@@ -288,7 +298,7 @@ export const join: (
       return leave(bgScope, connScope, m, cfg.leaveStepTimeoutMs, why).pipe(
         Effect.ensuring(Deferred.succeed(ended, why)),
         Effect.annotateLogs({ roomId }),
-        Effect.withSpan("MatrixRTC.leave", { attributes: { roomId, why } }),
+        ownTrace("MatrixRTC.leave", { roomId, why }),
         Effect.uninterruptible
       )
     })
@@ -321,9 +331,10 @@ export const join: (
         (o) => Math.max(minHeartbeatMs, Math.min(cfg.heartbeatMs, Math.floor(o.delayMs * 0.75)))
       )
       yield* Effect.flatMap(period, (ms) => Effect.sleep(ms)).pipe(
-        Effect.zipRight(m.heartbeat),
+        Effect.zipRight(m.heartbeat.pipe(goOnAfterDefects("the heartbeat"), ownTrace("MatrixRTC.heartbeat"))),
         Effect.forever,
         Effect.interruptible,
+        detached,
         Effect.forkIn(bgScope)
       )
     }
@@ -361,6 +372,7 @@ export const join: (
     yield* watchMembers(mx.callMemberEvents(roomId), session, own, members, m, firstList).pipe(
       Effect.ensuring(Deferred.succeed(firstList, undefined)),
       Effect.interruptible,
+      detached,
       Effect.forkIn(bgScope)
     )
     // The SFU connection ended without us: end the membership too. In a daemon, because the leave closes bgScope,
@@ -371,6 +383,7 @@ export const join: (
       Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
       Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
       Effect.interruptible,
+      detached,
       Effect.forkIn(bgScope)
     )
     // The membership can no longer be kept: a dead access token (e.g. the session was logged out; its delayed leave
@@ -379,12 +392,16 @@ export const join: (
     yield* Deferred.await(lost).pipe(
       Effect.flatMap((why) => Effect.forkDaemon(endWith(why))),
       Effect.interruptible,
+      detached,
       Effect.forkIn(bgScope)
     )
     yield* m.refresh.pipe(
+      goOnAfterDefects("the membership refresh"),
+      ownTrace("MatrixRTC.refresh"),
       Effect.delay(refreshEveryMs(dialect, cfg.membershipExpiryMs)),
       Effect.forever,
       Effect.interruptible,
+      detached,
       Effect.forkIn(bgScope)
     )
 
@@ -590,7 +607,8 @@ const makeMembershipOps = (
   cfg: { readonly membershipExpiryMs: number; readonly requestTimeoutMs: number },
   support: ServerSupport,
   /** The membership can no longer be kept (the token is dead, we are not in the room, or writes are refused). */
-  onLost: (why: MembershipLost) => Effect.Effect<void>
+  onLost: (why: MembershipLost) => Effect.Effect<void>,
+  ownTrace: OwnTrace
 ): MembershipOps => {
   const lock = Effect.unsafeMakeSemaphore(1)
   // Whether a membership may exist on the server: set before the first send, since it may land even if we are interrupted.
@@ -870,7 +888,7 @@ const makeMembershipOps = (
       participationSentAt = undefined
       yield* send(content(undefined, cfg.membershipExpiryMs))
     }).pipe(Effect.catchTag("MatrixError", failed("re-publishing the membership")))
-  )
+  ).pipe(ownTrace("MatrixRTC.republish"))
 
   const observedOwn = (event: RawCallEvent) =>
     Effect.suspend(() => {
@@ -1031,8 +1049,44 @@ const watchMembers = (
         if (ours) yield* Deferred.succeed(firstList, undefined)
       })
     ),
-    Effect.catchTag("MatrixError", (e) => Effect.logWarning("the member stream ended", e.message))
+    Effect.catchTag("MatrixError", (e) => Effect.logWarning("the member stream ended", e.message)),
+    // A bug (in the adapter, say) ends the watch as a failed stream does, but must not go unnoticed.
+    Effect.catchAllDefect((defect) => Effect.logError("the member watch went wrong; it has stopped", defect))
   )
+
+/**
+ * A background round (heartbeat, refresh) that went wrong in an unforeseen way (a defect, e.g. a bug in an adapter):
+ * logged as an error, and the loop goes on. The next round may well work (one odd answer), and without the loop
+ * the delayed leave would fire and the membership lapse for peers while we stayed on the SFU, unseen; ending the
+ * call instead would throw away working media over what the next round may not repeat.
+ */
+const goOnAfterDefects = (what: string) => <A, E, R>(eff: Effect.Effect<A, E, R>): Effect.Effect<void, E, R> =>
+  Effect.catchAllDefect(Effect.asVoid(eff), (defect) => Effect.logError(`${what} went wrong; going on`, defect))
+
+type OwnTrace = (
+  name: string,
+  attributes?: Record<string, unknown>
+) => <A, E, R>(eff: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+
+/**
+ * Work of the call after the join (each heartbeat, refresh, re-publish, the leave) gets a trace of its own, linked
+ * to the join's span: as children of the join, an hours-long call would make one huge trace whose root closed when
+ * the join returned.
+ */
+const ownTraceLinkedTo = (joinSpan: Option.Option<Tracer.Span>): OwnTrace => {
+  const links: ReadonlyArray<Tracer.SpanLink> = Option.match(joinSpan, {
+    onNone: () => [],
+    onSome: (span) => [{ _tag: "SpanLink", span, attributes: {} }]
+  })
+  return (name, attributes) => Effect.withSpan(name, { root: true, links, attributes })
+}
+
+/**
+ * A background fiber outside the join's span: what it does between its own traces (log lines, an adapter's spans)
+ * must not land on the join span either.
+ */
+const detached = <A, E>(eff: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.mapInputContext(eff, (context: Context.Context<never>) => Context.omit(Tracer.ParentSpan)(context))
 
 /** A leave step that went wrong in an unforeseen way (a defect) must not keep the later steps from running. */
 const despiteDefects = (what: string) => <A>(eff: Effect.Effect<A>): Effect.Effect<void> =>
