@@ -91,7 +91,10 @@ export class MembershipFailed extends Schema.TaggedError<MembershipFailed>()("Me
 }) {
   override get message() {
     return this.reason === "Forbidden"
-      ? describe("not allowed to publish a call membership in this room (power level for org.matrix.msc3401.call.member)", this)
+      ? describe(
+        "not allowed to join the call in this room: not joined to the room (or may not read it), or below the power level for org.matrix.msc3401.call.member",
+        this
+      )
       : describe(`publishing the call membership failed (${this.reason})`, this)
   }
 }

@@ -9,11 +9,12 @@ import { Clock, Effect, Either, Fiber, Option } from "effect"
 import type { AuthService, LiveKitGrant } from "./AuthService.ts"
 import * as AuthServiceHttp from "./AuthServiceHttp.ts"
 import type { NotAuthenticated } from "./CallError.ts"
-import { JwtFetchFailed, tokenRejected } from "./CallError.ts"
+import { JwtFetchFailed, MembershipFailed, tokenRejected } from "./CallError.ts"
 import * as Discovery from "./Discovery.ts"
 import type { RoomId } from "./Ids.ts"
 import * as JoinCache from "./JoinCache.ts"
 import * as LiveKitNaming from "./LiveKitNaming.ts"
+import * as MatrixErrors from "./MatrixErrors.ts"
 import type { MatrixClientService, MatrixError, OpenIdToken, ServerSupport, Session } from "./MatrixClient.ts"
 import { MatrixClient } from "./MatrixClient.ts"
 import * as MatrixRetry from "./MatrixRetry.ts"
@@ -226,12 +227,20 @@ const serverSupport = (a: Asker): Effect.Effect<ServerSupport, NotAuthenticated>
       )
   }))
 
-/** The room version; a dead access token is NotAuthenticated, anything else falls back to what every version needs. */
-const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
+/**
+ * The room version. A dead access token is NotAuthenticated; a 403 (Synapse's answer for a room we are not joined
+ * to, or may not read) is MembershipFailed Forbidden, as the membership would be refused too; anything else falls
+ * back to what every version needs.
+ */
+const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated | MembershipFailed> =>
   bounded(a, a.mx.roomVersion(a.roomId)).pipe(
-    Effect.catchTag("MatrixError", (e) =>
+    Effect.catchTag("MatrixError", (e): Effect.Effect<string, NotAuthenticated | MembershipFailed> =>
       MatrixRetry.isTokenRejected(e)
         ? Effect.fail(tokenRejected(e))
+        : MatrixErrors.classify(e)._tag === "Forbidden"
+        ? Effect.fail(
+          new MembershipFailed({ reason: "Forbidden", status: e.status, errcode: e.errcode, error: e.error, cause: e })
+        )
         // Unknown version: the `_` prefix is what every normal room version needs.
         : Effect.as(Effect.logWarning("could not read the room version", e.message), "1"))
   )
@@ -239,22 +248,28 @@ const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated> =>
 /**
  * Steps 2–3: the facts the membership needs, and beside them the OpenID token and the service (kept, or asked
  * for at once), then the JWT request, left running. A dead access token fails the OpenID request with
- * NotAuthenticated; with a kept token, `grant` can check it. `interrupt` stops the forked fibers when the
- * caller fails before awaiting them.
+ * NotAuthenticated; with a kept token, `grant` can check it. A room we may not read fails with MembershipFailed
+ * before the JWT request: the auth service would create a LiveKit room for a join the membership then refuses.
+ * `interrupt` stops the forked fibers when the caller fails before awaiting them.
  */
-export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed> =>
+export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFetchFailed | MembershipFailed> =>
   Effect.gen(function*() {
-    // Only the membership needs these, so they must not hold up the JWT.
-    const facts = yield* Effect.all([
-      serverSupport(a),
-      a.dialect === "session" ? roomVersionOf(a) : Effect.succeed("")
-    ], { concurrency: "unbounded" }).pipe(Effect.fork)
+    // Only the membership needs these, so they must not hold up the OpenID token and discovery. The room version
+    // is asked for beside them, and is local for a room the client has synced (matrix-js-sdk): a joined room pays
+    // nothing for it before the JWT.
+    const support = yield* Effect.fork(serverSupport(a))
+    const version = yield* Effect.fork(a.dialect === "session" ? roomVersionOf(a) : Effect.succeed(""))
+    const stopFacts = Fiber.interruptAll([support, version])
     const knownUrl = yield* fromCache(a, (c) => c.authServiceUrl.get(serviceKey(a)))
     // The OpenID token is kept per auth service, so a kept one can only be found once the service is known.
     // Without them the caller gets no `interrupt`: the facts are stopped here, or they would run on (and be kept).
-    const [openId, serviceUrl] = yield* (Option.isSome(knownUrl)
-      ? Effect.map(openIdFor(a, knownUrl.value), (o) => [o, knownUrl.value] as const)
-      : discoverWithToken(a)).pipe(Effect.onError(() => Fiber.interrupt(facts)))
+    const [openId, serviceUrl, roomVersion] = yield* Effect.gen(function*() {
+      const [openId, serviceUrl] = yield* (Option.isSome(knownUrl)
+        ? Effect.map(openIdFor(a, knownUrl.value), (o) => [o, knownUrl.value] as const)
+        : discoverWithToken(a))
+      return [openId, serviceUrl, yield* Fiber.join(version)] as const
+    }).pipe(Effect.onError(() => stopFacts))
+    const facts = Effect.map(Fiber.join(support), (s) => [s, roomVersion] as const)
     const jwt = yield* jwtWith(a, serviceUrl, openId, Option.isNone(knownUrl)).pipe(Effect.either, Effect.fork)
     const outcome = Effect.map(Fiber.join(jwt), Either.map(([grant]) => grant))
     return {
@@ -269,8 +284,8 @@ export const start = (a: Asker): Effect.Effect<Started, NotAuthenticated | JwtFe
             ([result, checked]) => Either.isLeft(checked) ? Either.left(checked.left) : result
           )
           : outcome,
-      facts: Fiber.join(facts),
-      interrupt: Effect.asVoid(Fiber.interruptAll([jwt, facts]))
+      facts,
+      interrupt: Effect.asVoid(Fiber.interruptAll([jwt, support]))
     } satisfies Started
   })
 
