@@ -3,7 +3,7 @@
  * the refresh go on with their next round; a defect used to end their fiber silently (Effect logs it at Debug).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer, Logger, LogLevel, Scope, Stream, TestClock } from "effect"
+import { Effect, Exit, Layer, Logger, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
 import { MatrixClient } from "../src/MatrixClient.ts"
 import * as Testing from "../src/testing/index.ts"
