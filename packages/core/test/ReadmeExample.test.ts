@@ -41,6 +41,8 @@ it.scoped("a crash leaves no ghost (the delayed leave fires)", () =>
 
     // The process is gone as far as the server can tell: none of its requests arrive any more.
     const fiber = yield* Effect.fork(Effect.scoped(Effect.zipRight(Call.join(roomId), Effect.never)))
+    // Waits first: the adjust begins once the join is parked on the clock (the test layers answer on the fiber
+    // runtime only; they used to hash with Web Crypto, and the clock could move while a hash was still on its way).
     yield* TestClock.adjust("1 second")
     assert.strictEqual((yield* hs.activeMemberships(room)).length, 1)
     for (const op of ["delayed.restart", "scheduleDelayed", "sendState", "delayed.cancel", "delayed.send"] as const) {

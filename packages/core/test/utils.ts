@@ -23,7 +23,7 @@ export const assertBefore = (log: ReadonlyArray<string>, first: string, then: st
 /**
  * Lets forked fibers run until the log has an entry matching `p`. The test
  * clock does not move; the short live pauses only let real promises settle
- * (the auth service hashes room names with Web Crypto).
+ * (core hashes the sticky dialect's LiveKit identity with Web Crypto).
  */
 export const awaitLog = (p: (e: Testing.TestCallLog.CallLogEntry) => boolean) =>
   Effect.gen(function*() {
@@ -34,10 +34,10 @@ export const awaitLog = (p: (e: Testing.TestCallLog.CallLogEntry) => boolean) =>
     assert.fail(`log entry never appeared: ${(yield* ops).join(", ")}`)
   })
 
-// Web Crypto's digest (hashed LiveKit names) is the one step in core that completes outside the
-// fiber runtime, on a thread of its own: counted, so that `settle` never returns while one is
-// still running, however slow the machine. Installed once per process (vitest re-imports this
-// module for every test file).
+// Web Crypto's digest (core's hashed LiveKit identity of the sticky dialect; the test backends
+// hash synchronously) is the one step in core that completes outside the fiber runtime, on a
+// thread of its own: counted, so that `settle` never returns while one is still running, however
+// slow the machine. Installed once per process (vitest re-imports this module for every test file).
 const digests = GlobalValue.globalValue(Symbol.for("@matrixrtc-effect/core/test/digestsInFlight"), () => {
   const counter = { inFlight: 0 }
   const subtle = globalThis.crypto.subtle

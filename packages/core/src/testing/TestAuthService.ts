@@ -10,6 +10,7 @@ import { AuthService } from "../AuthService.ts"
 import { JwtFetchFailed } from "../CallError.ts"
 import * as LiveKitNaming from "../LiveKitNaming.ts"
 import type { OpenIdToken } from "../MatrixClient.ts"
+import * as Sha256 from "./Sha256.ts"
 import type { Fault, FaultQueue } from "./TestCallLog.ts"
 import { makeFaultQueue, TestCallLog } from "./TestCallLog.ts"
 import { defaultAuthServiceUrl, TestHomeserver } from "./TestHomeserver.ts"
@@ -102,7 +103,8 @@ export const make = (options: TestAuthServiceOptions = {}) =>
           return yield* Effect.fail(reject(endpoint, 401, "M_UNAUTHORIZED", "The request could not be authorised."))
         }
         const identity = yield* identityFor(verified.value.sub)
-        const room = yield* LiveKitNaming.liveKitRoomName(roomId, slotId)
+        // LiveKitNaming's recipes, hashed on the fiber runtime (see Sha256.ts).
+        const room = Sha256.hashJsonArray([roomId, slotId])
         const n = yield* Ref.updateAndGet(counter, (x) => x + 1)
         const exp = Math.floor((yield* Clock.currentTimeMillis) / 1000) + jwtLifetimeS
         const claims: LiveKitClaims = {
@@ -140,7 +142,7 @@ export const make = (options: TestAuthServiceOptions = {}) =>
           request.openIdToken,
           (sub) =>
             sub === request.member.claimedUserId
-              ? LiveKitNaming.liveKitIdentityHashed(sub, request.member.claimedDeviceId, request.member.id)
+              ? Effect.succeed(Sha256.hashJsonArray([sub, request.member.claimedDeviceId, request.member.id]))
               : Effect.fail(reject(`${url}/get_token`, 401, "M_UNAUTHORIZED", "The request could not be authorised.")),
           request.slotId
         )

@@ -11,6 +11,13 @@
  *         yield* TestClock.adjust(10_000)
  *         const ops = yield* (yield* Testing.TestCallLog.TestCallLog).ops // ["homeserver:openid", …]
  *       }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 4000 } }))))
+ *
+ * The backends answer on the fiber runtime only (they hash LiveKit names synchronously, not with Web Crypto), so
+ * a test can fork a join and move the `TestClock` at once: `TestClock.adjust` first waits until every fiber of
+ * the test is suspended, and a session-dialect join then really is parked on the clock (its heartbeat), not
+ * waiting for an answer from outside. One step of a sticky-dialect join does leave the runtime: core checks the
+ * JWT's hashed LiveKit identity with Web Crypto. There, wait for something the call log or the homeserver shows
+ * (e.g. the membership in `hs.activeMemberships`) before moving the clock.
  */
 import { Layer } from "effect"
 import type { AuthService } from "../AuthService.ts"
