@@ -6,7 +6,7 @@ import { FetchHttpClient } from "@effect/platform"
 import { JwtFetchFailed, NotAuthenticated } from "@matrixrtc-effect/core"
 import type { CallMember } from "@matrixrtc-effect/core"
 import { Console, Effect, Option, Redacted, Ref } from "effect"
-import { exitCodeOf, main } from "../src/cli/Cli.ts"
+import { exitCodeOf, HomeserverUnreachable, main, NotJoined } from "../src/cli/Cli.ts"
 import * as Doctor from "../src/cli/Doctor.ts"
 import { endFailure, RemovedFromRoom } from "../src/cli/Join.ts"
 import { ExitCode } from "../src/cli/Main.ts"
@@ -75,6 +75,84 @@ describe("matrixrtc usage errors (exit 2)", () => {
     }))
 })
 
+describe("matrixrtc argument checks", () => {
+  it.scopedLive("a --homeserver that is not an http(s) URL is a usage error, before any request", () =>
+    Effect.gen(function*() {
+      for (const bad of ["notaurl", "ftp://matrix.example.org"]) {
+        const { result, err, out } = yield* capture(
+          main(argv("watch", "--homeserver", bad, "--access-token", "tok123456", "--room", "!a:b", "--json"))
+        )
+        assert.strictEqual(result, ExitCode.Usage, err.join("\n"))
+        assert.match(err[0]!, /^error: --homeserver must be an http or https URL/)
+        assert.strictEqual(JSON.parse(out[0]!).error._tag, "UsageError")
+      }
+      const doctor = yield* capture(main(argv("doctor", "--homeserver", "notaurl")))
+      assert.strictEqual(doctor.result, ExitCode.Usage)
+    }))
+
+  it.effect("an argument error with --json ends with a JSON error line naming the option", () =>
+    Effect.gen(function*() {
+      const bad = yield* capture(
+        main(argv("join", "--homeserver", "http://h", "--access-token", "tok123456", "--room", "!a:b", "--tone", "5", "--json"))
+      )
+      assert.strictEqual(bad.result, ExitCode.Usage)
+      assert.strictEqual(bad.out.length, 1, bad.out.join("\n"))
+      const line = JSON.parse(bad.out[0]!)
+      assert.strictEqual(line.event, "error")
+      assert.include(line.error, { _tag: "ValidationError", type: "InvalidValue" })
+      assert.match(line.error.message, /--tone/)
+
+      const missing = yield* capture(main(argv("watch", "--access-token", "tok123456", "--room", "!a:b", "--json")))
+      assert.strictEqual(missing.result, ExitCode.Usage)
+      assert.match(JSON.parse(missing.out[0]!).error.message, /--homeserver/)
+      // Without --json, stdout stays empty.
+      const human = yield* capture(main(argv("watch", "--access-token", "tok123456", "--room", "!a:b")))
+      assert.deepStrictEqual(human.out, [])
+    }))
+
+  it.scopedLive("--log-level works after the command's own options too", () =>
+    Effect.gen(function*() {
+      const gone = yield* fakeServer((_req, res) => json(res, 500, {}))
+      gone.close()
+      const { result, err } = yield* capture(
+        main(argv("watch", "--homeserver", gone.url, "--access-token", "tok123456", "--room", "!a:b", "--log-level", "debug"))
+      )
+      // Past the parsing: the homeserver is unreachable.
+      assert.strictEqual(result, ExitCode.Failure, err.join("\n"))
+    }))
+
+  it.scopedLive("--play with a file that is not WAV fails before logging in (nobody sees us join)", () =>
+    Effect.gen(function*() {
+      const requests = yield* Ref.make(0)
+      const hs = yield* fakeServer((_req, res) => {
+        Effect.runSync(Ref.update(requests, (n) => n + 1))
+        json(res, 500, {})
+      })
+      const { result, err } = yield* capture(
+        main(argv("join", "--homeserver", hs.url, "--access-token", "tok123456", "--room", "!a:b", "--play", "package.json"))
+      )
+      assert.strictEqual(result, ExitCode.Failure)
+      assert.match(err[0]!, /^error: not a RIFF\/WAVE file/)
+      assert.strictEqual(yield* Ref.get(requests), 0)
+    }))
+})
+
+describe("an unreachable homeserver", () => {
+  it.scopedLive("is named with its URL and the network's reason", () =>
+    Effect.gen(function*() {
+      const gone = yield* fakeServer((_req, res) => json(res, 500, {}))
+      gone.close()
+      for (const command of ["watch", "join"]) {
+        const { result, err, out } = yield* capture(
+          main(argv(command, "--homeserver", gone.url, "--access-token", "tok123456", "--room", "!a:b", "--json"))
+        )
+        assert.strictEqual(result, ExitCode.Failure)
+        assert.deepStrictEqual(err, [`error: cannot reach the homeserver at ${gone.url} (ECONNREFUSED)`])
+        assert.include(JSON.parse(out[0]!).error, { _tag: "HomeserverUnreachable", url: gone.url, reason: "ECONNREFUSED" })
+      }
+    }))
+})
+
 describe("exit codes of the call errors", () => {
   it("map one to one", () => {
     assert.strictEqual(exitCodeOf(new NotAuthenticated({ reason: "TokenRejected" })), 3)
@@ -82,6 +160,8 @@ describe("exit codes of the call errors", () => {
     assert.strictEqual(exitCodeOf({ _tag: "ConnectFailed" }), 5)
     assert.strictEqual(exitCodeOf({ _tag: "MembershipFailed" }), 6)
     assert.strictEqual(exitCodeOf(new RemovedFromRoom({ roomId: "!a:b" })), 7)
+    assert.strictEqual(exitCodeOf(new NotJoined({ roomId: "!a:b" })), 7)
+    assert.strictEqual(exitCodeOf(new HomeserverUnreachable({ url: "http://h", reason: "ECONNREFUSED" })), 1)
     assert.strictEqual(exitCodeOf(new Error("boom")), 1)
   })
 
@@ -322,6 +402,52 @@ describe("doctor", () => {
       assert.strictEqual(byName.get("LiveKit SFU")?.status, "fail")
       assert.match(byName.get("LiveKit SFU")!.detail, /HTTP 307, a redirect to .* \(not followed\)/)
       assert.strictEqual(yield* Ref.get(reached), 0)
+    }))
+
+  /** A homeserver where the token is valid and the room's state says `membership` for us; logs the paths asked for. */
+  const roomDeployment = (membership: string, asked: Array<string>) =>
+    fakeServer((req, res) => {
+      const path = decodeURIComponent(req.url ?? "")
+      asked.push(path)
+      if (path === "/_matrix/client/versions") return json(res, 200, { versions: ["v1.11"], unstable_features: {} })
+      if (path === "/_matrix/client/v3/account/whoami") return json(res, 200, { user_id: "@doc:example.org" })
+      if (path === "/_matrix/client/v3/rooms/!room:example.org/state/m.room.member/@doc:example.org") {
+        return json(res, 200, { membership })
+      }
+      // Synapse answers a room we left with its state as it was then.
+      if (path === "/_matrix/client/v3/rooms/!room:example.org/state/m.room.power_levels/") {
+        return json(res, 200, { users: { "@doc:example.org": 100 }, events: {} })
+      }
+      return json(res, 404, { errcode: "M_NOT_FOUND" })
+    })
+
+  const roomCheck = (homeserver: string, room: string) =>
+    capture(
+      Doctor.run(
+        { homeserver, accessToken: Option.some(Redacted.make("syt_doctor_access")), roomId: Option.some(room) },
+        Output.make({ json: true, secrets: [] })
+      ).pipe(Effect.provide(FetchHttpClient.layer))
+    ).pipe(Effect.map(({ result }) => result.find((r) => r.check === "call.member power level")!))
+
+  it.scopedLive("--room: an alias is refused as such, without asking the homeserver", () =>
+    Effect.gen(function*() {
+      const asked: Array<string> = []
+      const hs = yield* roomDeployment("join", asked)
+      const check = yield* roomCheck(hs.url, "#call:example.org")
+      assert.strictEqual(check.status, "fail")
+      assert.match(check.fix!, /aliases are not accepted: pass the room id/)
+      assert.isFalse(asked.some((p) => p.includes("/rooms/")))
+    }))
+
+  it.scopedLive("--room: a room we left fails although its state is readable; a joined one passes", () =>
+    Effect.gen(function*() {
+      const asked: Array<string> = []
+      const left = yield* roomCheck((yield* roomDeployment("leave", asked)).url, "!room:example.org")
+      assert.strictEqual(left.status, "fail")
+      assert.match(left.detail, /@doc:example.org is not joined to !room:example.org \(membership: leave\)/)
+      assert.match(left.fix!, /^join !room:example.org first/)
+      const joined = yield* roomCheck((yield* roomDeployment("join", asked)).url, "!room:example.org")
+      assert.strictEqual(joined.status, "pass", joined.detail)
     }))
 
   it.scopedLive("an unreachable homeserver is one failing line", () =>

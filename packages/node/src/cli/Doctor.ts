@@ -5,7 +5,7 @@
  * which is exactly what the higher-level clients abstract away.
  */
 import { HttpClient, HttpClientRequest } from "@effect/platform"
-import { AuthServiceHttp, Discovery } from "@matrixrtc-effect/core"
+import { AuthServiceHttp, Discovery, Ids } from "@matrixrtc-effect/core"
 import { Duration, Effect, Option, Redacted, Schema } from "effect"
 import { type Output, printable } from "./Output.ts"
 
@@ -37,6 +37,7 @@ const Versions = Schema.Struct({
   unstable_features: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Boolean }), { default: () => ({}) })
 })
 const Whoami = Schema.Struct({ user_id: Schema.String })
+const RoomMember = Schema.Struct({ membership: Schema.String })
 const Capabilities = Schema.Struct({
   capabilities: Schema.Struct({
     "org.matrix.msc4140.delayed_events": Schema.optional(Schema.Struct({ max_delay_ms: Schema.optional(Schema.Number) }))
@@ -99,6 +100,16 @@ const describeTransport = (e: { readonly message?: string; readonly cause?: unkn
   const inner = (e.cause as { cause?: { code?: string; message?: string } } | undefined)?.cause
   return inner?.code ?? inner?.message ?? e.message ?? "network error"
 }
+
+/**
+ * Why the homeserver gives no answer to `/versions` (the network's reason, e.g. `ECONNREFUSED`), or none when it
+ * answers at all. The CLI asks after a Matrix request failed in transport: matrix-js-sdk's error, as the adapter
+ * keeps it, says only "fetch failed".
+ */
+export const unreachableReason = (homeserver: string): Effect.Effect<Option.Option<string>, never, HttpClient.HttpClient> =>
+  send(HttpClientRequest.get(`${trimSlash(homeserver)}/_matrix/client/versions`)).pipe(
+    Effect.map((reply) => (reply._tag === "Unreachable" ? Option.some(reply.reason) : Option.none()))
+  )
 
 const decode = <A, I>(schema: Schema.Schema<A, I>, body: unknown): Option.Option<A> =>
   Schema.decodeUnknownOption(schema)(body)
@@ -325,39 +336,76 @@ export const run = (options: DoctorOptions, out: Output): Effect.Effect<Readonly
       yield* checkLiveKit({ hs, authUrl, userId, token: token.value, roomId: options.roomId, out }).pipe(Effect.flatMap(report))
     }
 
-    // 7. Power level for call memberships.
+    // 7. Power level for call memberships, in a room we are joined to.
     if (Option.isNone(options.roomId)) {
       yield* report(skip("call.member power level", "pass --room to check"))
     } else if (Option.isNone(token) || userId === undefined) {
       yield* report(skip("call.member power level", "needs a valid --access-token"))
     } else {
-      const room = options.roomId.value
-      const pl = yield* get(`${hs}/_matrix/client/v3/rooms/${encodeURIComponent(room)}/state/m.room.power_levels/`)
-      const levels = pl._tag === "Answer" && pl.answer.status === 200 ? decode(PowerLevels, pl.answer.body) : Option.none()
-      if (Option.isNone(levels)) {
-        yield* report(
-          fail(
-            "call.member power level",
-            pl._tag === "Unreachable" ? pl.reason : `reading m.room.power_levels: ${describeAnswer(pl.answer)}`,
-            pl._tag === "Answer" && pl.answer.status === 403 ? `join ${room} first` : "check the room id"
-          )
-        )
-      } else {
-        const l = levels.value
-        const needed = l.events[CALL_MEMBER] ?? l.state_default
-        const mine = l.users[userId] ?? l.users_default
-        yield* report(
-          mine >= needed
-            ? pass("call.member power level", `${CALL_MEMBER} needs ${needed}, you have ${mine}`)
-            : fail(
-              "call.member power level",
-              `${CALL_MEMBER} needs ${needed}, you have ${mine}: joining the call will fail with M_FORBIDDEN`,
-              `a room admin lowers events["${CALL_MEMBER}"] in m.room.power_levels to at most ${mine} (Element Call rooms use 0), or raises your level to ${needed}`
-            )
-        )
-      }
+      yield* checkRoom({ hs, room: options.roomId.value, userId, get }).pipe(Effect.flatMap(report))
     }
     return results
+  })
+
+/**
+ * Our membership in the room, then the power level a call membership needs there. The state of a room we left
+ * stays readable (as it was when we left), so the power levels alone would pass for it.
+ */
+const checkRoom = (args: {
+  readonly hs: string
+  readonly room: string
+  readonly userId: string
+  readonly get: (url: string) => Effect.Effect<Reply, never, HttpClient.HttpClient>
+}): Effect.Effect<CheckResult, never, HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const check = "call.member power level"
+    const { get, room, userId } = args
+    const roomId = yield* Ids.roomId(room).pipe(Effect.option)
+    if (Option.isNone(roomId)) {
+      return fail(
+        check,
+        `${room} is not a room id`,
+        room.startsWith("#")
+          ? "room aliases are not accepted: pass the room id (!…:server; Element shows it under Settings → Advanced)"
+          : "pass the room id, e.g. !abc:example.org"
+      )
+    }
+    const stateUrl = (type: string, stateKey: string) =>
+      `${args.hs}/_matrix/client/v3/rooms/${encodeURIComponent(roomId.value)}/state/${type}/${encodeURIComponent(stateKey)}`
+    const me = yield* get(stateUrl("m.room.member", userId))
+    const membership = me._tag === "Answer" && me.answer.status === 200
+      ? Option.map(decode(RoomMember, me.answer.body), (m) => m.membership)
+      : Option.none()
+    if (Option.getOrUndefined(membership) !== "join") {
+      return fail(
+        check,
+        Option.isSome(membership)
+          ? `${userId} is not joined to ${roomId.value} (membership: ${membership.value})`
+          : me._tag === "Unreachable"
+          ? me.reason
+          : `${userId} is not joined to ${roomId.value} (reading m.room.member: ${describeAnswer(me.answer)})`,
+        `join ${roomId.value} first (check the room id)`
+      )
+    }
+    const pl = yield* get(stateUrl("m.room.power_levels", ""))
+    const levels = pl._tag === "Answer" && pl.answer.status === 200 ? decode(PowerLevels, pl.answer.body) : Option.none()
+    if (Option.isNone(levels)) {
+      return fail(
+        check,
+        pl._tag === "Unreachable" ? pl.reason : `reading m.room.power_levels: ${describeAnswer(pl.answer)}`,
+        "the room has no readable m.room.power_levels; ask a room admin"
+      )
+    }
+    const l = levels.value
+    const needed = l.events[CALL_MEMBER] ?? l.state_default
+    const mine = l.users[userId] ?? l.users_default
+    return mine >= needed
+      ? pass(check, `${CALL_MEMBER} needs ${needed}, you have ${mine}`)
+      : fail(
+        check,
+        `${CALL_MEMBER} needs ${needed}, you have ${mine}: joining the call will fail with M_FORBIDDEN`,
+        `a room admin lowers events["${CALL_MEMBER}"] in m.room.power_levels to at most ${mine} (Element Call rooms use 0), or raises your level to ${needed}`
+      )
   })
 
 const checkLiveKit = (args: {

@@ -18,8 +18,10 @@ import { Chunk, Duration, Effect, Option, Ref, Schema, type Scope, Stream, Subsc
 import type { AudioFailed } from "../Audio.ts"
 import * as Audio from "../Audio.ts"
 import * as NodeCall from "../NodeCall.ts"
+import { setAbandonedOnForce } from "./Main.ts"
 import { NodeLiveKit, type NodeConnection } from "../NodeLiveKit.ts"
 import type { Credentials } from "./Cli.ts"
+import type { UsageError } from "./Errors.ts"
 import { type Output, printable } from "./Output.ts"
 import * as Render from "./Render.ts"
 import * as Session from "./Session.ts"
@@ -27,7 +29,8 @@ import * as Session from "./Session.ts"
 export type Media =
   | { readonly _tag: "None" }
   | { readonly _tag: "Tone"; readonly frequencyHz: number }
-  | { readonly _tag: "Wav"; readonly path: string }
+  /** Read (and checked) before joining, so that a bad file fails the command before others see us join. */
+  | { readonly _tag: "Wav"; readonly path: string; readonly pcm: Audio.Pcm }
 
 export interface JoinOptions {
   readonly homeserver: string
@@ -54,6 +57,7 @@ export type JoinError =
   | RemovedFromRoom
   | MatrixError
   | AudioFailed
+  | UsageError
 
 /** How often remote audio levels are reported. */
 const LEVEL_EVERY = Duration.seconds(1)
@@ -62,7 +66,7 @@ export const run = (options: JoinOptions, out: Output): Effect.Effect<void, Join
   Effect.gen(function*() {
     const roomId = yield* Ids.roomId(options.roomId)
     const services = NodeCall.layer({ matrix: Session.loginOptions(options.homeserver, options.credentials) })
-    yield* inCall(roomId, options, out).pipe(Effect.provide(services))
+    yield* Session.afterLogin(options.credentials, out).pipe(Effect.zipRight(inCall(roomId, options, out)), Effect.provide(services))
   })
 
 /**
@@ -104,11 +108,16 @@ const inCall = (roomId: Ids.RoomId, options: JoinOptions, out: Output) =>
             delayMs: own.delayMs
           },
           // The identity and room come from the auth service's JWT.
-          `joined the call in ${roomId} as ${call.session.userId} (${call.session.deviceId})\n` +
+          `joined the call in ${roomId} as ${printable(call.session.userId)} (${printable(call.session.deviceId)})\n` +
             `  LiveKit identity ${printable(call.connection.identity)} in room ${printable(call.connection.roomName)}\n` +
             `  membership state key ${printable(own.stateKey ?? "-")}; ${
               Option.isSome(own.delayId) ? `delayed leave after ${own.delayMs} ms if this process dies` : "no delayed leave (server lacks MSC4140)"
             }`
+        )
+        yield* setAbandonedOnForce(
+          Option.isSome(own.delayId)
+            ? `the membership ends by its delayed leave within ${Math.ceil(own.delayMs / 1000)} s`
+            : "the membership stays until it expires (the server has no delayed leave)"
         )
         yield* publish(conn, options.media, out)
         yield* show(call, conn, out)
@@ -150,8 +159,10 @@ export const publish = (conn: NodeConnection, media: Media, out: Output): Effect
         )
       )
     case "Wav":
-      return conn.publishAudio({ _tag: "Wav", path: media.path, loop: true }, { name: "wav" }).pipe(
-        Effect.flatMap((p) => out.event("publishing", { kind: "wav", path: media.path, trackSid: p.trackSid }, `publishing ${media.path} (looped)`))
+      return conn.publishAudio({ _tag: "Pcm", pcm: media.pcm, loop: true }, { name: "wav" }).pipe(
+        Effect.flatMap((p) =>
+          out.event("publishing", { kind: "wav", path: media.path, trackSid: p.trackSid }, `publishing ${printable(media.path)} (looped)`)
+        )
       )
   }
 }

@@ -15,9 +15,9 @@ export const ExitCode = {
   ConnectFailed: 5,
   /** Also a membership refused mid-call (the call's `MembershipRejected` end). */
   MembershipFailed: 6,
-  /** Our user is no longer joined to the room (the call's `RemovedFromRoom` end). */
+  /** Our user is not, or no longer, joined to the room (`watch`'s `NotJoined`, the call's `RemovedFromRoom` end). */
   RemovedFromRoom: 7,
-  /** A second Ctrl-C while leaving: we exit without waiting for the leave. */
+  /** A second Ctrl-C (or SIGTERM, SIGHUP) while leaving: we exit without waiting for the leave. */
   Forced: 130
 } as const
 
@@ -72,11 +72,27 @@ const isolateStdout = (): Console.Console => {
 }
 
 /**
+ * What a forced exit leaves behind, for the line it prints: set by the program as it learns it (a joined call
+ * knows how its membership will end without us). One per process, like the signal handlers that read it.
+ */
+let abandoned: string | undefined
+
+/** Says what a second signal would abandon from now on (none: nothing worth naming). */
+export const setAbandonedOnForce = (what: string | undefined): Effect.Effect<void> =>
+  Effect.sync(() => {
+    abandoned = what
+  })
+
+/** Ctrl-C, kill's default, and the terminal closing (an ssh session or terminal window that goes away). */
+const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const
+
+/**
  * Runs `program` (which yields the exit code) and exits the process with it.
  *
- * Ctrl-C and SIGTERM interrupt the program, so every scope closes: a joined call
+ * Ctrl-C, SIGTERM and SIGHUP interrupt the program, so every scope closes: a joined call
  * leaves (SFU first, then the membership) before the process ends; the exit code
- * is then the program's own (0 when it left cleanly). A second signal exits at once.
+ * is then the program's own (0 when it left cleanly). A second signal exits at once
+ * (130), saying on stderr what it abandons.
  * We exit explicitly at the end because native LiveKit handles can keep Node alive.
  */
 export const runMain = (program: Effect.Effect<number>): void => {
@@ -84,15 +100,19 @@ export const runMain = (program: Effect.Effect<number>): void => {
   const fiber = Effect.runFork(program.pipe(Effect.provide(loggerLayer), Effect.withConsole(console)))
   let signalled = false
   const onSignal = () => {
-    if (signalled) process.exit(ExitCode.Forced)
+    if (signalled) {
+      process.stderr.write(`leave abandoned${abandoned === undefined ? "" : `: ${abandoned}`}\n`, () => process.exit(ExitCode.Forced))
+      return
+    }
     signalled = true
     Effect.runFork(Fiber.interrupt(fiber))
   }
-  process.on("SIGINT", onSignal)
-  process.on("SIGTERM", onSignal)
+  for (const signal of signals) process.on(signal, onSignal)
+  // A closed terminal (SIGHUP) or a reader that went away makes writes fail (EIO, EPIPE); unhandled, that error
+  // would end the process before the leave. What can no longer be shown is dropped.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
   fiber.addObserver((exit) => {
-    process.off("SIGINT", onSignal)
-    process.off("SIGTERM", onSignal)
+    for (const signal of signals) process.off(signal, onSignal)
     const code = Exit.match(exit, {
       onSuccess: (code) => code,
       onFailure: (cause) => {

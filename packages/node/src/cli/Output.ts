@@ -1,8 +1,11 @@
 /**
  * What the CLI prints. Human mode writes readable lines; `--json` writes one JSON
  * object per line, each with an `"event"` field. Every line goes through a
- * redactor that knows the secrets of this run (access token, password, JWTs), so
- * a secret that slips into an error text is still never printed.
+ * redactor that knows the secrets this process holds: the access token and password
+ * it was given, the access token a password login got (`Session.afterLogin`), and
+ * the OpenID token and LiveKit JWT `doctor` requests. So a secret that slips into an
+ * error text is still never printed. The OpenID token and JWT of a `join` stay inside
+ * core (as `Redacted`, scrubbed from SDK errors) and never reach the CLI.
  */
 import { Console, Effect, Predicate, Redacted } from "effect"
 

@@ -4,9 +4,11 @@
  * (exit 3; the adapter's layer says so); other homeserver failures stay `MatrixError`.
  */
 import type { MatrixClient, MatrixError, NotAuthenticated } from "@matrixrtc-effect/core"
-import { layerLogin, type LoginOptions, type MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
-import { Layer, Option } from "effect"
+import { layerLogin, type LoginOptions, MatrixSdkClient } from "@matrixrtc-effect/matrix-js-sdk"
+import { Effect, Layer, Option } from "effect"
 import type { Credentials } from "./Cli.ts"
+import { UsageError } from "./Errors.ts"
+import type { Output } from "./Output.ts"
 
 export const loginOptions = (homeserver: string, credentials: Credentials, sync = true): LoginOptions => {
   const common = { homeserverUrl: homeserver.replace(/\/+$/, ""), sync }
@@ -28,3 +30,23 @@ export const layer = (
   credentials: Credentials
 ): Layer.Layer<MatrixClient | MatrixSdkClient, NotAuthenticated | MatrixError> =>
   layerLogin(loginOptions(homeserver, credentials))
+
+/**
+ * Right after logging in: the access token a password login got becomes a secret of this run (the given token and
+ * password already are), and a `--device-id` given with an access token must be the token's device, as /whoami
+ * tells: the token decides the device, so another id would only be pretended.
+ */
+export const afterLogin = (credentials: Credentials, out: Output): Effect.Effect<void, UsageError, MatrixSdkClient> =>
+  Effect.gen(function*() {
+    const client = yield* MatrixSdkClient
+    const token = client.getAccessToken()
+    if (token !== null) out.addSecret(token)
+    if (credentials._tag === "AccessToken" && Option.isSome(credentials.deviceId)) {
+      const actual = client.getDeviceId()
+      if (actual !== credentials.deviceId.value) {
+        return yield* new UsageError({
+          message: `--device-id ${credentials.deviceId.value} is not the access token's device (${actual ?? "unknown"}); leave it out, or use that token's device id`
+        })
+      }
+    }
+  })
