@@ -189,7 +189,7 @@ const join = Command.make(
       })
     )
   }
-).pipe(Command.withDescription("Join the room's call and show members and LiveKit participants until Ctrl-C, SIGTERM or --duration"))
+).pipe(Command.withDescription("Join the room's call and show members and LiveKit participants until Ctrl-C, SIGTERM, SIGHUP or --duration"))
 
 const watch = Command.make(
   "watch",
