@@ -382,6 +382,9 @@ export const join: (
       Stream.runHead,
       Effect.zipRight(Effect.logWarning("the SFU connection ended; leaving the call")),
       Effect.zipRight(Effect.forkDaemon(endWith("SfuDisconnected"))),
+      Effect.catchAllDefect((defect) =>
+        Effect.logError("the SFU connection's state went wrong; its end will go unnoticed", defect)
+      ),
       Effect.interruptible,
       detached,
       Effect.forkIn(bgScope)

@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Logger, Scope, Stream, TestClock } from "effect"
 import * as Call from "../src/Call.ts"
+import { LiveKit } from "../src/LiveKit.ts"
 import { MatrixClient } from "../src/MatrixClient.ts"
 import * as Testing from "../src/testing/index.ts"
 import { ops, roomId, settle } from "./utils.ts"
@@ -44,6 +45,22 @@ const dyingOn = (which: "restart" | "sendStateEvent" | "callMemberEvents", nth: 
     ),
     Testing.layer()
   )
+
+/** The test layers, with the SFU connection's state stream dying after its first state. */
+const dyingStates = Layer.provideMerge(
+  Layer.effect(
+    LiveKit,
+    Effect.map(LiveKit, (lk) =>
+      LiveKit.of({
+        connect: (url, jwt, options) =>
+          Effect.map(lk.connect(url, jwt, options), (c) => ({
+            ...c,
+            connectionStates: Stream.concat(c.connectionStates.pipe(Stream.take(1)), Stream.die(new Error("adapter bug")))
+          }))
+      }))
+  ),
+  Testing.layer()
+)
 
 const count = (op: string) => Effect.map(ops, (xs) => xs.filter((o) => o === op).length)
 
@@ -91,5 +108,16 @@ describe("background defects", () => {
       assert.deepStrictEqual(lines, ["the member watch went wrong; it has stopped"])
       yield* Scope.close(scope, Exit.void)
     }).pipe(Effect.provide(Layer.merge(dyingOn("callMemberEvents", 1), errors(lines))))
+  })
+
+  it.effect("an SFU state stream that dies is logged as an error", () => {
+    const lines: Array<string> = []
+    return Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* Call.join(roomId).pipe(Scope.extend(scope))
+      yield* settle
+      assert.deepStrictEqual(lines, ["the SFU connection's state went wrong; its end will go unnoticed"])
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(Layer.merge(dyingStates, errors(lines))))
   })
 })
