@@ -19,6 +19,7 @@ import * as CallMembers from "./CallMembers.ts"
 import type { RoomId } from "./Ids.ts"
 import type { LiveKitConnection } from "./LiveKit.ts"
 import { LiveKit } from "./LiveKit.ts"
+import * as LiveKitAdapter from "./LiveKitAdapter.ts"
 import type { MatrixClientService, RawCallEvent, ServerSupport, Session } from "./MatrixClient.ts"
 import { MatrixClient, MatrixError } from "./MatrixClient.ts"
 import * as Grant from "./Grant.ts"
@@ -111,7 +112,10 @@ export interface Call {
   readonly session: Session
   /** The auth-service base URL we advertise and took the JWT from. */
   readonly authServiceUrl: string
-  /** The LiveKit connection (identity, room, state, remote participants). */
+  /**
+   * The LiveKit connection (identity, room, state, remote participants); its change streams end when the call
+   * does. The platform's richer handle: `NodeLiveKit.nodeConnection(call.connection)` and the browser's equivalent.
+   */
   readonly connection: LiveKitConnection
   readonly membership: Effect.Effect<OwnMembership>
   /** The current membership, then every change (delay id, refreshed content); ends when the call has ended. */
@@ -416,7 +420,13 @@ export const join: (
       roomId,
       session,
       authServiceUrl: serviceUrl,
-      connection,
+      // Its change streams end with the call too; adapters still find their handle by it (`viewOf`).
+      connection: LiveKitAdapter.viewOf(connection, {
+        ...connection,
+        connectionStates: untilEnded(connection.connectionStates),
+        remoteParticipantsChanges: untilEnded(connection.remoteParticipantsChanges),
+        disconnectReasons: untilEnded(connection.disconnectReasons)
+      }),
       membership: SubscriptionRef.get(own),
       membershipChanges: untilEnded(own.changes),
       membershipHealth: untilEnded(healthOf(visibility)),

@@ -181,8 +181,20 @@ export const handles = <C extends LiveKitConnection>(): Handles<C> => {
   const byConnection = new WeakMap<LiveKitConnection, C>()
   return {
     register: (handle) => void byConnection.set(handle, handle),
-    of: (connection) => Option.fromNullable(byConnection.get(connection))
+    of: (connection) => Option.fromNullable(byConnection.get(views.get(connection) ?? connection))
   }
+}
+
+// The connection each view was made from (weak, as the handles).
+const views = new WeakMap<LiveKitConnection, LiveKitConnection>()
+
+/**
+ * Marks `view` as another face of `connection` (e.g. a joined call's, whose streams end with the call), so
+ * that looking up a handle by the view finds the connection's.
+ */
+export const viewOf = <V extends LiveKitConnection>(connection: LiveKitConnection, view: V): V => {
+  views.set(view, views.get(connection) ?? connection)
+  return view
 }
 
 /** A service's connections: the most recently opened one, and its handles. */

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, Stream, TestClock, TestServices } from "effect"
 import * as Call from "../src/Call.ts"
 import * as Testing from "../src/testing/index.ts"
 import { aliceKey, assertBefore, assertNothingLeft, awaitLog, entries, ops, roomId, TestHomeserver, TestLiveKit } from "./utils.ts"
@@ -52,6 +52,23 @@ describe("join", () => {
       yield* assertNothingLeft
       return error
     }).pipe(Effect.provide(Testing.layer(layer)))
+
+  it.scoped("the connection's change streams end with the call, as its own streams do", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const call = yield* Call.join(roomId).pipe(Scope.extend(scope))
+      const readers = yield* Effect.all([
+        Effect.fork(Stream.runDrain(call.connection.connectionStates)),
+        Effect.fork(Stream.runDrain(call.connection.remoteParticipantsChanges)),
+        Effect.fork(Stream.runDrain(call.connection.disconnectReasons)),
+        Effect.fork(Stream.runDrain(call.members))
+      ])
+      yield* Scope.close(scope, Exit.void)
+      for (const reader of readers) {
+        const done = yield* TestServices.provideLive(Effect.timeout(Fiber.await(reader), "2 seconds")).pipe(Effect.option)
+        assert.isTrue(Option.isSome(done), "a reader of the call's streams still waits after the call ended")
+      }
+    }).pipe(Effect.provide(Testing.layer())))
 
   it.effect("NotAuthenticated NoSession", () =>
     Effect.gen(function*() {

@@ -176,6 +176,17 @@ describe("LiveKitAdapter: handles, the most recent connection, the layer", () =>
       assert.isTrue(Option.contains(yield* current.connection, b))
     }).pipe(Effect.scoped))
 
+  it.effect("a view of a connection (a call's) finds the connection's handle, also a view of a view", () =>
+    Effect.gen(function*() {
+      const handles = LiveKitAdapter.handles<LiveKitConnection>()
+      const a = fakeConnection("a")
+      handles.register(a)
+      const view = LiveKitAdapter.viewOf(a, { ...a })
+      assert.strictEqual(Option.getOrThrow(handles.of(view)), a)
+      assert.strictEqual(Option.getOrThrow(handles.of(LiveKitAdapter.viewOf(view, { ...view }))), a)
+      assert.isTrue(Option.isNone(handles.of({ ...a })))
+    }))
+
   it.effect("the most recent connection while it is open; an older one closing leaves a newer one", () =>
     Effect.gen(function*() {
       const current = yield* LiveKitAdapter.connections(LiveKitAdapter.handles<LiveKitConnection>())

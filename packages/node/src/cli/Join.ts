@@ -19,7 +19,7 @@ import type { AudioFailed } from "../Audio.ts"
 import * as Audio from "../Audio.ts"
 import * as NodeCall from "../NodeCall.ts"
 import { setAbandonedOnForce } from "./Main.ts"
-import { NodeLiveKit, type NodeConnection } from "../NodeLiveKit.ts"
+import { nodeConnection, type NodeConnection } from "../NodeLiveKit.ts"
 import type { Credentials } from "./Cli.ts"
 import type { UsageError } from "./Errors.ts"
 import { type Output, printable } from "./Output.ts"
@@ -76,12 +76,11 @@ export const run = (options: JoinOptions, out: Output): Effect.Effect<void, Join
 export const joinCall = (roomId: Ids.RoomId) =>
   Effect.gen(function*() {
     const call = yield* Call.join(roomId)
-    const conn = yield* (yield* NodeLiveKit).connection.pipe(
-      Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(new ConnectFailed({ reason: "Disconnected", error: "the SFU connection closed right after joining" })),
-        onSome: Effect.succeed
-      }))
-    )
+    // This call's own handle (the service's most recent connection could be another call's).
+    const conn = yield* Option.match(nodeConnection(call.connection), {
+      onNone: () => Effect.dieMessage("the call's SFU connection was not opened by NodeLiveKit"),
+      onSome: Effect.succeed
+    })
     return { call, conn, own: yield* call.membership }
   })
 
