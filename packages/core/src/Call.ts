@@ -172,6 +172,21 @@ const defaults = {
 
 const minHeartbeatMs = 100
 
+// A delayed leave shorter than this cannot be kept up: every restart needs a round trip within the delay, and
+// one that fires between restarts makes the call re-publish again and again. A server that caps delayed events
+// below it is treated as one without them (the membership's expiry is then what ends a crashed call).
+const minDelayMs = 1_000
+
+const usableSupport = (support: ServerSupport): Effect.Effect<ServerSupport> =>
+  Option.match(Option.filter(support.maxDelayMs, (max) => max > 0 && max < minDelayMs), {
+    onNone: () => Effect.succeed(support),
+    onSome: (max) =>
+      Effect.as(
+        Effect.logWarning(`the server caps delayed events at ${max} ms, too short to keep up; joining without a delayed leave`),
+        { ...support, delayedEvents: false }
+      )
+  })
+
 const durationOptions = [
   "delayMs",
   "heartbeatMs",
@@ -232,7 +247,8 @@ export const join: (
   yield* Effect.addFinalizer(() => started.interrupt)
   const { memberId, serviceUrl } = started
   yield* Effect.annotateCurrentSpan("prepared", Option.isSome(prepared))
-  const [support, roomVersion] = yield* started.facts
+  const [advertised, roomVersion] = yield* started.facts
+  const support = yield* usableSupport(advertised)
   yield* requireStickySupport(dialect, support)
 
   // the delayed leave ∥ the JWT, then 4. membership ∥ SFU connect; cleanup is registered before any of it
@@ -736,8 +752,9 @@ const makeMembershipOps = (
       Effect.catchTag("MatrixError", (e) => {
         const kind = MatrixErrors.classify(e)
         const max = kind._tag === "MaxDelayExceeded" ? Option.getOrElse(kind.maxDelayMs, () => 0) : 0
-        // Only a lower maximum helps; without one (or with one we already use) trying again would loop.
-        return max > 0 && max < o.delayMs
+        // Only a lower maximum helps; without one (or with one we already use) trying again would loop, and one
+        // below minDelayMs could not be kept up.
+        return max >= minDelayMs && max < o.delayMs
           ? Effect.logInfo(`the server caps delayed events at ${max} ms; lowering the delayed leave`).pipe(
             Effect.zipRight(SubscriptionRef.update(own, (x) => ({ ...x, delayMs: max }))),
             Effect.zipRight(scheduleLeave)

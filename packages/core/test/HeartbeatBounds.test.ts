@@ -1,6 +1,5 @@
 /**
- * The heartbeat never spins: a server maximum of 0 or below is ignored, a tiny one still leaves a floor under the
- * period, and JoinOptions durations that are not finite and above 0 are refused before any request. A loop that
+ * The heartbeat never spins: a server maximum of 0 or below is ignored, one below 1 s means no delayed leave, and JoinOptions durations that are not finite and above 0 are refused before any request. A loop that
  * spins would never give the worker back (not even to the test timeout), so every test caps the requests: past
  * `cap` of one kind, the homeserver refuses them with 403, which ends the call, and the count fails the test.
  */
@@ -48,13 +47,23 @@ describe("heartbeat bounds", () => {
       assert.isAtMost(n, 6)
     }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 0 } }))), { timeout: 20_000 })
 
-  it.effect("a maximum of 1 ms still leaves a floor under the period", () =>
+  for (const maxDelayMs of [1, 50, 999]) {
+    it.effect(`an advertised maximum of ${maxDelayMs} ms (too short to keep up): joined without a delayed leave, no heartbeat`, () =>
+      Effect.gen(function*() {
+        const hs = yield* TestHomeserver.TestHomeserver
+        // Kept, a delayed leave this short fires between restarts and the room re-publishes each time: a flood.
+        const n = yield* requestsOver(10_000, 600)
+        assert.strictEqual(n, 0)
+        assert.strictEqual((yield* hs.activeMemberships(roomId)).length, 0, "left at scope close")
+      }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs } }))), { timeout: 20_000 })
+  }
+
+  it.effect("a maximum of 50 ms only learned from the refusal is not taken: no delayed leave, one try per round", () =>
     Effect.gen(function*() {
-      // At the floor (100 ms), 2 rounds in 250 ms. The 1 ms delayed leave fires between them, and the room showing
-      // the membership gone re-publishes it with a new one: a request per ms, not a spin.
-      const n = yield* requestsOver(250, 600)
-      assert.isAtMost(n, 1 + 2 + 250)
-    }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 1 } }))), { timeout: 20_000 })
+      // Lowered to 50 ms, the delayed leave would fire between restarts and the room re-publish each time.
+      const n = yield* requestsOver(10_000, 600)
+      assert.isAtMost(n, 1 + 2)
+    }).pipe(Effect.provide(Testing.layer({ homeserver: { maxDelayMs: 50, advertiseMaxDelay: false } }))), { timeout: 20_000 })
 
   for (
     const [key, value] of [
