@@ -110,6 +110,17 @@ describe("matrixrtc argument checks", () => {
       assert.deepStrictEqual(human.out, [])
     }))
 
+  it.effect("an argument error that echoes a secret given as --access-token=… redacts it", () =>
+    Effect.gen(function*() {
+      const bad = yield* capture(
+        main(argv("join", "--homeserver", "http://h", "--access-token=SECRETTOK", "--room", "!a:b", "--tone=SECRETTOK", "--json"))
+      )
+      assert.strictEqual(bad.result, ExitCode.Usage)
+      assert.strictEqual(bad.out.length, 1, bad.out.join("\n"))
+      assert.notInclude(bad.out[0]!, "SECRETTOK")
+      assert.include(bad.out[0]!, "ValidationError")
+    }))
+
   it.scopedLive("--log-level works after the command's own options too", () =>
     Effect.gen(function*() {
       const gone = yield* fakeServer((_req, res) => json(res, 500, {}))

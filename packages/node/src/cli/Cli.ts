@@ -248,9 +248,11 @@ const logLevelFirst = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
  */
 const validationErrorJson = (argv: ReadonlyArray<string>, e: ValidationError.ValidationError): Effect.Effect<void> => {
   if (!argv.includes("--json")) return Effect.void
+  // Both spellings @effect/cli accepts: `--name value` and `--name=value`.
   const given = (name: string) => {
     const i = argv.indexOf(name)
-    return i < 0 ? undefined : argv[i + 1]
+    if (i >= 0) return argv[i + 1]
+    return argv.find((arg) => arg.startsWith(`${name}=`))?.slice(name.length + 1)
   }
   const out = Output.make({
     json: true,

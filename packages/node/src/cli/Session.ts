@@ -11,7 +11,7 @@ import { UsageError } from "./Errors.ts"
 import type { Output } from "./Output.ts"
 
 export const loginOptions = (homeserver: string, credentials: Credentials, sync = true): LoginOptions => {
-  const common = { homeserverUrl: homeserver.replace(/\/+$/, ""), sync }
+  const common = { homeserverUrl: homeserver, sync }
   const deviceId = Option.getOrUndefined(credentials.deviceId)
   return credentials._tag === "AccessToken"
     ? { ...common, accessToken: credentials.accessToken, ...(deviceId !== undefined ? { deviceId } : {}) }
