@@ -1,7 +1,8 @@
 /**
- * Joining a room we are not joined to (or may not read): Synapse answers the room-version lookup with 403, and the
- * join fails there, as MembershipFailed Forbidden, before the JWT request (the auth service would create a LiveKit
- * room for it) and before anything is published.
+ * Joining a room the homeserver will not show us (session dialect; the version is not at hand locally): Synapse
+ * answers the room-version lookup with 403, and the join fails there, as MembershipFailed Forbidden, before the JWT
+ * request (the auth service would create a LiveKit room for it) and before anything is published. A room whose
+ * version is at hand (synced, left, world-readable) is refused later, at the membership write.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, TestClock } from "effect"
