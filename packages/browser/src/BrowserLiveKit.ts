@@ -186,6 +186,8 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
             Effect.withSpan("BrowserLiveKit.disconnect")
           )
         )
+        // Before the disconnect's finalizer, so the streams end after it (with the state its Disconnected event set).
+        const untilClosed = yield* LiveKitAdapter.endOnClose
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)
 
@@ -216,18 +218,18 @@ export const make = (options: BrowserLiveKitOptions = {}): Effect.Effect<Browser
           identity: room.localParticipant.identity,
           roomName: room.name,
           connectionState: SubscriptionRef.get(view.states),
-          connectionStates: view.states.changes,
+          connectionStates: untilClosed(view.states.changes),
           remoteParticipants: SubscriptionRef.get(view.participants),
-          remoteParticipantsChanges: view.participants.changes,
-          disconnectReasons: Stream.fromPubSub(reasons),
+          remoteParticipantsChanges: untilClosed(view.participants.changes),
+          disconnectReasons: untilClosed(Stream.fromPubSub(reasons)),
           disconnect,
           remoteTracks: SubscriptionRef.get(view.remoteTracks),
-          remoteTracksChanges: view.remoteTracks.changes,
+          remoteTracksChanges: untilClosed(view.remoteTracks.changes),
           localTracks: SubscriptionRef.get(view.localTracks),
-          localTracksChanges: view.localTracks.changes,
+          localTracksChanges: untilClosed(view.localTracks.changes),
           setMicrophoneEnabled: (enabled) => setEnabled("microphone", enabled),
           setCameraEnabled: (enabled) => setEnabled("camera", enabled),
-          mediaErrors: Stream.fromPubSub(mediaErrors),
+          mediaErrors: untilClosed(Stream.fromPubSub(mediaErrors)),
           startAudio: Effect.promise(() => room.startAudio().catch(() => undefined)),
           canPlaybackAudio: Effect.sync(() => room.canPlaybackAudio)
         }

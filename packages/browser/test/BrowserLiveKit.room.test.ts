@@ -5,13 +5,13 @@
  * on `globalThis` whose dispatcher, like a browser's for its own events, runs the microtask
  * checkpoint after each listener.
  *
- * The test clock is used throughout: no timer fires unless a test moves it, so "finished" here
- * means finished without waiting for any timer.
+ * The test clock is used (but where a test says otherwise): no timer fires unless a test moves it, so
+ * "finished" here means finished without waiting for any timer.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Option, Queue, Redacted, Scope, Stream, TestClock } from "effect"
 import type { LiveKitConnection } from "@matrixrtc-effect/core"
-import { Room, RoomEvent, Track, TrackEvent } from "livekit-client"
+import { ConnectionState, DisconnectReason, Room, RoomEvent, Track, TrackEvent } from "livekit-client"
 import type { LocalTrackPublication } from "livekit-client"
 import { EventEmitter } from "node:events"
 import * as BrowserLiveKit from "../src/BrowserLiveKit.ts"
@@ -39,13 +39,15 @@ const drain = Effect.promise(async () => {
 
 let rooms: Array<Room> = []
 let disconnects = 0
+/** What a test's disconnect does instead of never settling. */
+let disconnectWith: ((room: Room) => Promise<void>) | undefined
 const stubs = {
   connect: async function(this: Room) {
     rooms.push(this)
   },
-  disconnect: () => {
+  disconnect: function(this: Room) {
     disconnects++
-    return new Promise<void>(() => undefined)
+    return disconnectWith?.(this) ?? new Promise<void>(() => undefined)
   }
 }
 const saved = { addEventListener: globalThis.addEventListener, removeEventListener: globalThis.removeEventListener }
@@ -65,6 +67,7 @@ afterAll(() => {
 const setup = Effect.gen(function*() {
   rooms = []
   disconnects = 0
+  disconnectWith = undefined
   listeners.clear()
   const lk = yield* BrowserLiveKit.make()
   const callScope = yield* Scope.make()
@@ -191,5 +194,64 @@ describe("BrowserLiveKit: local tracks after a camera/microphone switch", () => 
       room.emit(RoomEvent.ActiveDeviceChanged, "audioinput", "other-mic")
       yield* drain
       assert.deepStrictEqual(yield* localTrackIds(connection), ["after"])
+    }))
+})
+
+describe("BrowserLiveKit: the handle's change streams", () => {
+  // Live clock: the waits below are bounded by real timeouts (the disconnect here settles at once).
+  it.live("end once its scope has closed, after the disconnect's final state; a reader started later ends at once", () =>
+    Effect.gen(function*() {
+      const { connect, leave } = yield* setup
+      // As livekit-client's disconnect: the room says so (state, then Disconnected) before it resolves.
+      disconnectWith = (room) => {
+        room.state = ConnectionState.Disconnected
+        room.emit(RoomEvent.ConnectionStateChanged, room.state)
+        room.emit(RoomEvent.Disconnected, DisconnectReason.CLIENT_INITIATED)
+        return Promise.resolve()
+      }
+      const connection = yield* connect
+      const room = rooms[0]!
+      room.state = ConnectionState.Connected
+      room.emit(RoomEvent.ConnectionStateChanged, room.state)
+      const within = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
+        Effect.timeoutFail(effect, { duration: "4 seconds", onTimeout: () => new Error(`${what} did not end`) })
+      // Readers not scoped to the connection, as one holding the handle of a joined call; those that
+      // can show it have seen an element before the close, so they were reading by then.
+      const started = yield* Queue.unbounded<void>()
+      const read = <A>(changes: Stream.Stream<A>) =>
+        Effect.fork(Stream.runCollect(Stream.tap(changes, () => Queue.offer(started, undefined))))
+      const states = yield* read(connection.connectionStates)
+      const readers: ReadonlyArray<Fiber.Fiber<Chunk.Chunk<unknown>>> = [
+        yield* read(connection.remoteParticipantsChanges),
+        yield* read(connection.remoteTracksChanges),
+        yield* read(connection.localTracksChanges)
+      ]
+      const reasons = yield* read(connection.disconnectReasons)
+      yield* within("the first four readers' start", Queue.takeN(started, 4))
+      room.emit(RoomEvent.Disconnected, DisconnectReason.DUPLICATE_IDENTITY)
+      yield* within("the reasons reader's start", Queue.take(started))
+      const mediaErrors = yield* Effect.fork(Stream.runCollect(connection.mediaErrors))
+
+      yield* leave
+      assert.strictEqual(disconnects, 1)
+      assert.deepStrictEqual(
+        Chunk.toReadonlyArray(yield* within("connectionStates", Fiber.join(states))),
+        ["connected", "disconnected"],
+        "the disconnect's final state reached the reader"
+      )
+      for (const reader of readers) assert.strictEqual(Chunk.size(yield* within("a ref's changes", Fiber.join(reader))), 1)
+      assert.deepStrictEqual(
+        Chunk.toReadonlyArray(yield* within("disconnectReasons", Fiber.join(reasons))),
+        ["DuplicateIdentity", "ClientInitiated"],
+        "the disconnect's own reason reached the reader"
+      )
+      yield* within("mediaErrors", Fiber.join(mediaErrors))
+
+      yield* within("a later connectionStates", Stream.runDrain(connection.connectionStates))
+      yield* within("a later remoteParticipantsChanges", Stream.runDrain(connection.remoteParticipantsChanges))
+      yield* within("a later disconnectReasons", Stream.runDrain(connection.disconnectReasons))
+      yield* within("a later remoteTracksChanges", Stream.runDrain(connection.remoteTracksChanges))
+      yield* within("a later localTracksChanges", Stream.runDrain(connection.localTracksChanges))
+      yield* within("a later mediaErrors", Stream.runDrain(connection.mediaErrors))
     }))
 })

@@ -9,8 +9,7 @@
  * disconnect promises). What an adapter does differently on purpose stays in the adapter.
  */
 import type { Scope } from "effect"
-import { Context, Duration, Effect, Equivalence, Layer, Option, SubscriptionRef } from "effect"
-import type { Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Equivalence, Layer, Option, Stream, SubscriptionRef } from "effect"
 import { ConnectFailed } from "./CallError.ts"
 import { disconnectReasonFromProtocolName, LiveKit } from "./LiveKit.ts"
 import type { DisconnectReason, LiveKitConnection, LiveKitService, PlatformLiveKitService, RemoteParticipant } from "./LiveKit.ts"
@@ -161,6 +160,22 @@ export const disconnect = (attempt: DisconnectAttempt): Effect.Effect<void> =>
       )
     )
     return (attempt.until === undefined ? bounded : Effect.race(bounded, attempt.until)).pipe(Effect.interruptible)
+  })
+
+/**
+ * Makes a handle's change streams end once the connect scope has closed: without it a reader not
+ * scoped to the connection (e.g. one holding a joined call's handle) would wait forever after the
+ * close. A reader that starts after the close ends at once.
+ *
+ * Add it to the connect scope before the disconnect's finalizer: finalizers run in reverse, so the
+ * streams end only after the disconnect, and the final state it publishes (e.g. "disconnected")
+ * still reaches a reader that was reading.
+ */
+export const endOnClose: Effect.Effect<<A, E, R>(changes: Stream.Stream<A, E, R>) => Stream.Stream<A, E, R>, never, Scope.Scope> =
+  Effect.gen(function*() {
+    const closed = yield* Deferred.make<void>()
+    yield* Effect.addFinalizer(() => Deferred.succeed(closed, undefined))
+    return (changes) => Stream.interruptWhen(changes, Deferred.await(closed))
   })
 
 // ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, SubscriptionRef, TestClock } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, SubscriptionRef, TestClock } from "effect"
 import { LiveKit, LiveKitAdapter } from "../src/index.ts"
 import type { LiveKitConnection, RemoteParticipant } from "../src/index.ts"
 import { ConnectFailed } from "../src/CallError.ts"
@@ -210,5 +210,26 @@ describe("LiveKitAdapter: handles, the most recent connection, the layer", () =>
       const both = yield* Effect.all([Adapter, LiveKit]).pipe(Effect.provide(LiveKitAdapter.layer(Adapter, Effect.succeed(service))))
       assert.strictEqual(both[0], service)
       assert.strictEqual(both[1], service)
+    }))
+})
+
+describe("LiveKitAdapter.endOnClose", () => {
+  it.live("a reader ends when the scope closes, after what its finalizers published; one started later ends at once", () =>
+    Effect.gen(function*() {
+      const within = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
+        Effect.timeoutFail(effect, { duration: "4 seconds", onTimeout: () => new Error(`${what} did not end`) })
+      const scope = yield* Scope.make()
+      const state = yield* SubscriptionRef.make("connected")
+      const untilClosed = yield* Scope.extend(LiveKitAdapter.endOnClose, scope)
+      // Added after endOnClose, so run before it: as an adapter's disconnect.
+      yield* Scope.addFinalizer(scope, SubscriptionRef.set(state, "disconnected"))
+      const started = yield* Deferred.make<void>()
+      const reader = yield* Effect.fork(
+        Stream.runCollect(Stream.tap(untilClosed(state.changes), () => Deferred.succeed(started, undefined)))
+      )
+      yield* within("the reader's start", Deferred.await(started))
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* within("the reader", Fiber.join(reader))), ["connected", "disconnected"])
+      yield* within("a later reader", Stream.runDrain(untilClosed(state.changes)))
     }))
 })

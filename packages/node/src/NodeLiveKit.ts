@@ -360,6 +360,8 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
             ),
           timeout: disconnectTimeout
         }).pipe(Effect.zipRight(refreshed), Effect.withSpan("NodeLiveKit.disconnect"))
+        // Before the disconnect's finalizer, so the streams end after it (with its "disconnected").
+        const untilClosed = yield* LiveKitAdapter.endOnClose
         // Cleanup first, then the connect as an ordinary interruptible step (effect-style.md §3).
         yield* Effect.addFinalizer(() => disconnect)
 
@@ -500,10 +502,10 @@ export const make = (options: NodeLiveKitOptions = {}): Effect.Effect<NodeLiveKi
           identity: local.identity,
           roomName: room.name ?? "",
           connectionState: SubscriptionRef.get(states),
-          connectionStates: states.changes,
+          connectionStates: untilClosed(states.changes),
           remoteParticipants: SubscriptionRef.get(participants),
-          remoteParticipantsChanges: participants.changes,
-          disconnectReasons: Stream.fromPubSub(reasons),
+          remoteParticipantsChanges: untilClosed(participants.changes),
+          disconnectReasons: untilClosed(Stream.fromPubSub(reasons)),
           disconnect,
           publishAudio,
           remoteAudio

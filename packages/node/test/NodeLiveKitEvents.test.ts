@@ -1,7 +1,7 @@
 // NodeLiveKit's glue between rtc-node's Room (events, disconnect) and Effect state, on a
 // fake Room: what the native side does at awkward moments, made to happen on purpose.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Queue, Redacted, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Option, Queue, Redacted, Scope, Stream } from "effect"
 import type { LiveKitConnection, RemoteParticipant } from "@matrixrtc-effect/core"
 import type { Scheduler } from "effect"
 import { vi } from "vitest"
@@ -35,7 +35,7 @@ vi.mock("@livekit/rtc-node", async (importOriginal) => {
   return { ...original, Room: FakeRoom }
 })
 
-const { ConnectionState, RoomEvent, TrackKind } = await import("@livekit/rtc-node")
+const { ConnectionState, DisconnectReason, RoomEvent, TrackKind } = await import("@livekit/rtc-node")
 const NodeLiveKit = await import("../src/NodeLiveKit.ts")
 
 const connect = Effect.flatMap(NodeLiveKit.make(), (lk) => lk.connect("ws://127.0.0.1:9", Redacted.make("a.b.c")))
@@ -162,4 +162,33 @@ describe("NodeLiveKit over a fake Room", () => {
       const last = yield* conn.connectionStates.pipe(Stream.filter((s) => s === "reconnecting"), Stream.runHead)
       assert.strictEqual(last._tag, "Some")
     }).pipe(Effect.scoped))
+  it.live("the handle's change streams end once its scope has closed, after the final state; a reader started later ends at once", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const conn = yield* Scope.extend(connect, scope)
+      const room = fake.rooms.at(-1)!
+      const within = <A, E>(what: string, effect: Effect.Effect<A, E>) =>
+        Effect.timeoutFail(effect, { duration: "4 seconds", onTimeout: () => new Error(`${what} did not end`) })
+      // Readers not scoped to the connection, as one holding the handle of a joined call. Each has
+      // seen an element before the close, so each was reading by then.
+      const started = yield* Queue.unbounded<void>()
+      const read = <A>(changes: Stream.Stream<A>) =>
+        Effect.fork(Stream.runCollect(Stream.tap(changes, () => Queue.offer(started, undefined))))
+      const states = yield* read(conn.connectionStates)
+      const participants = yield* read(conn.remoteParticipantsChanges)
+      const reasons = yield* read(conn.disconnectReasons)
+      yield* within("the first two readers' start", Queue.takeN(started, 2))
+      room.emit(RoomEvent.Disconnected, DisconnectReason.ROOM_DELETED)
+      yield* within("the reasons reader's start", Queue.take(started))
+
+      yield* Scope.close(scope, Exit.void)
+      const statesSeen = Chunk.toReadonlyArray(yield* within("connectionStates", Fiber.join(states)))
+      assert.deepStrictEqual(statesSeen, ["connected", "disconnected"], "the disconnect's final state reached the reader")
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* within("remoteParticipantsChanges", Fiber.join(participants))), [[]])
+      assert.deepStrictEqual(Chunk.toReadonlyArray(yield* within("disconnectReasons", Fiber.join(reasons))), ["RoomDeleted"])
+
+      yield* within("a later connectionStates", Stream.runDrain(conn.connectionStates))
+      yield* within("a later remoteParticipantsChanges", Stream.runDrain(conn.remoteParticipantsChanges))
+      yield* within("a later disconnectReasons", Stream.runDrain(conn.disconnectReasons))
+    }))
 })
