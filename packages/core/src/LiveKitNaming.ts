@@ -61,14 +61,26 @@ export const hashJsonArray = (parts: ReadonlyArray<string>): Effect.Effect<strin
     return g.crypto.subtle.digest("SHA-256", data)
   }).pipe(Effect.map((digest) => base64StdNoPad(new Uint8Array(digest))))
 
+/**
+ * The recipes over a given digest of a JSON string array, one that answers as `hashJsonArray` does: for a
+ * caller that must compute the names otherwise (the in-memory auth service hashes synchronously, see
+ * `testing/Sha256.ts`) and still follow these recipes. The functions below are these over Web Crypto.
+ */
+export const recipes = <A>(hash: (parts: ReadonlyArray<string>) => A) => ({
+  roomName: (roomId: string, slotId: string): A => hash([roomId, slotId]),
+  identityHashed: (userId: string, deviceId: string, memberId: string): A => hash([userId, deviceId, memberId]),
+  identityLegacy: (userId: string, deviceId: string): string => `${userId}:${deviceId}`
+})
+
+const webCrypto = recipes(hashJsonArray)
+
 /** LiveKit room name for a Matrix room and MatrixRTC slot (`/get_token`, delegate; `/sfu/get` with slot `m.call#ROOM`). */
-export const liveKitRoomName = (roomId: string, slotId: string): Effect.Effect<string> =>
-  hashJsonArray([roomId, slotId])
+export const liveKitRoomName = (roomId: string, slotId: string): Effect.Effect<string> => webCrypto.roomName(roomId, slotId)
 
 /** Hashed LiveKit identity used by `/get_token` and `/delegate_delayed_leave` (sticky dialect). */
 export const liveKitIdentityHashed = (userId: string, deviceId: string, memberId: string): Effect.Effect<string> =>
-  hashJsonArray([userId, deviceId, memberId])
+  webCrypto.identityHashed(userId, deviceId, memberId)
 
 /** Plain LiveKit identity used by legacy `/sfu/get` (state-event dialect): `@user:server:DEVICE`. */
 export const liveKitIdentityLegacy = (userId: string, deviceId: string): Effect.Effect<string> =>
-  Effect.succeed(`${userId}:${deviceId}`)
+  Effect.succeed(webCrypto.identityLegacy(userId, deviceId))

@@ -17,6 +17,9 @@ import { defaultAuthServiceUrl, TestHomeserver } from "./TestHomeserver.ts"
 
 export type AuthOp = "sfuGet" | "getToken"
 
+// LiveKitNaming's own recipes, hashed on the fiber runtime (see Sha256.ts).
+const naming = LiveKitNaming.recipes(Sha256.hashJsonArray)
+
 export interface TestAuthServiceOptions {
   /** The base URL it answers on (default: what the test homeserver advertises). */
   readonly url?: string | undefined
@@ -103,8 +106,7 @@ export const make = (options: TestAuthServiceOptions = {}) =>
           return yield* Effect.fail(reject(endpoint, 401, "M_UNAUTHORIZED", "The request could not be authorised."))
         }
         const identity = yield* identityFor(verified.value.sub)
-        // LiveKitNaming's recipes, hashed on the fiber runtime (see Sha256.ts).
-        const room = Sha256.hashJsonArray([roomId, slotId])
+        const room = naming.roomName(roomId, slotId)
         const n = yield* Ref.updateAndGet(counter, (x) => x + 1)
         const exp = Math.floor((yield* Clock.currentTimeMillis) / 1000) + jwtLifetimeS
         const claims: LiveKitClaims = {
@@ -131,7 +133,7 @@ export const make = (options: TestAuthServiceOptions = {}) =>
           baseUrl,
           request.roomId,
           request.openIdToken,
-          (sub) => Effect.succeed(`${sub}:${request.deviceId}`),
+          (sub) => Effect.succeed(naming.identityLegacy(sub, request.deviceId)),
           LiveKitNaming.legacySlotId
         ),
       getToken: (baseUrl, request) =>
@@ -142,7 +144,7 @@ export const make = (options: TestAuthServiceOptions = {}) =>
           request.openIdToken,
           (sub) =>
             sub === request.member.claimedUserId
-              ? Effect.succeed(Sha256.hashJsonArray([sub, request.member.claimedDeviceId, request.member.id]))
+              ? Effect.succeed(naming.identityHashed(sub, request.member.claimedDeviceId, request.member.id))
               : Effect.fail(reject(`${url}/get_token`, 401, "M_UNAUTHORIZED", "The request could not be authorised.")),
           request.slotId
         )
