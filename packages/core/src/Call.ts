@@ -13,7 +13,7 @@
 import { Cause, Clock, Context, Deferred, Effect, Either, Exit, Fiber, Option, Predicate, Random, Scope, Stream, SubscriptionRef, Tracer } from "effect"
 import type { LiveKitGrant } from "./AuthService.ts"
 import { AuthService } from "./AuthService.ts"
-import { ConnectFailed, JwtFetchFailed, MembershipFailed, NotAuthenticated, tokenRejected } from "./CallError.ts"
+import { ConnectFailed, joinFailure, JwtFetchFailed, MembershipFailed, NotAuthenticated } from "./CallError.ts"
 import type { CallMember } from "./CallMember.ts"
 import * as CallMembers from "./CallMembers.ts"
 import type { RoomId } from "./Ids.ts"
@@ -177,15 +177,21 @@ const minHeartbeatMs = 100
 // below it is treated as one without them (the membership's expiry is then what ends a crashed call).
 const minDelayMs = 1_000
 
-const usableSupport = (support: ServerSupport): Effect.Effect<ServerSupport> =>
-  Option.match(Option.filter(support.maxDelayMs, (max) => max > 0 && max < minDelayMs), {
-    onNone: () => Effect.succeed(support),
+/**
+ * What the server supports, as the join can use it: a maximum delay of 0 or below (external JSON) cannot be met by
+ * any delay and is ignored, as if not advertised; one below `minDelayMs` means no delayed leave.
+ */
+const usableSupport = (support: ServerSupport): Effect.Effect<ServerSupport> => {
+  const maxDelayMs = Option.filter(support.maxDelayMs, (max) => max > 0)
+  return Option.match(Option.filter(maxDelayMs, (max) => max < minDelayMs), {
+    onNone: () => Effect.succeed({ ...support, maxDelayMs }),
     onSome: (max) =>
       Effect.as(
         Effect.logWarning(`the server caps delayed events at ${max} ms, too short to keep up; joining without a delayed leave`),
-        { ...support, delayedEvents: false }
+        { ...support, maxDelayMs, delayedEvents: false }
       )
   })
+}
 
 const durationOptions = [
   "delayMs",
@@ -256,8 +262,7 @@ export const join: (
     ? Membership.sessionStateKey(session.userId, session.deviceId, roomVersion)
     : undefined
   const eventType = dialect === "session" ? Membership.SessionEventType : Membership.StickyEventType
-  // A maximum of 0 or below (external JSON) cannot be met by any delay: ignored, as if not advertised.
-  const initialDelay = Option.match(Option.filter(support.maxDelayMs, (max) => max > 0), {
+  const initialDelay = Option.match(support.maxDelayMs, {
     onNone: () => cfg.delayMs,
     onSome: (max) => Math.min(max, cfg.delayMs)
   })
@@ -825,7 +830,7 @@ const makeMembershipOps = (
     })
   }))
 
-  const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(toJoinFailure))
+  const arm = lock.withPermits(1)(armLeave).pipe(Effect.mapError(joinFailure))
 
   /**
    * Sends the membership again when a fired delayed leave ended it and the member watch has not done so yet. A
@@ -840,7 +845,7 @@ const makeMembershipOps = (
 
   const publish = lock.withPermits(1)(
     Effect.flatMap(SubscriptionRef.get(own), (o) => send(o.content))
-  ).pipe(Effect.mapError(toJoinFailure))
+  ).pipe(Effect.mapError(joinFailure))
 
   /**
    * The server no longer knows the delayed leave `delayId` (fired, or restarted too late): schedule a new one,
@@ -1163,37 +1168,6 @@ const bound = <A, E>(eff: Effect.Effect<A, E>, ms: number): Effect.Effect<Option
 // ---------------------------------------------------------------------------
 // Matrix error classification and retries
 // ---------------------------------------------------------------------------
-
-const membershipFailure = (e: MatrixError, kind: MatrixErrors.MatrixErrorKind): MembershipFailed["reason"] => {
-  switch (kind._tag) {
-    case "Forbidden":
-      return "Forbidden"
-    case "RateLimited":
-      return "RateLimited"
-    case "Transient":
-      // 5xx are transient too, but the server did answer: those stay "Rejected".
-      return e.reason === "Timeout" ? "Timeout" : e.reason === "Transport" ? "Unreachable" : "Rejected"
-    default:
-      return "Rejected"
-  }
-}
-
-/**
- * A membership write the server refused. A dead access token is NotAuthenticated, whichever request finds it
- * (with `prepared`, the delayed leave is the join's first homeserver request).
- */
-const toJoinFailure = (e: MatrixError): MembershipFailed | NotAuthenticated => {
-  const kind = MatrixErrors.classify(e)
-  return kind._tag === "UnknownToken"
-    ? tokenRejected(e)
-    : new MembershipFailed({
-      reason: membershipFailure(e, kind),
-      status: e.status,
-      errcode: e.errcode,
-      error: e.error,
-      cause: e
-    })
-}
 
 const hex = "0123456789abcdef"
 /** A random UUIDv4 for the sticky dialect's member id, through `Random` so tests can seed it. */

@@ -5,6 +5,7 @@
  */
 import { Schema } from "effect"
 import type { MatrixError } from "./MatrixClient.ts"
+import * as MatrixErrors from "./MatrixErrors.ts"
 
 const httpDetail = {
   status: Schema.optional(Schema.Number),
@@ -114,3 +115,29 @@ export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectF
 export type CallError = NotAuthenticated | JwtFetchFailed | MembershipFailed | ConnectFailed
 export const CallError = Schema.Union(NotAuthenticated, JwtFetchFailed, MembershipFailed, ConnectFailed)
 export const isCallError = Schema.is(CallError)
+
+const membershipFailure = (e: MatrixError, kind: MatrixErrors.MatrixErrorKind): MembershipFailed["reason"] => {
+  switch (kind._tag) {
+    case "Forbidden":
+      return "Forbidden"
+    case "RateLimited":
+      return "RateLimited"
+    case "Transient":
+      // 5xx are transient too, but the server did answer: those stay "Rejected".
+      return e.reason === "Timeout" ? "Timeout" : e.reason === "Transport" ? "Unreachable" : "Rejected"
+    default:
+      return "Rejected"
+  }
+}
+
+/**
+ * A homeserver refusal on the way to (or of) our membership, as the join's failure: a dead access token is
+ * NotAuthenticated, whichever request finds it (with `prepared`, the delayed leave is the join's first homeserver
+ * request); anything else is MembershipFailed.
+ */
+export const joinFailure = (e: MatrixError): MembershipFailed | NotAuthenticated => {
+  const kind = MatrixErrors.classify(e)
+  return kind._tag === "UnknownToken"
+    ? tokenRejected(e)
+    : new MembershipFailed({ reason: membershipFailure(e, kind), status: e.status, errcode: e.errcode, error: e.error, cause: e })
+}

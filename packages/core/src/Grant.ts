@@ -8,8 +8,8 @@
 import { Clock, Effect, Either, Fiber, Option } from "effect"
 import type { AuthService, LiveKitGrant } from "./AuthService.ts"
 import * as AuthServiceHttp from "./AuthServiceHttp.ts"
-import type { NotAuthenticated } from "./CallError.ts"
-import { JwtFetchFailed, MembershipFailed, tokenRejected } from "./CallError.ts"
+import type { MembershipFailed, NotAuthenticated } from "./CallError.ts"
+import { joinFailure, JwtFetchFailed, tokenRejected } from "./CallError.ts"
 import * as Discovery from "./Discovery.ts"
 import type { RoomId } from "./Ids.ts"
 import * as JoinCache from "./JoinCache.ts"
@@ -235,12 +235,8 @@ const serverSupport = (a: Asker): Effect.Effect<ServerSupport, NotAuthenticated>
 const roomVersionOf = (a: Asker): Effect.Effect<string, NotAuthenticated | MembershipFailed> =>
   bounded(a, a.mx.roomVersion(a.roomId)).pipe(
     Effect.catchTag("MatrixError", (e): Effect.Effect<string, NotAuthenticated | MembershipFailed> =>
-      MatrixRetry.isTokenRejected(e)
-        ? Effect.fail(tokenRejected(e))
-        : MatrixErrors.classify(e)._tag === "Forbidden"
-        ? Effect.fail(
-          new MembershipFailed({ reason: "Forbidden", status: e.status, errcode: e.errcode, error: e.error, cause: e })
-        )
+      ["UnknownToken", "Forbidden"].includes(MatrixErrors.classify(e)._tag)
+        ? Effect.fail(joinFailure(e))
         // Unknown version: the `_` prefix is what every normal room version needs.
         : Effect.as(Effect.logWarning("could not read the room version", e.message), "1"))
   )
